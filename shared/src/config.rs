@@ -1,0 +1,277 @@
+//! Every setting of the connector, read from environment variables (a `cosell.toml` may set
+//! the same keys; the environment wins) and validated once at start-up. A bad setting stops
+//! start-up with one line that names it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+use crate::duration_text::parse_duration;
+use crate::secret::Secret;
+
+/// Microsoft's host for webhook signing certificates (from the delivery headers in the docs).
+pub const DEFAULT_CERT_HOSTS: &str = "3psostorageacct.blob.core.windows.net";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("missing setting {name}: {hint}")]
+    Missing { name: &'static str, hint: &'static str },
+    #[error("bad setting {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+/// Logical names of the connector's columns on the opportunity. Every org has its own
+/// publisher prefix, so each is a setting; the defaults use the `cosell_` prefix of the
+/// columns this project's solution defines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnNames {
+    pub sync_flag: String,
+    pub referral_id: String,
+    pub referral_link: String,
+    pub help_needed: String,
+    pub solutions: String,
+    pub audit: String,
+    /// The seller's answer to a received referral (accept / decline choice).
+    pub decision: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub authority_url: Url,
+    pub tenant_id: String,
+    pub pc_client_id: String,
+    pub pc_client_secret: Secret,
+    /// When set, Partner Center tokens come from the refresh-token grant (app + user).
+    pub pc_refresh_token: Option<Secret>,
+    pub pc_api_url: Url,
+    pub pc_webhook_api_url: Url,
+    pub webhook_cert_hosts: Vec<String>,
+    pub dataverse_url: Url,
+    pub dv_client_id: String,
+    pub dv_client_secret: Secret,
+    pub columns: ColumnNames,
+    pub mapping_file: Option<PathBuf>,
+    pub sync_cosell_only: bool,
+    pub checkmark: bool,
+    pub listen: SocketAddr,
+    pub poll_interval: Duration,
+    pub data_dir: PathBuf,
+    pub http_timeout: Duration,
+    pub max_retries: u32,
+}
+
+/// Where settings come from: the environment first, then the file's keys.
+pub struct Source {
+    file: BTreeMap<String, String>,
+    env: Box<dyn Fn(&str) -> Option<String>>,
+}
+
+impl Source {
+    pub fn from_env() -> Self {
+        Source { file: BTreeMap::new(), env: Box::new(|k| std::env::var(k).ok()) }
+    }
+
+    /// A fixed set of values, for tests and the local runner.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let map: BTreeMap<String, String> =
+            pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        Source { file: BTreeMap::new(), env: Box::new(move |k| map.get(k).cloned()) }
+    }
+
+    /// Adds a TOML file whose top-level keys are the variable names (`COSELL_TENANT_ID = "..."`).
+    pub fn with_file(mut self, path: &Path) -> Result<Self, ConfigError> {
+        let err = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
+        for (k, v) in table {
+            let value = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Integer(i) => i.to_string(),
+                other => return Err(err(format!("{k}: unsupported value {other}"))),
+            };
+            self.file.insert(k, value);
+        }
+        Ok(self)
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        (self.env)(name).or_else(|| self.file.get(name).cloned()).filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Config {
+    /// Reads the environment, and `COSELL_CONFIG_FILE` (or `./cosell.toml` when present).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut source = Source::from_env();
+        let file = std::env::var("COSELL_CONFIG_FILE").ok().map(PathBuf::from).or_else(|| {
+            let p = PathBuf::from("cosell.toml");
+            p.exists().then_some(p)
+        });
+        if let Some(path) = file {
+            source = source.with_file(&path)?;
+        }
+        Self::load(&source)
+    }
+
+    pub fn load(src: &Source) -> Result<Self, ConfigError> {
+        let url = |name: &'static str, default: Option<&str>| -> Result<Url, ConfigError> {
+            let raw = match (src.get(name), default) {
+                (Some(v), _) => v,
+                (None, Some(d)) => d.to_string(),
+                (None, None) => {
+                    return Err(ConfigError::Missing { name, hint: "an https:// URL is required" })
+                }
+            };
+            let parsed = Url::parse(raw.trim()).map_err(|e| ConfigError::Invalid {
+                name,
+                reason: format!("'{raw}' is not a URL ({e})"),
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("'{raw}' must be an http(s) URL with a host"),
+                });
+            }
+            Ok(parsed)
+        };
+        let required = |name: &'static str, hint: &'static str| -> Result<String, ConfigError> {
+            src.get(name).map(|v| v.trim().to_string()).ok_or(ConfigError::Missing { name, hint })
+        };
+        let secret = |name: &'static str| -> Result<Secret, ConfigError> {
+            src.get(name).map(Secret::new).ok_or(ConfigError::Missing {
+                name,
+                hint: "a client secret is required (keep it out of files checked into git)",
+            })
+        };
+        let boolean = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
+            match src.get(name) {
+                None => Ok(default),
+                Some(v) => parse_bool(&v).ok_or_else(|| ConfigError::Invalid {
+                    name,
+                    reason: format!("'{v}' is not a boolean (use true/false, yes/no, 1/0)"),
+                }),
+            }
+        };
+        let duration = |name: &'static str, default: &str| -> Result<Duration, ConfigError> {
+            let raw = src.get(name).unwrap_or_else(|| default.to_string());
+            let d = parse_duration(&raw).map_err(|reason| ConfigError::Invalid { name, reason })?;
+            if d.is_zero() {
+                return Err(ConfigError::Invalid { name, reason: "must be greater than zero".into() });
+            }
+            Ok(d)
+        };
+        let column = |name: &'static str, default: &str| -> Result<String, ConfigError> {
+            let v = src.get(name).unwrap_or_else(|| default.to_string());
+            if v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                Ok(v.to_ascii_lowercase())
+            } else {
+                Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("'{v}' is not a Dataverse logical name (letters, digits, _)"),
+                })
+            }
+        };
+
+        let tenant_id = required("COSELL_TENANT_ID", "the Entra tenant id (GUID or domain)")?;
+        if tenant_id.contains('/') || tenant_id.contains(char::is_whitespace) {
+            return Err(ConfigError::Invalid {
+                name: "COSELL_TENANT_ID",
+                reason: "must be a tenant GUID or domain".into(),
+            });
+        }
+        let webhook_cert_hosts: Vec<String> = src
+            .get("COSELL_WEBHOOK_CERT_HOSTS")
+            .unwrap_or_else(|| DEFAULT_CERT_HOSTS.to_string())
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        if webhook_cert_hosts.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "COSELL_WEBHOOK_CERT_HOSTS",
+                reason: "needs at least one host".into(),
+            });
+        }
+        let listen_raw = src.get("COSELL_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_raw.parse().map_err(|_| ConfigError::Invalid {
+            name: "COSELL_LISTEN",
+            reason: format!("'{listen_raw}' is not host:port (e.g. 127.0.0.1:8080)"),
+        })?;
+        let max_retries_raw = src.get("COSELL_MAX_RETRIES").unwrap_or_else(|| "5".into());
+        let max_retries = max_retries_raw.parse::<u32>().ok().filter(|n| *n <= 20).ok_or_else(|| {
+            ConfigError::Invalid {
+                name: "COSELL_MAX_RETRIES",
+                reason: format!("'{max_retries_raw}' is not a whole number from 0 to 20"),
+            }
+        })?;
+        let mapping_file = src.get("COSELL_MAPPING_FILE").map(PathBuf::from);
+        if let Some(p) = &mapping_file {
+            if !p.is_file() {
+                return Err(ConfigError::Invalid {
+                    name: "COSELL_MAPPING_FILE",
+                    reason: format!("no file at {}", p.display()),
+                });
+            }
+        }
+
+        Ok(Config {
+            authority_url: url("COSELL_AUTHORITY_URL", Some("https://login.microsoftonline.com"))?,
+            tenant_id,
+            pc_client_id: required("COSELL_PC_CLIENT_ID", "the Partner Center app's client id")?,
+            pc_client_secret: secret("COSELL_PC_CLIENT_SECRET")?,
+            pc_refresh_token: src.get("COSELL_PC_REFRESH_TOKEN").map(Secret::new),
+            pc_api_url: url("COSELL_PC_API_URL", Some("https://api.partner.microsoft.com"))?,
+            pc_webhook_api_url: url(
+                "COSELL_PC_WEBHOOK_API_URL",
+                Some("https://api.partnercenter.microsoft.com"),
+            )?,
+            webhook_cert_hosts,
+            dataverse_url: url("COSELL_DATAVERSE_URL", None)?,
+            dv_client_id: required("COSELL_DV_CLIENT_ID", "the Dataverse app's client id")?,
+            dv_client_secret: secret("COSELL_DV_CLIENT_SECRET")?,
+            columns: ColumnNames {
+                sync_flag: column("COSELL_COL_SYNC", "cosell_syncwithpartnercenter")?,
+                referral_id: column("COSELL_COL_REFERRAL_ID", "cosell_referralidentifier")?,
+                referral_link: column("COSELL_COL_REFERRAL_LINK", "cosell_referrallink")?,
+                help_needed: column("COSELL_COL_HELP", "cosell_howcanmicrosofthelp")?,
+                solutions: column("COSELL_COL_SOLUTIONS", "cosell_solutions")?,
+                audit: column("COSELL_COL_AUDIT", "cosell_audit")?,
+                decision: column("COSELL_COL_DECISION", "cosell_referraldecision")?,
+            },
+            mapping_file,
+            sync_cosell_only: boolean("COSELL_SYNC_COSELL_ONLY", false)?,
+            checkmark: boolean("COSELL_CHECKMARK", true)?,
+            listen,
+            poll_interval: duration("COSELL_POLL_INTERVAL", "60s")?,
+            data_dir: PathBuf::from(src.get("COSELL_DATA_DIR").unwrap_or_else(|| "./.cosell".into())),
+            http_timeout: duration("COSELL_HTTP_TIMEOUT", "20s")?,
+            max_retries,
+        })
+    }
+
+    /// `{authority}/{tenant}/oauth2/v2.0/token`, as Entra ID serves it.
+    pub fn token_url(&self) -> Url {
+        let base = self.authority_url.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}/{}/oauth2/v2.0/token", self.tenant_id))
+            .expect("authority URL and tenant were validated")
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Some(true),
+        "false" | "no" | "0" | "off" => Some(false),
+        _ => None,
+    }
+}
