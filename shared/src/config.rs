@@ -18,7 +18,10 @@ pub const DEFAULT_CERT_HOSTS: &str = "3psostorageacct.blob.core.windows.net";
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("missing setting {name}: {hint}")]
-    Missing { name: &'static str, hint: &'static str },
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
     #[error("bad setting {name}: {reason}")]
     Invalid { name: &'static str, reason: String },
     #[error("cannot read config file {path}: {reason}")]
@@ -65,15 +68,21 @@ pub struct Config {
     pub max_retries: u32,
 }
 
+/// Looks a variable up by name.
+type Lookup = Box<dyn Fn(&str) -> Option<String>>;
+
 /// Where settings come from: the environment first, then the file's keys.
 pub struct Source {
     file: BTreeMap<String, String>,
-    env: Box<dyn Fn(&str) -> Option<String>>,
+    env: Lookup,
 }
 
 impl Source {
     pub fn from_env() -> Self {
-        Source { file: BTreeMap::new(), env: Box::new(|k| std::env::var(k).ok()) }
+        Source {
+            file: BTreeMap::new(),
+            env: Box::new(|k| std::env::var(k).ok()),
+        }
     }
 
     /// A fixed set of values, for tests and the local runner.
@@ -83,16 +92,26 @@ impl Source {
         K: Into<String>,
         V: Into<String>,
     {
-        let map: BTreeMap<String, String> =
-            pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-        Source { file: BTreeMap::new(), env: Box::new(move |k| map.get(k).cloned()) }
+        let map: BTreeMap<String, String> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        Source {
+            file: BTreeMap::new(),
+            env: Box::new(move |k| map.get(k).cloned()),
+        }
     }
 
     /// Adds a TOML file whose top-level keys are the variable names (`COSELL_TENANT_ID = "..."`).
     pub fn with_file(mut self, path: &Path) -> Result<Self, ConfigError> {
-        let err = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
+        let err = |reason: String| ConfigError::File {
+            path: path.display().to_string(),
+            reason,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| err(e.to_string()))?;
         for (k, v) in table {
             let value = match v {
                 toml::Value::String(s) => s,
@@ -106,7 +125,9 @@ impl Source {
     }
 
     fn get(&self, name: &str) -> Option<String> {
-        (self.env)(name).or_else(|| self.file.get(name).cloned()).filter(|v| !v.trim().is_empty())
+        (self.env)(name)
+            .or_else(|| self.file.get(name).cloned())
+            .filter(|v| !v.trim().is_empty())
     }
 }
 
@@ -114,10 +135,13 @@ impl Config {
     /// Reads the environment, and `COSELL_CONFIG_FILE` (or `./cosell.toml` when present).
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut source = Source::from_env();
-        let file = std::env::var("COSELL_CONFIG_FILE").ok().map(PathBuf::from).or_else(|| {
-            let p = PathBuf::from("cosell.toml");
-            p.exists().then_some(p)
-        });
+        let file = std::env::var("COSELL_CONFIG_FILE")
+            .ok()
+            .map(PathBuf::from)
+            .or_else(|| {
+                let p = PathBuf::from("cosell.toml");
+                p.exists().then_some(p)
+            });
         if let Some(path) = file {
             source = source.with_file(&path)?;
         }
@@ -130,7 +154,10 @@ impl Config {
                 (Some(v), _) => v,
                 (None, Some(d)) => d.to_string(),
                 (None, None) => {
-                    return Err(ConfigError::Missing { name, hint: "an https:// URL is required" })
+                    return Err(ConfigError::Missing {
+                        name,
+                        hint: "an https:// URL is required",
+                    })
                 }
             };
             let parsed = Url::parse(raw.trim()).map_err(|e| ConfigError::Invalid {
@@ -146,7 +173,9 @@ impl Config {
             Ok(parsed)
         };
         let required = |name: &'static str, hint: &'static str| -> Result<String, ConfigError> {
-            src.get(name).map(|v| v.trim().to_string()).ok_or(ConfigError::Missing { name, hint })
+            src.get(name)
+                .map(|v| v.trim().to_string())
+                .ok_or(ConfigError::Missing { name, hint })
         };
         let secret = |name: &'static str| -> Result<Secret, ConfigError> {
             src.get(name).map(Secret::new).ok_or(ConfigError::Missing {
@@ -167,7 +196,10 @@ impl Config {
             let raw = src.get(name).unwrap_or_else(|| default.to_string());
             let d = parse_duration(&raw).map_err(|reason| ConfigError::Invalid { name, reason })?;
             if d.is_zero() {
-                return Err(ConfigError::Invalid { name, reason: "must be greater than zero".into() });
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: "must be greater than zero".into(),
+                });
             }
             Ok(d)
         };
@@ -203,18 +235,22 @@ impl Config {
                 reason: "needs at least one host".into(),
             });
         }
-        let listen_raw = src.get("COSELL_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen_raw = src
+            .get("COSELL_LISTEN")
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen = listen_raw.parse().map_err(|_| ConfigError::Invalid {
             name: "COSELL_LISTEN",
             reason: format!("'{listen_raw}' is not host:port (e.g. 127.0.0.1:8080)"),
         })?;
         let max_retries_raw = src.get("COSELL_MAX_RETRIES").unwrap_or_else(|| "5".into());
-        let max_retries = max_retries_raw.parse::<u32>().ok().filter(|n| *n <= 20).ok_or_else(|| {
-            ConfigError::Invalid {
+        let max_retries = max_retries_raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= 20)
+            .ok_or_else(|| ConfigError::Invalid {
                 name: "COSELL_MAX_RETRIES",
                 reason: format!("'{max_retries_raw}' is not a whole number from 0 to 20"),
-            }
-        })?;
+            })?;
         let mapping_file = src.get("COSELL_MAPPING_FILE").map(PathBuf::from);
         if let Some(p) = &mapping_file {
             if !p.is_file() {
@@ -226,12 +262,18 @@ impl Config {
         }
 
         Ok(Config {
-            authority_url: url("COSELL_AUTHORITY_URL", Some("https://login.microsoftonline.com"))?,
+            authority_url: url(
+                "COSELL_AUTHORITY_URL",
+                Some("https://login.microsoftonline.com"),
+            )?,
             tenant_id,
             pc_client_id: required("COSELL_PC_CLIENT_ID", "the Partner Center app's client id")?,
             pc_client_secret: secret("COSELL_PC_CLIENT_SECRET")?,
             pc_refresh_token: src.get("COSELL_PC_REFRESH_TOKEN").map(Secret::new),
-            pc_api_url: url("COSELL_PC_API_URL", Some("https://api.partner.microsoft.com"))?,
+            pc_api_url: url(
+                "COSELL_PC_API_URL",
+                Some("https://api.partner.microsoft.com"),
+            )?,
             pc_webhook_api_url: url(
                 "COSELL_PC_WEBHOOK_API_URL",
                 Some("https://api.partnercenter.microsoft.com"),
@@ -254,7 +296,10 @@ impl Config {
             checkmark: boolean("COSELL_CHECKMARK", true)?,
             listen,
             poll_interval: duration("COSELL_POLL_INTERVAL", "60s")?,
-            data_dir: PathBuf::from(src.get("COSELL_DATA_DIR").unwrap_or_else(|| "./.cosell".into())),
+            data_dir: PathBuf::from(
+                src.get("COSELL_DATA_DIR")
+                    .unwrap_or_else(|| "./.cosell".into()),
+            ),
             http_timeout: duration("COSELL_HTTP_TIMEOUT", "20s")?,
             max_retries,
         })

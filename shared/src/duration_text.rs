@@ -8,15 +8,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("'{text}' is not a duration (expected e.g. 500ms, 60s, 5m)"));
+        return Err(format!(
+            "'{text}' is not a duration (expected e.g. 500ms, 60s, 5m)"
+        ));
     }
-    let n: u64 = num.parse().map_err(|_| format!("'{text}' is out of range"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is out of range"))?;
     let d = match unit.trim() {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),
         "m" | "min" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
-        other => return Err(format!("unknown unit '{other}' in '{text}' (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}' (use ms, s, m or h)"
+            ))
+        }
     };
     Ok(d)
 }

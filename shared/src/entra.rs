@@ -36,7 +36,11 @@ pub enum TokenError {
     Call(#[from] CallError),
     /// Entra said no; `error` is its code (e.g. `invalid_client`), never the secret.
     #[error("token request rejected ({status}): {error}: {description}")]
-    Rejected { status: u16, error: String, description: String },
+    Rejected {
+        status: u16,
+        error: String,
+        description: String,
+    },
     #[error("token response unreadable: {0}")]
     Malformed(String),
 }
@@ -98,7 +102,10 @@ impl TokenProvider {
             client_secret,
             scope: scope.into(),
             policy,
-            state: Mutex::new(State { cached: None, grant }),
+            state: Mutex::new(State {
+                cached: None,
+                grant,
+            }),
             refresh_store: None,
             fetches: Default::default(),
         }
@@ -134,7 +141,10 @@ impl TokenProvider {
             }
         }
         let renew_in = lifetime.saturating_sub(RENEW_MARGIN.min(lifetime / 2));
-        state.cached = Some(Cached { token: token.clone(), renew_at: Instant::now() + renew_in });
+        state.cached = Some(Cached {
+            token: token.clone(),
+            renew_at: Instant::now() + renew_in,
+        });
         Ok(token)
     }
 
@@ -144,7 +154,8 @@ impl TokenProvider {
     }
 
     async fn fetch(&self, grant: &Grant) -> Result<(Secret, Duration, Option<Secret>), TokenError> {
-        self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut form: Vec<(&str, &str)> = vec![
             ("client_id", &self.client_id),
             ("client_secret", self.client_secret.expose()),
@@ -162,7 +173,10 @@ impl TokenProvider {
         })
         .await?;
         let status = resp.status();
-        let body = resp.text().await.map_err(|e| TokenError::Malformed(e.without_url().to_string()))?;
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| TokenError::Malformed(e.without_url().to_string()))?;
         if !status.is_success() {
             let err: TokenErrorBody = serde_json::from_str(&body).unwrap_or_default();
             return Err(TokenError::Rejected {

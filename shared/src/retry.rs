@@ -50,7 +50,10 @@ impl RetryPolicy {
 
     /// Full-jitter exponential backoff for retry number `n` (0-based).
     pub fn backoff(&self, n: u32) -> Duration {
-        let cap = self.base_backoff.saturating_mul(1u32 << n.min(16)).min(self.max_backoff);
+        let cap = self
+            .base_backoff
+            .saturating_mul(1u32 << n.min(16))
+            .min(self.max_backoff);
         let millis = cap.as_millis().max(1) as u64;
         Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
     }
@@ -60,13 +63,26 @@ impl RetryPolicy {
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     #[error("{call}: no answer within {timeout:?} after {attempts} attempt(s)")]
-    Timeout { call: String, attempts: u32, timeout: Duration },
+    Timeout {
+        call: String,
+        attempts: u32,
+        timeout: Duration,
+    },
     #[error("{call}: connection failed after {attempts} attempt(s): {reason}")]
-    Transport { call: String, attempts: u32, reason: String },
+    Transport {
+        call: String,
+        attempts: u32,
+        reason: String,
+    },
     #[error("{call}: throttled (429); the service asks to wait {retry_after:?}")]
     Throttled { call: String, retry_after: Duration },
     #[error("{call}: HTTP {status} after {attempts} attempt(s): {body}")]
-    Unavailable { call: String, status: u16, attempts: u32, body: String },
+    Unavailable {
+        call: String,
+        status: u16,
+        attempts: u32,
+        body: String,
+    },
 }
 
 impl CallError {
@@ -74,9 +90,9 @@ impl CallError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             CallError::Throttled { retry_after, .. } => Some(*retry_after),
-            CallError::Timeout { .. } | CallError::Transport { .. } | CallError::Unavailable { .. } => {
-                Some(Duration::from_secs(30))
-            }
+            CallError::Timeout { .. }
+            | CallError::Transport { .. }
+            | CallError::Unavailable { .. } => Some(Duration::from_secs(30)),
         }
     }
 }
@@ -112,9 +128,17 @@ where
         let wait = match result {
             Ok(resp) if resp.status() == StatusCode::TOO_MANY_REQUESTS => {
                 let wait = retry_after(&resp).unwrap_or_else(|| policy.backoff(attempt - 1));
-                tracing::warn!(call, attempt, wait_ms = wait.as_millis() as u64, "throttled");
+                tracing::warn!(
+                    call,
+                    attempt,
+                    wait_ms = wait.as_millis() as u64,
+                    "throttled"
+                );
                 if last || wait > policy.max_inline_wait {
-                    return Err(CallError::Throttled { call: call.to_string(), retry_after: wait });
+                    return Err(CallError::Throttled {
+                        call: call.to_string(),
+                        retry_after: wait,
+                    });
                 }
                 wait
             }

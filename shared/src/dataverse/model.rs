@@ -25,7 +25,11 @@ pub mod status_reason {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Opportunity {
-    #[serde(rename = "@odata.etag", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "@odata.etag",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opportunityid: Option<String>,
@@ -46,11 +50,23 @@ pub struct Opportunity {
     pub statecode: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statuscode: Option<i32>,
-    #[serde(rename = "_customerid_value", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "_customerid_value",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub customerid: Option<String>,
-    #[serde(rename = "_parentaccountid_value", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "_parentaccountid_value",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub parentaccountid: Option<String>,
-    #[serde(rename = "_parentcontactid_value", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "_parentcontactid_value",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub parentcontactid: Option<String>,
     #[serde(
         rename = "_transactioncurrencyid_value",
@@ -71,7 +87,11 @@ pub struct Opportunity {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Account {
-    #[serde(rename = "@odata.etag", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "@odata.etag",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accountid: Option<String>,
@@ -96,7 +116,11 @@ pub struct Account {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Contact {
-    #[serde(rename = "@odata.etag", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "@odata.etag",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contactid: Option<String>,
@@ -110,7 +134,11 @@ pub struct Contact {
     pub emailaddress1: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telephone1: Option<String>,
-    #[serde(rename = "_parentcustomerid_value", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "_parentcustomerid_value",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub parentcustomerid: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,

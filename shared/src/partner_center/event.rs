@@ -12,11 +12,19 @@ pub struct WebhookEvent {
     pub event_name: String,
     #[serde(rename = "ResourceUri")]
     pub resource_uri: String,
-    #[serde(rename = "ResourceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ResourceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_name: Option<String>,
     #[serde(rename = "AuditUri", default)]
     pub audit_uri: Option<Value>,
-    #[serde(rename = "ResourceChangeUtcDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ResourceChangeUtcDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_change_utc_date: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
@@ -32,6 +40,9 @@ impl WebhookEvent {
     /// The referral id: the last path segment of `ResourceUri`.
     pub fn referral_id(&self) -> Option<&str> {
         let path = self.resource_uri.split(['?', '#']).next()?;
-        path.trim_end_matches('/').rsplit('/').next().filter(|s| !s.is_empty())
+        path.trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .filter(|s| !s.is_empty())
     }
 }

@@ -7,4 +7,6 @@ pub mod wire;
 
 pub use event::WebhookEvent;
 pub use referral::Referral;
-pub use status::{ReferralDirection, ReferralQualification, ReferralStatus, ReferralSubstatus, ReferralType};
+pub use status::{
+    ReferralDirection, ReferralQualification, ReferralStatus, ReferralSubstatus, ReferralType,
+};

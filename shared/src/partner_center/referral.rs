@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::status::{
-    ReferralDirection, ReferralQualification, ReferralStatus, ReferralSubstatus, ReferralTargetType,
-    ReferralType,
+    ReferralDirection, ReferralQualification, ReferralStatus, ReferralSubstatus,
+    ReferralTargetType, ReferralType,
 };
 use super::wire::{DealValue, WireTime};
 

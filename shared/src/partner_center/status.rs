@@ -62,13 +62,14 @@ impl ReferralStatus {
     /// The statuses a referral may move to from this one (the documented state machine).
     pub fn may_move_to(&self, next: &ReferralStatus) -> bool {
         use ReferralStatus::*;
-        match (self, next) {
-            (New, New | Active | Closed) => true,
-            (Active, Active | Closed) => true,
-            (Closed, Closed) => true,
-            (Other(_), _) | (_, Other(_)) => true,
-            _ => false,
-        }
+        matches!(
+            (self, next),
+            (New, New | Active | Closed)
+                | (Active, Active | Closed)
+                | (Closed, Closed)
+                | (Other(_), _)
+                | (_, Other(_))
+        )
     }
 
     /// The substatuses documented for this status.
