@@ -2,14 +2,20 @@
 //! the functions under `functions/` and the local runner under `infra/` are thin edges
 //! that build these pieces once and hand events to them.
 
+pub mod audit;
 pub mod config;
+pub mod crosswalk;
+pub mod custom_resource;
 pub mod dataverse;
 pub mod duration_text;
 pub mod entra;
+pub mod mapping;
 pub mod open_enum;
 pub mod partner_center;
+pub mod queue;
 pub mod retry;
 pub mod secret;
+pub mod store;
 
 pub use config::{Config, ConfigError};
 pub use secret::Secret;

@@ -1,5 +1,14 @@
-//! Dynamics 365 (Dataverse Web API): the rows the connector reads and writes.
+//! Dynamics 365 (Dataverse Web API): the rows the connector reads and writes, and the client
+//! that reads and writes them.
 
+pub mod bind;
+mod changes;
+mod client;
+mod error;
 pub mod model;
+pub mod query;
 
+pub use changes::ChangeSet;
+pub use client::DataverseClient;
+pub use error::DataverseError;
 pub use model::{Account, Contact, Opportunity};

@@ -1,12 +1,23 @@
-//! Partner Center: the referral resource, its enums, and webhook events.
+//! Partner Center: the referral resource, its enums, webhook events, the API client and the
+//! webhook verifier.
 
+pub mod client;
+pub mod error;
 pub mod event;
 pub mod referral;
+pub mod registration;
 pub mod status;
+pub mod webhook_verify;
 pub mod wire;
 
+pub use client::{ListQuery, Page, PartnerCenterClient, PatchOp};
+pub use error::PartnerCenterError;
 pub use event::WebhookEvent;
 pub use referral::Referral;
+pub use registration::{Registration, TestEventStatus};
 pub use status::{
     ReferralDirection, ReferralQualification, ReferralStatus, ReferralSubstatus, ReferralType,
+};
+pub use webhook_verify::{
+    CertificateSource, HttpCertificateSource, Rejection, VerifiedEvent, WebhookVerifier,
 };

@@ -1,0 +1,203 @@
+//! A local, in-memory stand-in for Microsoft Entra ID's token endpoint and the Dataverse
+//! Web API, covering what cosell-sync uses: opportunities, accounts, contacts, currencies,
+//! opportunity closes, `WinOpportunity`/`LoseOpportunity`, `WhoAmI`, OData queries and
+//! paging, optimistic concurrency, change tracking, plus fault injection and request
+//! counters for tests and benchmarks. It serves plain HTTP on loopback only.
+
+mod actions;
+mod admin;
+mod collection;
+pub mod faults;
+pub mod filter;
+mod odata_error;
+mod request;
+mod rows;
+mod state;
+mod token;
+mod tracking;
+mod writes;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use url::Url;
+
+pub use faults::{Fault, FaultKind, Limit};
+pub use state::{StandinConfig, EUR_ID, USD_ID};
+pub use tracking::EXPIRED_MESSAGE;
+
+use state::State;
+
+fn router(state: Arc<State>) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/data/v9.2/{segment}",
+            get(rows::get)
+                .post(rows::post)
+                .patch(rows::patch)
+                .delete(rows::delete),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            token::require_bearer,
+        ));
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(token::token))
+        .merge(api)
+        .merge(admin::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            faults::layer,
+        ))
+        .with_state(state)
+}
+
+/// A running stand-in. Call [`StandinHandle::shutdown`] to stop it.
+pub struct StandinHandle {
+    state: Arc<State>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl StandinHandle {
+    /// Serves the stand-in on `addr` (use `127.0.0.1:0` for a free port) with the default
+    /// tenant and credentials; the second value is the org URL (also the token authority).
+    pub async fn start(addr: SocketAddr) -> std::io::Result<(StandinHandle, Url)> {
+        Self::start_with(addr, StandinConfig::default()).await
+    }
+
+    pub async fn start_with(
+        addr: SocketAddr,
+        config: StandinConfig,
+    ) -> std::io::Result<(StandinHandle, Url)> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let base_url = Url::parse(&format!("http://{local}/")).expect("socket address forms a URL");
+        let state = State::new(config, base_url.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = router(state.clone());
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "dataverse stand-in stopped");
+            }
+        });
+        tracing::info!(%base_url, "dataverse stand-in listening");
+        Ok((
+            StandinHandle {
+                state,
+                stop: Some(stop),
+                task,
+            },
+            base_url,
+        ))
+    }
+
+    /// The org URL: `http://127.0.0.1:<port>/`.
+    pub fn base_url(&self) -> Url {
+        self.state.base_url.clone()
+    }
+
+    /// `{base}{tenant}/oauth2/v2.0/token` for the configured tenant.
+    pub fn token_url(&self) -> Url {
+        self.state
+            .base_url
+            .join(&format!("{}/oauth2/v2.0/token", self.state.config.tenant))
+            .expect("tenant forms a path")
+    }
+
+    pub fn config(&self) -> &StandinConfig {
+        &self.state.config
+    }
+
+    pub fn add_fault(&self, fault: Fault) {
+        self.state.add_fault(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.state.clear_faults();
+    }
+
+    /// Makes every delta link handed out so far fail with the expiry error.
+    pub fn expire_delta_tokens(&self) {
+        self.state.expire_delta_tokens();
+    }
+
+    /// Turns change tracking on or off for an entity set; false for an unknown set.
+    pub fn set_change_tracking(&self, set: &str, enabled: bool) -> bool {
+        self.state.set_change_tracking(set, enabled)
+    }
+
+    /// Invalidates every access token issued so far (the next API call gets a 401).
+    pub fn revoke_tokens(&self) {
+        self.state.revoke_tokens();
+    }
+
+    /// Requests per route (see [`faults::route_key`]), token requests under `POST token`.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.state.request_counts()
+    }
+
+    pub fn request_count(&self, route: &str) -> u64 {
+        self.state.request_counts().get(route).copied().unwrap_or(0)
+    }
+
+    /// All API requests counted so far, token requests included.
+    pub fn total_requests(&self) -> u64 {
+        self.state.request_counts().values().sum()
+    }
+
+    pub fn reset_request_counts(&self) {
+        self.state.reset_request_counts();
+    }
+
+    pub fn token_requests(&self) -> u64 {
+        self.request_count("POST token")
+    }
+
+    pub fn row(&self, set: &str, id: &str) -> Option<Value> {
+        self.state.row(set, id)
+    }
+
+    pub fn rows(&self, set: &str) -> Vec<Value> {
+        self.state.rows(set)
+    }
+
+    /// Inserts a row as a user or import would (columns as given, no API rules).
+    pub fn user_insert(&self, set: &str, data: Map<String, Value>) -> Option<String> {
+        self.state.user_insert(set, data)
+    }
+
+    /// Edits a row as a user in the CRM would: new etag, version and modifiedon.
+    pub fn user_update(&self, set: &str, id: &str, changes: Map<String, Value>) -> Option<Value> {
+        self.state.user_update(set, id, changes)
+    }
+
+    pub fn user_delete(&self, set: &str, id: &str) -> bool {
+        self.state.user_delete(set, id)
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // Idle keep-alive connections may hold a graceful stop; don't wait on them forever.
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}

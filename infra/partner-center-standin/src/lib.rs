@@ -1,0 +1,215 @@
+//! A local stand-in for the services the connector talks to on the Partner Center side:
+//! the Entra token endpoint, the referrals API, the webhook registration API and signed
+//! webhook deliveries, plus fault injection so tests can exercise every failure path.
+//! It serves plain HTTP on loopback only.
+
+mod admin;
+mod deliveries;
+pub mod faults;
+mod filter;
+mod incoming;
+mod patch;
+mod referrals;
+mod registration;
+mod state;
+mod token;
+mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use url::Url;
+
+pub use faults::{DeliveryFaults, Fault, FaultKind};
+pub use state::{DeliveryRecord, RequestRecord, StandinConfig, CERT_ORGANIZATION};
+
+use state::State;
+
+fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(token::token))
+        .route(
+            "/v1.0/engagements/referrals",
+            get(referrals::list).post(referrals::create),
+        )
+        .route(
+            "/v1.0/engagements/referrals/{id}",
+            get(referrals::get_one)
+                .put(referrals::put)
+                .patch(referrals::patch_one),
+        )
+        .route(
+            "/webhooks/v1/registration",
+            get(registration::get)
+                .post(registration::post)
+                .put(registration::put)
+                .delete(registration::delete),
+        )
+        .route(
+            "/webhooks/v1/registration/validationEvents",
+            post(registration::send_validation),
+        )
+        .route(
+            "/webhooks/v1/registration/validationEvents/{id}",
+            get(registration::validation_status),
+        )
+        .route("/cert/standin.cer", get(|| async { State::cert_der() }))
+        .merge(admin::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            faults::layer,
+        ))
+        .with_state(state)
+}
+
+/// A running stand-in. Dropping it leaves the server running until the runtime ends;
+/// call [`StandinHandle::shutdown`] to stop it.
+pub struct StandinHandle {
+    state: Arc<State>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl StandinHandle {
+    /// Serves the stand-in on `addr` (use `127.0.0.1:0` for a free port) with defaults.
+    pub async fn start(addr: SocketAddr) -> std::io::Result<(StandinHandle, Url)> {
+        Self::start_with(addr, StandinConfig::default()).await
+    }
+
+    pub async fn start_with(
+        addr: SocketAddr,
+        config: StandinConfig,
+    ) -> std::io::Result<(StandinHandle, Url)> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let base_url = Url::parse(&format!("http://{local}/")).expect("socket address forms a URL");
+        let state = State::new(config, base_url.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = router(state.clone());
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "stand-in server stopped");
+            }
+        });
+        tracing::info!(%base_url, "partner center stand-in listening");
+        Ok((
+            StandinHandle {
+                state,
+                stop: Some(stop),
+                task,
+            },
+            base_url,
+        ))
+    }
+
+    pub fn base_url(&self) -> Url {
+        self.state.base_url.clone()
+    }
+
+    /// The token endpoint URL for `tenant`.
+    pub fn token_url(&self, tenant: &str) -> Url {
+        self.state
+            .base_url
+            .join(&format!("{tenant}/oauth2/v2.0/token"))
+            .expect("tenant forms a path")
+    }
+
+    pub fn config(&self) -> &StandinConfig {
+        &self.state.config
+    }
+
+    pub fn add_fault(&self, fault: Fault) {
+        self.state.lock().faults.push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.state.lock().faults.clear();
+    }
+
+    pub fn set_delivery_faults(&self, faults: DeliveryFaults) {
+        self.state.lock().delivery_faults = faults;
+    }
+
+    /// Sends held deliveries, in reverse order when asked; returns how many.
+    pub fn release_held(&self, reverse: bool) -> usize {
+        deliveries::release(&self.state, reverse)
+    }
+
+    pub fn deliveries(&self) -> Vec<DeliveryRecord> {
+        self.state.lock().deliveries.clone()
+    }
+
+    /// Waits until at least `n` delivery outcomes are recorded, or `timeout` passes.
+    pub async fn wait_for_deliveries(&self, n: usize, timeout: Duration) -> Vec<DeliveryRecord> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.state.deliveries_changed.notified();
+            let now = self.deliveries();
+            if now.len() >= n || tokio::time::Instant::now() >= deadline {
+                return now;
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }
+
+    /// Creates a referral as Microsoft would (incoming, shared) and emits `referral-created`.
+    pub fn create_incoming_referral(&self, name: &str, customer_name: &str) -> Value {
+        incoming::create(&self.state, name, customer_name)
+    }
+
+    pub fn referral(&self, id: &str) -> Option<Value> {
+        self.state.lock().find(id).cloned()
+    }
+
+    pub fn referrals(&self) -> Vec<Value> {
+        self.state.lock().referrals.clone()
+    }
+
+    pub fn registration(&self) -> Option<Value> {
+        self.state.lock().registration.clone()
+    }
+
+    /// Token requests answered so far (good and bad).
+    pub fn token_requests(&self) -> u64 {
+        self.state.lock().token_requests
+    }
+
+    /// API requests received so far, in order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.state.lock().requests.clone()
+    }
+
+    /// Forgets every access token, so the next API call gets a 401.
+    pub fn revoke_tokens(&self) {
+        self.state.lock().access_tokens.clear();
+    }
+
+    /// True while `token` would be accepted by the refresh-token grant.
+    pub fn refresh_token_valid(&self, token: &str) -> bool {
+        self.state.lock().refresh_tokens.contains(token)
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // Idle keep-alive connections may hold a graceful stop; don't wait on them forever.
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}

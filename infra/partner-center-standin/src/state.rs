@@ -1,0 +1,155 @@
+//! Everything the stand-in remembers: referrals, tokens, the webhook registration, pending
+//! faults and what it delivered.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::RsaPrivateKey;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::Sha256;
+use time::OffsetDateTime;
+use url::Url;
+
+use crate::faults::{DeliveryFaults, Fault};
+
+/// The stand-in's fixed test identity (see keys/README.md): not a secret of anything real.
+const KEY_PEM: &str = include_str!("../keys/standin.key.pem");
+const CERT_DER: &[u8] = include_bytes!("../keys/standin.cer");
+/// The organization in the stand-in certificate; verifiers in tests must accept it.
+pub const CERT_ORGANIZATION: &str = "Cosell Stand-in";
+
+#[derive(Debug, Clone)]
+pub struct StandinConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    /// The refresh token valid at start; each use rotates it.
+    pub refresh_token: String,
+    pub token_lifetime: Duration,
+    /// Page size when the caller sends no `$top`.
+    pub page_size: usize,
+    pub delivery_attempts: u32,
+    pub delivery_backoff: Duration,
+    pub delivery_timeout: Duration,
+}
+
+impl Default for StandinConfig {
+    fn default() -> Self {
+        StandinConfig {
+            client_id: "standin-client".into(),
+            client_secret: "standin-secret".into(),
+            refresh_token: "standin-refresh-0".into(),
+            token_lifetime: Duration::from_secs(3600),
+            page_size: 100,
+            delivery_attempts: 3,
+            delivery_backoff: Duration::from_millis(50),
+            delivery_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How one webhook delivery ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryRecord {
+    pub event_name: String,
+    pub referral_id: Option<String>,
+    pub body: String,
+    /// `delivered`, `failed` or `suppressed`.
+    pub outcome: String,
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+}
+
+/// One request the API side received (for assertions on headers and retries).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub request_id: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+#[derive(Default)]
+pub(crate) struct Inner {
+    /// Referrals in creation order, as JSON so unknown fields survive.
+    pub referrals: Vec<Value>,
+    pub access_tokens: HashMap<String, OffsetDateTime>,
+    pub refresh_tokens: HashSet<String>,
+    pub token_requests: u64,
+    pub registration: Option<Value>,
+    pub validation_events: HashMap<String, String>,
+    pub faults: Vec<Fault>,
+    pub delivery_faults: DeliveryFaults,
+    pub deliveries: Vec<DeliveryRecord>,
+    pub held: Vec<crate::deliveries::PendingDelivery>,
+    pub requests: Vec<RequestRecord>,
+    pub last_write: Option<OffsetDateTime>,
+}
+
+pub(crate) struct State {
+    pub config: StandinConfig,
+    pub base_url: Url,
+    pub inner: Mutex<Inner>,
+    pub http: reqwest::Client,
+    pub signer: SigningKey<Sha256>,
+    pub deliveries_changed: tokio::sync::Notify,
+}
+
+impl State {
+    pub fn new(config: StandinConfig, base_url: Url) -> Arc<Self> {
+        let key =
+            RsaPrivateKey::from_pkcs8_pem(KEY_PEM).expect("the committed stand-in key parses");
+        let inner = Inner {
+            refresh_tokens: HashSet::from([config.refresh_token.clone()]),
+            ..Default::default()
+        };
+        Arc::new(State {
+            config,
+            base_url,
+            inner: Mutex::new(inner),
+            http: reqwest::Client::new(),
+            signer: SigningKey::new(key),
+            deliveries_changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn cert_der() -> &'static [u8] {
+        CERT_DER
+    }
+
+    pub fn cert_url(&self) -> Url {
+        self.base_url.join("cert/standin.cer").expect("static path")
+    }
+
+    pub fn referral_url(&self, id: &str) -> String {
+        format!("{}v1.0/engagements/referrals/{id}", self.base_url)
+    }
+}
+
+impl Inner {
+    pub fn find(&self, id: &str) -> Option<&Value> {
+        self.referrals.iter().find(|r| r["id"] == id)
+    }
+
+    /// A write timestamp, strictly after the previous one so `gt` filters see every write.
+    pub fn next_write_time(&mut self) -> OffsetDateTime {
+        let mut now = OffsetDateTime::now_utc();
+        if let Some(last) = self.last_write {
+            if now <= last {
+                now = last + time::Duration::microseconds(1);
+            }
+        }
+        self.last_write = Some(now);
+        now
+    }
+}

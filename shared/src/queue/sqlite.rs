@@ -1,0 +1,443 @@
+//! [`Queue`] on an embedded SQLite file, for local runs and tests. Every state change is a
+//! committed transaction (WAL), so a killed process loses nothing: a message received but
+//! not acked is visible again once its visibility timeout has passed, also after a restart.
+//! Several queues (by name) and the [`SqliteStore`](crate::store::sqlite::SqliteStore) can
+//! share one file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{DeadLetter, OutMessage, Queue, QueueDepth, QueueError, Received, MAX_RECEIVES_REASON};
+use crate::store::sqlite_connection::{BlockingFailed, SharedConnection};
+use crate::store::time_key::{millis, now_millis};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS queue_messages (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    queue         TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    attributes    TEXT NOT NULL,
+    visible_at_ms INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT UNIQUE
+);
+CREATE INDEX IF NOT EXISTS queue_messages_ready ON queue_messages (queue, visible_at_ms, seq);
+CREATE TABLE IF NOT EXISTS queue_dead_letters (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    queue         TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    attributes    TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    receive_count INTEGER NOT NULL,
+    failed_at     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_dead_letters_by_queue ON queue_dead_letters (queue, seq);
+";
+
+/// How often an empty long-poll looks again.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+#[derive(Clone)]
+pub struct SqliteQueue {
+    conn: SharedConnection,
+    name: String,
+    max_receive_count: u32,
+}
+
+impl SqliteQueue {
+    /// Opens queue `name` in the database file (creating file and tables if needed).
+    /// A message received `max_receive_count` times goes to the DLQ on its next receive
+    /// (as with an SQS RedrivePolicy); 0 disables that. Blocking: call it at start-up.
+    pub fn open(
+        path: impl AsRef<Path>,
+        name: impl Into<String>,
+        max_receive_count: u32,
+    ) -> Result<Self, QueueError> {
+        let conn = SharedConnection::open(path.as_ref(), SCHEMA).map_err(backend)?;
+        Ok(SqliteQueue {
+            conn,
+            name: name.into(),
+            max_receive_count,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl From<BlockingFailed> for QueueError {
+    fn from(e: BlockingFailed) -> Self {
+        QueueError::Backend(format!("sqlite task failed: {}", e.0))
+    }
+}
+
+fn backend(e: rusqlite::Error) -> QueueError {
+    QueueError::Backend(format!("sqlite: {e}"))
+}
+
+fn encode_attributes(a: &BTreeMap<String, String>) -> Result<String, QueueError> {
+    serde_json::to_string(a).map_err(|e| QueueError::Invalid(e.to_string()))
+}
+
+fn decode_attributes(text: &str) -> Result<BTreeMap<String, String>, QueueError> {
+    serde_json::from_str(text).map_err(|e| QueueError::Corrupt(e.to_string()))
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .expect("the current time formats as RFC 3339")
+}
+
+/// Moves one message row (by `seq`) to the dead letters of its queue.
+fn move_to_dead_letters(c: &Connection, seq: i64, reason: &str) -> Result<(), QueueError> {
+    c.execute(
+        "INSERT INTO queue_dead_letters (id, queue, body, attributes, reason, receive_count, failed_at)
+         SELECT id, queue, body, attributes, ?2, receive_count, ?3 FROM queue_messages WHERE seq = ?1",
+        params![seq, reason, now_rfc3339()],
+    )
+    .map_err(backend)?;
+    c.execute("DELETE FROM queue_messages WHERE seq = ?1", [seq])
+        .map_err(backend)?;
+    Ok(())
+}
+
+struct Ready {
+    seq: i64,
+    id: String,
+    body: String,
+    attributes: String,
+    receive_count: u32,
+}
+
+fn ready_row(r: &Row<'_>) -> rusqlite::Result<Ready> {
+    Ok(Ready {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        body: r.get(2)?,
+        attributes: r.get(3)?,
+        receive_count: r.get(4)?,
+    })
+}
+
+/// One non-blocking receive attempt, in one write transaction so two receivers never get
+/// the same message.
+fn receive_now(
+    c: &mut Connection,
+    queue: &str,
+    max: usize,
+    max_receive_count: u32,
+    visibility: Duration,
+) -> Result<Vec<Received>, QueueError> {
+    let tx = c
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let now = now_millis();
+    let mut out = Vec::new();
+    // Dead-lettered rows free their slot, so look again until full or nothing is ready.
+    while out.len() < max {
+        let rows = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT seq, id, body, attributes, receive_count FROM queue_messages
+                     WHERE queue = ?1 AND visible_at_ms <= ?2
+                     ORDER BY visible_at_ms, seq LIMIT ?3",
+                )
+                .map_err(backend)?;
+            let limit = i64::try_from(max - out.len()).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![queue, now, limit], ready_row)
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            rows
+        };
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            if max_receive_count > 0 && row.receive_count >= max_receive_count {
+                move_to_dead_letters(&tx, row.seq, MAX_RECEIVES_REASON)?;
+                continue;
+            }
+            let receipt = Uuid::new_v4().to_string();
+            tx.execute(
+                "UPDATE queue_messages SET receive_count = receive_count + 1, receipt = ?2,
+                 visible_at_ms = ?3 WHERE seq = ?1",
+                params![row.seq, receipt, now.saturating_add(millis(visibility))],
+            )
+            .map_err(backend)?;
+            out.push(Received {
+                id: row.id,
+                receipt,
+                body: row.body,
+                receive_count: row.receive_count + 1,
+                attributes: decode_attributes(&row.attributes)?,
+            });
+        }
+    }
+    tx.commit().map_err(backend)?;
+    Ok(out)
+}
+
+fn insert_message(
+    c: &Connection,
+    queue: &str,
+    id: &str,
+    body: &str,
+    attributes: &str,
+    delay: Duration,
+) -> Result<(), QueueError> {
+    c.execute(
+        "INSERT INTO queue_messages (id, queue, body, attributes, visible_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, queue, body, attributes, now_millis().saturating_add(millis(delay))],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn count(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<u64, QueueError> {
+    c.query_row(sql, params, |r| r.get::<_, u64>(0))
+        .map_err(backend)
+}
+
+#[async_trait]
+impl Queue for SqliteQueue {
+    async fn send(&self, message: &OutMessage) -> Result<String, QueueError> {
+        Ok(self
+            .send_batch(std::slice::from_ref(message))
+            .await?
+            .remove(0))
+    }
+
+    async fn send_batch(&self, messages: &[OutMessage]) -> Result<Vec<String>, QueueError> {
+        let queue = self.name.clone();
+        let rows = messages
+            .iter()
+            .map(|m| {
+                Ok((
+                    Uuid::new_v4().to_string(),
+                    m.body.clone(),
+                    encode_attributes(&m.attributes)?,
+                    m.delay,
+                ))
+            })
+            .collect::<Result<Vec<_>, QueueError>>()?;
+        self.conn
+            .run(move |c| {
+                let tx = c.transaction().map_err(backend)?;
+                for (id, body, attributes, delay) in &rows {
+                    insert_message(&tx, &queue, id, body, attributes, *delay)?;
+                }
+                tx.commit().map_err(backend)?;
+                Ok(rows.into_iter().map(|r| r.0).collect())
+            })
+            .await
+    }
+
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Received>, QueueError> {
+        let started = Instant::now();
+        loop {
+            let (queue, max_rc) = (self.name.clone(), self.max_receive_count);
+            let got = self
+                .conn
+                .run(move |c| receive_now(c, &queue, max, max_rc, visibility))
+                .await?;
+            let waited = started.elapsed();
+            if !got.is_empty() || max == 0 || waited >= wait {
+                return Ok(got);
+            }
+            tokio::time::sleep(POLL_INTERVAL.min(wait - waited)).await;
+        }
+    }
+
+    async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
+        let (queue, receipt) = (self.name.clone(), receipt.to_owned());
+        self.conn
+            .run(move |c| {
+                c.execute(
+                    "DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2",
+                    params![queue, receipt],
+                )
+                .map_err(backend)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn release(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+        let (queue, receipt) = (self.name.clone(), receipt.to_owned());
+        self.conn
+            .run(move |c| {
+                let changed = c
+                    .execute(
+                        "UPDATE queue_messages SET visible_at_ms = ?3 WHERE queue = ?1 AND receipt = ?2",
+                        params![queue, receipt, now_millis().saturating_add(millis(delay))],
+                    )
+                    .map_err(backend)?;
+                if changed == 0 {
+                    return Err(QueueError::InvalidReceipt);
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn dead_letter(&self, message: &Received, reason: &str) -> Result<(), QueueError> {
+        let (queue, receipt, reason) = (
+            self.name.clone(),
+            message.receipt.clone(),
+            reason.to_owned(),
+        );
+        self.conn
+            .run(move |c| {
+                let tx = c.transaction().map_err(backend)?;
+                let seq: Option<i64> = tx
+                    .query_row(
+                        "SELECT seq FROM queue_messages WHERE queue = ?1 AND receipt = ?2",
+                        params![queue, receipt],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                let seq = seq.ok_or(QueueError::InvalidReceipt)?;
+                move_to_dead_letters(&tx, seq, &reason)?;
+                tx.commit().map_err(backend)
+            })
+            .await
+    }
+
+    async fn list_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let queue = self.name.clone();
+        self.conn
+            .run(move |c| {
+                let mut stmt = c
+                    .prepare(
+                        "SELECT id, body, attributes, reason, receive_count, failed_at
+                         FROM queue_dead_letters WHERE queue = ?1 ORDER BY seq LIMIT ?2",
+                    )
+                    .map_err(backend)?;
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                let rows = stmt
+                    .query_map(params![queue, limit], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, u32>(4)?,
+                            r.get::<_, String>(5)?,
+                        ))
+                    })
+                    .map_err(backend)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(backend)?;
+                rows.into_iter()
+                    .map(|(id, body, attributes, reason, receive_count, failed_at)| {
+                        Ok(DeadLetter {
+                            id,
+                            body,
+                            reason,
+                            receive_count,
+                            failed_at: Some(
+                                OffsetDateTime::parse(&failed_at, &Rfc3339)
+                                    .map_err(|e| QueueError::Corrupt(e.to_string()))?,
+                            ),
+                            attributes: decode_attributes(&attributes)?,
+                        })
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    async fn replay_dead_letters(&self, ids: Option<&[String]>) -> Result<usize, QueueError> {
+        let queue = self.name.clone();
+        let ids = ids.map(<[String]>::to_vec);
+        self.conn
+            .run(move |c| {
+                let tx = c.transaction().map_err(backend)?;
+                let selected: Vec<String> = match ids {
+                    Some(ids) => ids,
+                    None => {
+                        let mut stmt = tx
+                            .prepare("SELECT id FROM queue_dead_letters WHERE queue = ?1 ORDER BY seq")
+                            .map_err(backend)?;
+                        let all = stmt
+                            .query_map([&queue], |r| r.get(0))
+                            .map_err(backend)?
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(backend)?;
+                        all
+                    }
+                };
+                let mut moved = 0;
+                for id in selected {
+                    let row: Option<(String, String)> = tx
+                        .query_row(
+                            "SELECT body, attributes FROM queue_dead_letters WHERE queue = ?1 AND id = ?2",
+                            params![queue, id],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()
+                        .map_err(backend)?;
+                    let Some((body, attributes)) = row else { continue };
+                    tx.execute("DELETE FROM queue_dead_letters WHERE id = ?1", [&id])
+                        .map_err(backend)?;
+                    insert_message(&tx, &queue, &id, &body, &attributes, Duration::ZERO)?;
+                    moved += 1;
+                }
+                tx.commit().map_err(backend)?;
+                Ok(moved)
+            })
+            .await
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let queue = self.name.clone();
+        self.conn
+            .run(move |c| {
+                let now = now_millis();
+                Ok(QueueDepth {
+                    visible: count(
+                        c,
+                        "SELECT COUNT(*) FROM queue_messages WHERE queue = ?1 AND visible_at_ms <= ?2",
+                        params![queue, now],
+                    )?,
+                    in_flight: count(
+                        c,
+                        "SELECT COUNT(*) FROM queue_messages
+                         WHERE queue = ?1 AND visible_at_ms > ?2 AND receive_count > 0",
+                        params![queue, now],
+                    )?,
+                    delayed: count(
+                        c,
+                        "SELECT COUNT(*) FROM queue_messages
+                         WHERE queue = ?1 AND visible_at_ms > ?2 AND receive_count = 0",
+                        params![queue, now],
+                    )?,
+                    dead: count(
+                        c,
+                        "SELECT COUNT(*) FROM queue_dead_letters WHERE queue = ?1 AND ?2 = ?2",
+                        params![queue, now],
+                    )?,
+                })
+            })
+            .await
+    }
+}

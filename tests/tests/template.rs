@@ -1,0 +1,532 @@
+//! Checks of `template.yaml` that the linters do not make: schedule expressions, visibility
+//! timeouts against function timeouts, dead-letter queues and their alarms, the build of every
+//! function, and no secret value in an environment variable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use cosell_tests::schedule_expression::check;
+use serde_yaml::Value;
+
+/// The function binaries, fixed by the design.
+const BINARIES: [&str; 5] = [
+    "webhook-intake",
+    "referral-sync",
+    "opportunity-poller",
+    "opportunity-sync",
+    "webhook-registration",
+];
+
+fn template() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let text = std::fs::read_to_string(&path).expect("template.yaml at the repository root");
+    serde_yaml::from_str(&text).expect("template.yaml is YAML")
+}
+
+fn resources(t: &Value) -> BTreeMap<String, &Value> {
+    t["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_string(), v))
+        .collect()
+}
+
+fn of_type<'a>(t: &'a Value, kind: &str) -> BTreeMap<String, &'a Value> {
+    resources(t)
+        .into_iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .collect()
+}
+
+/// `!Ref X` or `{Ref: X}`.
+fn reference(v: &Value) -> Option<&str> {
+    match v {
+        Value::Tagged(t) if t.tag == "Ref" => t.value.as_str(),
+        Value::Mapping(m) if m.len() == 1 => m.get("Ref")?.as_str(),
+        _ => None,
+    }
+}
+
+/// `!GetAtt X.Attr`, `!GetAtt [X, Attr]` or `{Fn::GetAtt: [X, Attr]}`.
+fn get_att(v: &Value) -> Option<(String, String)> {
+    let inner = match v {
+        Value::Tagged(t) if t.tag == "GetAtt" => &t.value,
+        Value::Mapping(m) if m.len() == 1 => m.get("Fn::GetAtt")?,
+        _ => return None,
+    };
+    match inner {
+        Value::String(s) => {
+            let (r, a) = s.split_once('.')?;
+            Some((r.to_string(), a.to_string()))
+        }
+        Value::Sequence(s) if s.len() == 2 => {
+            Some((s[0].as_str()?.to_string(), s[1].as_str()?.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// A function property, falling back to `Globals.Function`.
+fn function_property<'a>(t: &'a Value, function: &'a Value, name: &str) -> Option<&'a Value> {
+    function["Properties"]
+        .get(name)
+        .or_else(|| t["Globals"]["Function"].get(name))
+}
+
+/// The events of `function` of the given SAM event type.
+fn events<'a>(function: &'a Value, kind: &str) -> Vec<&'a Value> {
+    function["Properties"]["Events"]
+        .as_mapping()
+        .map(|m| {
+            m.values()
+                .filter(|e| e["Type"].as_str() == Some(kind))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn schedule_checker_accepts_valid_expressions() {
+    for good in [
+        "rate(1 minute)",
+        "rate(15 minutes)",
+        "rate(1 hour)",
+        "rate(12 hours)",
+        "rate(1 day)",
+        "rate(7 days)",
+        "cron(0/15 * * * ? *)",
+        "cron(0 8 ? * MON-FRI *)",
+        "cron(30 2 1 * ? 2027)",
+        "cron(0 9 L * ? *)",
+        "cron(0 9 ? * 6#3 *)",
+        "cron(0,30 8-17 ? JAN-MAR,DEC MON *)",
+    ] {
+        assert_eq!(check(good), Ok(()), "{good}");
+    }
+}
+
+#[test]
+fn schedule_checker_rejects_invalid_expressions() {
+    for bad in [
+        "rate(5 minute)",
+        "rate(1 minutes)",
+        "rate(2 hour)",
+        "rate(1 days)",
+        "rate(0 minutes)",
+        "rate(05 minutes)",
+        "rate(-1 minutes)",
+        "rate(1.5 hours)",
+        "rate(10 seconds)",
+        "rate(10  minutes)",
+        "rate(minutes)",
+        "rate 5 minutes",
+        "every 5 minutes",
+        "cron(0/15 * * * *)",
+        "cron(0/15 * * * ? * *)",
+        "cron(0 8 * * * *)",
+        "cron(0 8 ? * ? *)",
+        "cron(60 * ? * * *)",
+        "cron(0 24 ? * * *)",
+        "cron(0 8 ? 13 MON *)",
+        "cron(0 8 ? * FUNDAY *)",
+        "cron(0/0 * ? * * *)",
+        "cron(? * 1 * ? *)",
+        "",
+    ] {
+        assert!(check(bad).is_err(), "accepted {bad:?}");
+    }
+    assert!(check("rate(5 minute)").unwrap_err().contains("'minutes'"));
+}
+
+#[test]
+fn every_schedule_expression_is_valid() {
+    let t = template();
+    let mut found = Vec::new();
+    for (name, function) in of_type(&t, "AWS::Serverless::Function") {
+        for kind in ["Schedule", "ScheduleV2"] {
+            for event in events(function, kind) {
+                let p = &event["Properties"];
+                let expr = p
+                    .get("Schedule")
+                    .or_else(|| p.get("ScheduleExpression"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_else(|| panic!("{name}: a schedule without an expression"));
+                found.push(expr.to_string());
+            }
+        }
+    }
+    for kind in ["AWS::Events::Rule", "AWS::Scheduler::Schedule"] {
+        for (_, r) in of_type(&t, kind) {
+            if let Some(expr) = r["Properties"]["ScheduleExpression"].as_str() {
+                found.push(expr.to_string());
+            }
+        }
+    }
+    assert!(
+        found.len() >= 2,
+        "the poll and reconcile schedules: {found:?}"
+    );
+    for expr in &found {
+        assert_eq!(check(expr), Ok(()), "{expr}");
+    }
+}
+
+#[test]
+fn the_poller_gets_the_poll_and_reconcile_inputs_of_the_fixtures() {
+    let t = template();
+    let poller = of_type(&t, "AWS::Serverless::Function")
+        .into_values()
+        .find(|f| f["Metadata"]["BuildProperties"]["Binary"] == "opportunity-poller")
+        .expect("the opportunity-poller function");
+    let mut inputs: Vec<serde_json::Value> = events(poller, "Schedule")
+        .iter()
+        .map(|e| serde_json::from_str(e["Properties"]["Input"].as_str().unwrap()).unwrap())
+        .collect();
+    inputs.sort_by_key(|v| v.to_string());
+    let fixture = |name: &str| -> serde_json::Value {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/events")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    assert_eq!(
+        inputs,
+        [
+            fixture("scheduled-poll.json"),
+            fixture("scheduled-reconcile.json")
+        ]
+    );
+}
+
+#[test]
+fn queue_visibility_timeouts_are_six_times_their_consumers_timeout() {
+    let t = template();
+    let queues = of_type(&t, "AWS::SQS::Queue");
+    let mut consumers = 0;
+    for (name, function) in of_type(&t, "AWS::Serverless::Function") {
+        let timeout = function_property(&t, function, "Timeout")
+            .and_then(Value::as_u64)
+            .unwrap_or(3);
+        for event in events(function, "SQS") {
+            let p = &event["Properties"];
+            let (queue, attr) = get_att(&p["Queue"]).expect("Queue: !GetAtt <queue>.Arn");
+            assert_eq!(attr, "Arn");
+            let visibility = queues[&queue]["Properties"]["VisibilityTimeout"]
+                .as_u64()
+                .unwrap_or(30);
+            assert!(
+                visibility >= 6 * timeout,
+                "{queue}: visibility {visibility}s < 6 x {name}'s timeout {timeout}s"
+            );
+            let response_types = p["FunctionResponseTypes"].as_sequence().unwrap();
+            assert!(
+                response_types.contains(&Value::from("ReportBatchItemFailures")),
+                "{name}: partial batch responses"
+            );
+            let batch = p["BatchSize"].as_u64().expect("an explicit BatchSize");
+            assert!((1..=10).contains(&batch), "{name}: batch size {batch}");
+            consumers += 1;
+        }
+    }
+    assert_eq!(
+        consumers, 2,
+        "referral-sync and opportunity-sync consume a queue each"
+    );
+}
+
+#[test]
+fn every_work_queue_redrives_to_a_dead_letter_queue_with_an_alarm() {
+    let t = template();
+    let queues = of_type(&t, "AWS::SQS::Queue");
+    let mut dead_letter_queues = BTreeSet::new();
+    for (name, q) in &queues {
+        let redrive = &q["Properties"]["RedrivePolicy"];
+        if redrive.is_null() {
+            continue;
+        }
+        let (dlq, attr) = get_att(&redrive["deadLetterTargetArn"]).expect("a DLQ ARN");
+        assert_eq!(attr, "Arn");
+        assert!(queues.contains_key(&dlq), "{name}: {dlq} is not a queue");
+        let max = redrive["maxReceiveCount"]
+            .as_u64()
+            .expect("maxReceiveCount");
+        assert!((2..=10).contains(&max), "{name}: maxReceiveCount {max}");
+        dead_letter_queues.insert(dlq);
+    }
+    for name in queues.keys() {
+        assert!(
+            dead_letter_queues.contains(name)
+                || !queues[name]["Properties"]["RedrivePolicy"].is_null(),
+            "{name} has no RedrivePolicy and is no DLQ"
+        );
+    }
+    assert_eq!(dead_letter_queues.len(), 2, "{dead_letter_queues:?}");
+
+    let alarmed: BTreeSet<String> = of_type(&t, "AWS::CloudWatch::Alarm")
+        .values()
+        .filter(|a| {
+            let p = &a["Properties"];
+            p["MetricName"] == "ApproximateNumberOfMessagesVisible"
+                && p["Threshold"].as_f64() == Some(0.0)
+                && p["ComparisonOperator"] == "GreaterThanThreshold"
+        })
+        .flat_map(|a| a["Properties"]["Dimensions"].as_sequence().unwrap().iter())
+        .filter(|d| d["Name"] == "QueueName")
+        .filter_map(|d| get_att(&d["Value"]).map(|(r, _)| r))
+        .collect();
+    for dlq in &dead_letter_queues {
+        assert!(
+            alarmed.contains(dlq),
+            "{dlq} has no alarm on visible messages > 0"
+        );
+    }
+}
+
+#[test]
+fn every_function_has_an_errors_alarm() {
+    let t = template();
+    let alarmed: BTreeSet<String> = of_type(&t, "AWS::CloudWatch::Alarm")
+        .values()
+        .filter(|a| a["Properties"]["MetricName"] == "Errors")
+        .flat_map(|a| a["Properties"]["Dimensions"].as_sequence().unwrap().iter())
+        .filter(|d| d["Name"] == "FunctionName")
+        .filter_map(|d| reference(&d["Value"]).map(str::to_string))
+        .collect();
+    for name in of_type(&t, "AWS::Serverless::Function").keys() {
+        assert!(alarmed.contains(name), "{name} has no Errors alarm");
+    }
+}
+
+#[test]
+fn every_function_is_a_rust_arm64_build_of_a_known_binary() {
+    let t = template();
+    let mut binaries = Vec::new();
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        let prop =
+            |p: &str| function_property(&t, f, p).unwrap_or_else(|| panic!("{name}: no {p}"));
+        assert_eq!(prop("Runtime"), "provided.al2023", "{name}");
+        assert_eq!(prop("Handler"), "bootstrap", "{name}");
+        assert_eq!(
+            prop("Architectures").as_sequence().unwrap(),
+            &vec![Value::from("arm64")],
+            "{name}"
+        );
+        // SAM merges a function's LoggingConfig map into the global one.
+        let log_format = f["Properties"]["LoggingConfig"]
+            .get("LogFormat")
+            .unwrap_or(&t["Globals"]["Function"]["LoggingConfig"]["LogFormat"]);
+        assert_eq!(log_format, "JSON", "{name}");
+        let log_group = reference(&f["Properties"]["LoggingConfig"]["LogGroup"])
+            .unwrap_or_else(|| panic!("{name}: no log group of the template"));
+        assert!(
+            !resources(&t)[log_group]["Properties"]["RetentionInDays"].is_null(),
+            "{name}: its log group keeps logs forever"
+        );
+        assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{name}");
+        let binary = f["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no BuildProperties.Binary"));
+        assert!(
+            BINARIES.contains(&binary),
+            "{name}: unknown binary {binary}"
+        );
+        assert_eq!(f["Properties"]["CodeUri"], ".", "{name}");
+        binaries.push(binary.to_string());
+    }
+    binaries.sort();
+    let mut expected = BINARIES.map(str::to_string).to_vec();
+    expected.sort();
+    assert_eq!(binaries, expected, "each binary exactly once");
+}
+
+fn looks_secret(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "secret",
+        "password",
+        "token",
+        "apikey",
+        "api_key",
+        "privatekey",
+        "private_key",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+        && !(n.ends_with("arn") || n.ends_with("_name"))
+}
+
+/// The environment variables (globals merged with the function's) whose value is, or
+/// resolves to, a secret value rather than a pointer to one.
+fn secret_env_vars(t: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    let globals = t["Globals"]["Function"]["Environment"]["Variables"].as_mapping();
+    let mut scopes: Vec<(String, &serde_yaml::Mapping)> = Vec::new();
+    if let Some(g) = globals {
+        scopes.push(("Globals".into(), g));
+    }
+    for (name, f) in of_type(t, "AWS::Serverless::Function") {
+        if let Some(vars) = f["Properties"]["Environment"]["Variables"].as_mapping() {
+            scopes.push((name, vars));
+        }
+    }
+    for (scope, vars) in scopes {
+        for (key, value) in vars {
+            let key = key.as_str().unwrap();
+            let text = serde_yaml::to_string(value).unwrap();
+            let dynamic_secret =
+                text.contains("resolve:secretsmanager") || text.contains("resolve:ssm-secure");
+            let secret_param = reference(value).is_some_and(|p| {
+                looks_secret(p) || t["Parameters"][p]["NoEcho"].as_bool() == Some(true)
+            });
+            if looks_secret(key) || dynamic_secret || secret_param {
+                found.push(format!("{scope}.{key}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_secret_value_is_an_environment_variable() {
+    let t = template();
+    assert_eq!(secret_env_vars(&t), Vec::<String>::new());
+    // The functions find their credentials through secret ARNs instead.
+    let vars = &t["Globals"]["Function"]["Environment"]["Variables"];
+    for (var, param) in [
+        ("COSELL_PC_SECRET_ARN", "PartnerCenterSecretArn"),
+        ("COSELL_DV_SECRET_ARN", "DataverseSecretArn"),
+    ] {
+        assert_eq!(reference(&vars[var]), Some(param));
+        let pattern = t["Parameters"][param]["AllowedPattern"].as_str().unwrap();
+        assert!(pattern.starts_with("^arn:"), "{param} only takes an ARN");
+    }
+}
+
+#[test]
+fn the_secret_check_catches_secret_values() {
+    let bad: Value = serde_yaml::from_str(
+        r#"
+Parameters:
+  PcClientSecret: { Type: String }
+  Hidden: { Type: String, NoEcho: true }
+  TenantId: { Type: String }
+Globals:
+  Function:
+    Environment:
+      Variables:
+        COSELL_TENANT_ID: !Ref TenantId
+        COSELL_PC_CLIENT_SECRET: literally-the-secret
+Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      Environment:
+        Variables:
+          COSELL_SETTING_A: !Ref PcClientSecret
+          COSELL_SETTING_B: !Ref Hidden
+          COSELL_SETTING_C: "{{resolve:secretsmanager:cosell/dv:SecretString:client_secret}}"
+          COSELL_PC_SECRET_ARN: !Ref TenantId
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        secret_env_vars(&bad),
+        [
+            "Globals.COSELL_PC_CLIENT_SECRET",
+            "F.COSELL_SETTING_A",
+            "F.COSELL_SETTING_B",
+            "F.COSELL_SETTING_C"
+        ]
+    );
+}
+
+#[test]
+fn functions_read_only_the_secrets_they_are_given() {
+    let t = template();
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        let policies = f["Properties"]["Policies"].as_sequence().unwrap();
+        for policy in policies {
+            if let Some(p) = policy.get("AWSSecretsManagerGetSecretValuePolicy") {
+                let secret = reference(&p["SecretArn"]).unwrap_or_default();
+                assert!(
+                    ["PartnerCenterSecretArn", "DataverseSecretArn"].contains(&secret),
+                    "{name} reads an unexpected secret {secret:?}"
+                );
+            }
+            if let Some(statements) = policy.get("Statement").and_then(Value::as_sequence) {
+                for s in statements {
+                    assert_ne!(s["Resource"], "*", "{name}: a statement on every resource");
+                    if s["Action"] == "secretsmanager:PutSecretValue" {
+                        assert_eq!(reference(&s["Resource"]), Some("PartnerCenterSecretArn"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_webhook_route_and_its_registration() {
+    let t = template();
+    let functions = of_type(&t, "AWS::Serverless::Function");
+    let (intake, _) = functions
+        .iter()
+        .find(|(_, f)| f["Metadata"]["BuildProperties"]["Binary"] == "webhook-intake")
+        .unwrap();
+    let route = events(functions[intake], "HttpApi")[0]["Properties"].clone();
+    assert_eq!(route["Method"], "POST");
+    assert_eq!(route["Path"], "/partner-center/webhook");
+
+    let registration = &of_type(&t, "Custom::WebhookRegistration")["WebhookRegistration"];
+    let (function, attr) = get_att(&registration["Properties"]["ServiceToken"]).unwrap();
+    assert_eq!(attr, "Arn");
+    assert_eq!(
+        functions[&function]["Metadata"]["BuildProperties"]["Binary"],
+        "webhook-registration"
+    );
+    let url = &registration["Properties"]["WebhookUrl"];
+    let Value::Tagged(sub) = url else {
+        panic!("WebhookUrl is a !Sub")
+    };
+    assert_eq!(sub.tag, "Sub");
+    assert!(sub
+        .value
+        .as_str()
+        .unwrap()
+        .ends_with("/partner-center/webhook"));
+    assert_eq!(t["Outputs"]["WebhookUrl"]["Value"], *url);
+}
+
+#[test]
+fn the_table_matches_the_single_table_design() {
+    let t = template();
+    let table = &of_type(&t, "AWS::DynamoDB::Table")["Table"]["Properties"];
+    assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
+    let keys: Vec<(&str, &str)> = table["KeySchema"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["AttributeName"].as_str().unwrap(),
+                k["KeyType"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(keys, [("pk", "HASH"), ("sk", "RANGE")]);
+    let gsi = &table["GlobalSecondaryIndexes"][0];
+    assert_eq!(gsi["IndexName"], "gsi1");
+    assert_eq!(gsi["KeySchema"][0]["AttributeName"], "gsi1pk");
+    assert_eq!(gsi["KeySchema"][1]["AttributeName"], "gsi1sk");
+    assert_eq!(
+        table["TimeToLiveSpecification"]["AttributeName"],
+        "expires_at"
+    );
+    assert_eq!(table["TimeToLiveSpecification"]["Enabled"], true);
+    assert_eq!(
+        table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+    assert_eq!(table["SSESpecification"]["SSEEnabled"], true);
+}
