@@ -15,6 +15,9 @@ use crate::secret::Secret;
 /// Microsoft's host for webhook signing certificates (from the delivery headers in the docs).
 pub const DEFAULT_CERT_HOSTS: &str = "3psostorageacct.blob.core.windows.net";
 
+/// The organization on Microsoft's webhook signing certificate.
+pub const DEFAULT_CERT_ORGANIZATION: &str = "Microsoft Corporation";
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("missing setting {name}: {hint}")]
@@ -47,6 +50,10 @@ pub struct ColumnNames {
 pub struct Config {
     pub authority_url: Url,
     pub tenant_id: String,
+    /// Overrides the token endpoint derived from authority and tenant, per service (for the
+    /// local stand-ins, which each issue their own tokens).
+    pub pc_token_url: Option<Url>,
+    pub dv_token_url: Option<Url>,
     pub pc_client_id: String,
     pub pc_client_secret: Secret,
     /// When set, Partner Center tokens come from the refresh-token grant (app + user).
@@ -54,6 +61,8 @@ pub struct Config {
     pub pc_api_url: Url,
     pub pc_webhook_api_url: Url,
     pub webhook_cert_hosts: Vec<String>,
+    /// Subject organizations (O=) accepted on the signing certificate.
+    pub webhook_cert_organizations: Vec<String>,
     pub dataverse_url: Url,
     pub dv_client_id: String,
     pub dv_client_secret: Secret,
@@ -62,7 +71,12 @@ pub struct Config {
     pub sync_cosell_only: bool,
     pub checkmark: bool,
     pub listen: SocketAddr,
+    /// The public URL of the webhook endpoint; the local runner registers it with Partner
+    /// Center at start when set.
+    pub webhook_url: Option<Url>,
     pub poll_interval: Duration,
+    /// Local runner: how often referrals are swept for missed webhooks.
+    pub sweep_interval: Duration,
     pub data_dir: PathBuf,
     pub http_timeout: Duration,
     pub max_retries: u32,
@@ -99,6 +113,24 @@ impl Source {
         Source {
             file: BTreeMap::new(),
             env: Box::new(move |k| map.get(k).cloned()),
+        }
+    }
+
+    /// The environment with `overrides` on top: values read at start-up from elsewhere (a
+    /// secret store) win over variables of the same name.
+    pub fn from_env_with<I, K, V>(overrides: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let map: BTreeMap<String, String> = overrides
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        Source {
+            file: BTreeMap::new(),
+            env: Box::new(move |k| map.get(k).cloned().or_else(|| std::env::var(k).ok())),
         }
     }
 
@@ -172,6 +204,12 @@ impl Config {
             }
             Ok(parsed)
         };
+        let optional_url = |name: &'static str| -> Result<Option<Url>, ConfigError> {
+            match src.get(name) {
+                None => Ok(None),
+                Some(_) => url(name, None).map(Some),
+            }
+        };
         let required = |name: &'static str, hint: &'static str| -> Result<String, ConfigError> {
             src.get(name)
                 .map(|v| v.trim().to_string())
@@ -235,6 +273,13 @@ impl Config {
                 reason: "needs at least one host".into(),
             });
         }
+        let webhook_cert_organizations: Vec<String> = src
+            .get("COSELL_WEBHOOK_CERT_ORGS")
+            .unwrap_or_else(|| DEFAULT_CERT_ORGANIZATION.to_string())
+            .split(',')
+            .map(|o| o.trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
         let listen_raw = src
             .get("COSELL_LISTEN")
             .unwrap_or_else(|| "127.0.0.1:8080".into());
@@ -267,6 +312,8 @@ impl Config {
                 Some("https://login.microsoftonline.com"),
             )?,
             tenant_id,
+            pc_token_url: optional_url("COSELL_PC_TOKEN_URL")?,
+            dv_token_url: optional_url("COSELL_DV_TOKEN_URL")?,
             pc_client_id: required("COSELL_PC_CLIENT_ID", "the Partner Center app's client id")?,
             pc_client_secret: secret("COSELL_PC_CLIENT_SECRET")?,
             pc_refresh_token: src.get("COSELL_PC_REFRESH_TOKEN").map(Secret::new),
@@ -279,6 +326,7 @@ impl Config {
                 Some("https://api.partnercenter.microsoft.com"),
             )?,
             webhook_cert_hosts,
+            webhook_cert_organizations,
             dataverse_url: url("COSELL_DATAVERSE_URL", None)?,
             dv_client_id: required("COSELL_DV_CLIENT_ID", "the Dataverse app's client id")?,
             dv_client_secret: secret("COSELL_DV_CLIENT_SECRET")?,
@@ -295,7 +343,9 @@ impl Config {
             sync_cosell_only: boolean("COSELL_SYNC_COSELL_ONLY", false)?,
             checkmark: boolean("COSELL_CHECKMARK", true)?,
             listen,
+            webhook_url: optional_url("COSELL_WEBHOOK_URL")?,
             poll_interval: duration("COSELL_POLL_INTERVAL", "60s")?,
+            sweep_interval: duration("COSELL_SWEEP_INTERVAL", "15m")?,
             data_dir: PathBuf::from(
                 src.get("COSELL_DATA_DIR")
                     .unwrap_or_else(|| "./.cosell".into()),
@@ -303,6 +353,20 @@ impl Config {
             http_timeout: duration("COSELL_HTTP_TIMEOUT", "20s")?,
             max_retries,
         })
+    }
+
+    /// The token endpoint for Partner Center tokens.
+    pub fn pc_token_url(&self) -> Url {
+        self.pc_token_url
+            .clone()
+            .unwrap_or_else(|| self.token_url())
+    }
+
+    /// The token endpoint for Dataverse tokens.
+    pub fn dv_token_url(&self) -> Url {
+        self.dv_token_url
+            .clone()
+            .unwrap_or_else(|| self.token_url())
     }
 
     /// `{authority}/{tenant}/oauth2/v2.0/token`, as Entra ID serves it.

@@ -7,6 +7,7 @@ pub mod config;
 pub mod crosswalk;
 pub mod custom_resource;
 pub mod dataverse;
+pub mod engine;
 pub mod duration_text;
 pub mod entra;
 pub mod mapping;

@@ -493,6 +493,29 @@ async fn concurrent_deliveries_have_one_first(backend: Backend) {
     assert_eq!(firsts, 1);
 }
 
+async fn forgotten_delivery_is_new_again(backend: Backend) {
+    let Some(o) = open(backend, None).await else {
+        return;
+    };
+    let s = &o.store;
+    let ttl = Duration::from_secs(60);
+    assert!(s.remember_delivery("evt-f", ttl).await.unwrap());
+    assert!(s.remember_delivery("evt-keep", ttl).await.unwrap());
+    s.forget_delivery("evt-f").await.unwrap();
+    assert!(
+        s.remember_delivery("evt-f", ttl).await.unwrap(),
+        "a forgotten key is accepted again"
+    );
+    assert!(
+        !s.remember_delivery("evt-keep", ttl).await.unwrap(),
+        "other keys are untouched"
+    );
+    assert!(!s.remember_delivery("evt-f", ttl).await.unwrap());
+    s.forget_delivery("never-seen")
+        .await
+        .expect("forgetting an unknown key is not an error");
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -522,6 +545,7 @@ contract!(
     state_put_get_is_conditional,
     delivery_is_remembered_until_it_expires,
     concurrent_deliveries_have_one_first,
+    forgotten_delivery_is_new_again,
 );
 
 // ---- adapter specifics -------------------------------------------------------------------

@@ -2,3 +2,4 @@
 
 pub mod runtime_api;
 pub mod schedule_expression;
+pub mod harness;

@@ -452,6 +452,26 @@ impl DataverseClient {
         .await
     }
 
+    /// One account by id (for the customer profile of a referral the connector creates).
+    pub async fn get_account(&self, id: &str) -> Result<Account, DataverseError> {
+        let url = self.entity_url("accounts", "account", id)?;
+        let target = Target {
+            entity: "account",
+            id,
+        };
+        self.get_json("get account", target, url, None).await
+    }
+
+    /// One contact by id (the customer contact of a referral the connector creates).
+    pub async fn get_contact(&self, id: &str) -> Result<Contact, DataverseError> {
+        let url = self.entity_url("contacts", "contact", id)?;
+        let target = Target {
+            entity: "contact",
+            id,
+        };
+        self.get_json("get contact", target, url, None).await
+    }
+
     pub async fn find_contact_by_email(
         &self,
         email: &str,

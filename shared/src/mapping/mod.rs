@@ -25,6 +25,7 @@ pub use country::to_iso2;
 pub use error::MappingError;
 pub use inbound::{InboundContext, InboundPlan};
 pub use outbound::{CrmRows, JsonPatchOp, PatchOp};
+pub use schema::resolve_column;
 pub use spec::{
     ConflictSpec, Direction, FieldSpec, MappingFile, SchemaExtras, Side, StatusInbound,
     StatusOutbound, StatusSpec, Table, Transform, ValueMap, ValueMapEntry,

@@ -63,4 +63,8 @@ pub trait Store: Send + Sync {
     /// `true` the first time `key` is seen within `ttl` (atomically: of two concurrent
     /// callers exactly one gets `true`); `false` for a duplicate. Expired keys are new again.
     async fn remember_delivery(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Drops a remembered delivery so the same key counts as new again (used when a delivery
+    /// was claimed but could not be handed on). Forgetting an unknown key is not an error.
+    async fn forget_delivery(&self, key: &str) -> Result<(), StoreError>;
 }

@@ -351,4 +351,15 @@ impl Store for SqliteStore {
             })
             .await
     }
+
+    async fn forget_delivery(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.conn
+            .run(move |c| {
+                c.execute("DELETE FROM deliveries WHERE key = ?1", params![key])
+                    .map_err(backend)?;
+                Ok(())
+            })
+            .await
+    }
 }

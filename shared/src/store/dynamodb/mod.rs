@@ -444,4 +444,16 @@ impl Store for DynamoStore {
             Err(e) => Err(backend("PutItem", e)),
         }
     }
+
+    async fn forget_delivery(&self, key: &str) -> Result<(), StoreError> {
+        // DeleteItem of an absent key succeeds, matching "forgetting an unknown key is fine".
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(delivery_key(key)))
+            .send()
+            .await
+            .map_err(|e| backend("DeleteItem", e))?;
+        Ok(())
+    }
 }

@@ -1,0 +1,264 @@
+//! Partner Center -> Dataverse for one referral.
+//!
+//! The message is only a pointer: the referral is always read fresh, compared with the
+//! crosswalk (duplicate, stale or echo -> nothing to do), mapped, and written to its
+//! opportunity (with account and contact) under `If-Match`. The crosswalk then records both
+//! sides' versions and fingerprints, so the outbound direction recognises our write when
+//! Dataverse reports it and does not send it back.
+
+mod conflict;
+mod gate;
+mod parties;
+mod state;
+mod trail;
+mod write;
+
+use serde_json::Value;
+
+use crate::crosswalk::Link;
+use crate::dataverse::{DataverseError, Opportunity};
+use crate::engine::referral_context::inbound_context;
+use crate::engine::{Engine, InboundMessage, SyncError};
+use crate::mapping::with_checkmark;
+use crate::partner_center::{PartnerCenterError, Referral};
+
+use trail::Trail;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundOutcome {
+    Created {
+        opportunity_id: String,
+    },
+    Updated {
+        opportunity_id: String,
+    },
+    /// Nothing new (stale or duplicate event, or our own echo).
+    Unchanged {
+        opportunity_id: Option<String>,
+    },
+    /// Deliberately not synced (e.g. "sync co-sell only" and the referral is not co-sell).
+    Skipped {
+        reason: String,
+    },
+}
+
+/// Syncs one referral and appends one audit entry saying what happened (a failed one, with
+/// the error, when it returns `Err`).
+pub async fn sync_referral(
+    engine: &Engine,
+    message: &InboundMessage,
+) -> Result<InboundOutcome, SyncError> {
+    let referral_id = message.referral_id.trim();
+    let mut trail = Trail::new(referral_id);
+    let result = run(engine, referral_id, &mut trail).await;
+    match &result {
+        Ok(outcome) => tracing::info!(referral_id, ?outcome, "inbound sync done"),
+        Err(e) => tracing::warn!(referral_id, error = %e, "inbound sync failed"),
+    }
+    trail.record(engine.store.as_ref(), &result).await;
+    result
+}
+
+async fn run(
+    engine: &Engine,
+    referral_id: &str,
+    trail: &mut Trail,
+) -> Result<InboundOutcome, SyncError> {
+    let referral = match engine.pc.get_referral(referral_id).await {
+        Ok(r) => r,
+        // A pointer to nothing: retrying cannot make the referral exist.
+        Err(PartnerCenterError::NotFound { .. }) => {
+            trail.step("skip");
+            return Ok(InboundOutcome::Skipped {
+                reason: "the referral does not exist in Partner Center".into(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+
+    let link = engine.store.get_link_by_referral(referral_id).await?;
+    if let Some(link) = &link {
+        trail.opportunity(&link.opportunity_id);
+        if let Some(why) = gate::already_synced(&referral, link) {
+            trail.step("skip");
+            trail.note(why);
+            return Ok(unchanged(link));
+        }
+    }
+    if engine.options.cosell_only && !gate::is_co_sell(&referral) {
+        trail.step("skip");
+        return Ok(InboundOutcome::Skipped {
+            reason: "not a co-sell referral and \"sync co-sell only\" is on".into(),
+        });
+    }
+
+    // The context comes from the helper the outbound direction uses too, so both compute
+    // the same fingerprint for the same referral.
+    let ctx = inbound_context(&engine.dv, &referral).await?;
+    let mut plan = engine.mapping.inbound(&referral, &engine.columns, &ctx);
+    for w in &plan.warnings {
+        trail.note(format!("warning: {w}"));
+    }
+    // Fingerprinted before the checkmark: the mark is decoration, not data.
+    let pc_hash = engine.mapping.inbound_hash(&plan);
+    if let Some(link) = &link {
+        if link.pc_hash.as_deref() == Some(pc_hash.as_str()) {
+            trail.step("skip");
+            trail.note("no mapped field changed");
+            let mut seen = link.clone();
+            note_referral_version(&mut seen, &referral);
+            engine.store.put_link(&seen, Some(link.version)).await?;
+            return Ok(unchanged(link));
+        }
+    }
+    if engine.options.checkmark {
+        if let Some(Value::String(name)) = plan.opportunity.get("name") {
+            let marked = with_checkmark(name, true);
+            plan.opportunity
+                .insert("name".into(), Value::String(marked));
+        }
+    }
+
+    let parties = parties::find_or_create(&engine.dv, &plan, trail).await?;
+    let mut body = plan.opportunity.clone();
+    parties.bind_into(&mut body);
+
+    let existing = match &link {
+        Some(link) => match engine.dv.get_opportunity(&link.opportunity_id).await {
+            Ok(opp) => Some(opp),
+            // Deleted in the CRM: bringing it back would undo the seller's decision.
+            Err(DataverseError::NotFound { .. }) => {
+                trail.step("skip");
+                return Ok(InboundOutcome::Skipped {
+                    reason: format!(
+                        "the linked opportunity {} was deleted in the CRM",
+                        link.opportunity_id
+                    ),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        },
+        // Crash recovery: a worker may have created the opportunity and died before the
+        // crosswalk was written. Adopt that row; never create a second one.
+        None => {
+            let found = engine
+                .dv
+                .find_opportunity_by_referral_id(referral_id)
+                .await?;
+            if found.is_some() {
+                trail.step("adopt_opportunity");
+            }
+            found
+        }
+    };
+
+    let mut crm_kept = false;
+    let (after, created) = match existing {
+        Some(current) => {
+            if let Some(id) = &current.opportunityid {
+                trail.opportunity(id);
+            }
+            if let Some(link) = &link {
+                crm_kept = conflict::keep_crm_winners(
+                    &engine.mapping,
+                    &engine.columns,
+                    link,
+                    &current,
+                    &mut body,
+                    trail,
+                );
+            }
+            let after = state::update(
+                &engine.dv,
+                current,
+                &body,
+                plan.target_state,
+                &referral,
+                trail,
+            )
+            .await?;
+            (after, false)
+        }
+        None => {
+            let after =
+                state::create(&engine.dv, body, plan.target_state, &referral, trail).await?;
+            (after, true)
+        }
+    };
+    let opportunity_id = after
+        .opportunityid
+        .clone()
+        .ok_or_else(|| SyncError::permanent("Dataverse returned an opportunity without an id"))?;
+    trail.opportunity(&opportunity_id);
+
+    let dv_hash = if crm_kept {
+        // The CRM's winning values are not in Partner Center yet: keep the old fingerprint
+        // so the outbound direction sees the row as changed and sends them.
+        link.as_ref().and_then(|l| l.dv_hash.clone())
+    } else {
+        Some(engine.mapping.outbound_hash(&after, &engine.columns))
+    };
+    let seen = Seen {
+        opportunity_id: &opportunity_id,
+        after: &after,
+        pc_hash,
+        dv_hash,
+    };
+    record_link(engine, &referral, link.as_ref(), seen).await?;
+    Ok(if created {
+        InboundOutcome::Created { opportunity_id }
+    } else {
+        InboundOutcome::Updated { opportunity_id }
+    })
+}
+
+fn unchanged(link: &Link) -> InboundOutcome {
+    InboundOutcome::Unchanged {
+        opportunity_id: Some(link.opportunity_id.clone()),
+    }
+}
+
+fn note_referral_version(link: &mut Link, referral: &Referral) {
+    link.pc_etag = referral.e_tag.clone();
+    link.pc_updated = referral.updated_date_time.as_ref().map(|t| t.0.clone());
+}
+
+/// Both sides as they stand after our writes.
+struct Seen<'a> {
+    opportunity_id: &'a str,
+    after: &'a Opportunity,
+    pc_hash: String,
+    /// Normally the outbound fingerprint of the row we leave behind, so the poller seeing
+    /// our own write computes the same value and skips it.
+    dv_hash: Option<String>,
+}
+
+/// Records the crosswalk, conditionally: a lost race surfaces as `StoreError::Conflict`,
+/// which is a retry.
+async fn record_link(
+    engine: &Engine,
+    referral: &Referral,
+    previous: Option<&Link>,
+    seen: Seen<'_>,
+) -> Result<(), SyncError> {
+    let Seen {
+        opportunity_id,
+        after,
+        pc_hash,
+        dv_hash,
+    } = seen;
+    let mut link = previous
+        .cloned()
+        .unwrap_or_else(|| Link::new(referral.id.clone().unwrap_or_default(), opportunity_id));
+    link.opportunity_id = opportunity_id.to_string();
+    note_referral_version(&mut link, referral);
+    link.pc_hash = Some(pc_hash);
+    link.dv_etag = after.etag.clone();
+    link.dv_modified = after.modifiedon.clone();
+    link.dv_hash = dv_hash;
+    engine
+        .store
+        .put_link(&link, previous.map(|l| l.version))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! The audit entry one inbound sync leaves behind, gathered as the sync goes so a failure
+//! half-way still says what was attempted and on which opportunity.
+
+use crate::audit::{AuditEntry, Direction, Outcome};
+use crate::engine::SyncError;
+use crate::store::Store;
+
+use super::InboundOutcome;
+
+pub(super) struct Trail {
+    referral_id: String,
+    opportunity_id: Option<String>,
+    steps: Vec<&'static str>,
+    notes: Vec<String>,
+    conflict: bool,
+}
+
+impl Trail {
+    pub(super) fn new(referral_id: &str) -> Self {
+        Trail {
+            referral_id: referral_id.to_string(),
+            opportunity_id: None,
+            steps: Vec::new(),
+            notes: Vec::new(),
+            conflict: false,
+        }
+    }
+
+    pub(super) fn opportunity(&mut self, id: &str) {
+        self.opportunity_id = Some(id.to_string());
+    }
+
+    /// A write (or decision) made, in order: the audit action is the steps joined by `+`.
+    pub(super) fn step(&mut self, step: &'static str) {
+        self.steps.push(step);
+    }
+
+    pub(super) fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
+    }
+
+    /// Both sides changed a field and the conflict rule kept one of them.
+    pub(super) fn conflict(&mut self, note: impl Into<String>) {
+        self.conflict = true;
+        self.note(note);
+    }
+
+    fn action(&self) -> String {
+        if self.steps.is_empty() {
+            "sync_referral".to_string()
+        } else {
+            self.steps.join("+")
+        }
+    }
+
+    fn entry(&self, result: &Result<InboundOutcome, SyncError>) -> AuditEntry {
+        let outcome = match result {
+            Err(_) => Outcome::Failed,
+            Ok(InboundOutcome::Unchanged { .. } | InboundOutcome::Skipped { .. }) => {
+                Outcome::Skipped
+            }
+            Ok(_) if self.conflict => Outcome::Conflict,
+            Ok(_) => Outcome::Success,
+        };
+        let mut entry = AuditEntry::new(Direction::Inbound, self.action(), outcome)
+            .referral(self.referral_id.clone());
+        if let Some(id) = &self.opportunity_id {
+            entry = entry.opportunity(id.clone());
+        }
+        let mut notes = self.notes.clone();
+        if let Ok(InboundOutcome::Skipped { reason }) = result {
+            notes.insert(0, reason.clone());
+        }
+        if !notes.is_empty() {
+            entry = entry.detail(notes.join("; "));
+        }
+        if let Err(e) = result {
+            entry = entry.error(e.to_string());
+        }
+        entry
+    }
+
+    /// Appends the entry. Best effort: the sync's own result matters more than its record,
+    /// and failing a finished sync here would only make the retry write the same data again.
+    pub(super) async fn record(
+        &self,
+        store: &dyn Store,
+        result: &Result<InboundOutcome, SyncError>,
+    ) {
+        let entry = self.entry(result);
+        if let Err(e) = store.append_audit(&entry).await {
+            tracing::warn!(referral_id = %self.referral_id, error = %e, "audit entry not written");
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The referral status the opportunity asks for: the seller's accept/decline of a received
+//! referral, or closing it as won/lost. Each move is made only from a status it can come
+//! from, so a repeated message finds nothing left to do.
+
+use crate::dataverse::Opportunity;
+use crate::engine::Engine;
+use crate::partner_center::{
+    PartnerCenterError, Referral, ReferralDirection, ReferralStatus, ReferralSubstatus,
+};
+
+const DECLINE_REASON: &str = "Declined by the partner";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Move {
+    Accept,
+    Decline { reason: String },
+    Close { won: bool, reason: String },
+}
+
+impl Move {
+    /// The audit action name.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Move::Accept => "accept",
+            Move::Decline { .. } => "decline",
+            Move::Close { won: true, .. } => "close_won",
+            Move::Close { won: false, .. } => "close_lost",
+        }
+    }
+}
+
+/// The move still to make on `referral`, if any.
+pub(super) fn wanted(engine: &Engine, opp: &Opportunity, referral: &Referral) -> Option<Move> {
+    let (status, substatus, reason) = engine.mapping.outbound_status(opp, &engine.columns)?;
+    let current = referral.status.as_ref();
+    let is_new = current == Some(&ReferralStatus::New);
+    // Only a referral someone sent us waits for our answer; our own is Microsoft's to take.
+    let ours = referral.direction.as_ref() == Some(&ReferralDirection::Outgoing);
+    match (status, substatus) {
+        (ReferralStatus::Active, ReferralSubstatus::Accepted) if is_new && !ours => {
+            Some(Move::Accept)
+        }
+        (ReferralStatus::Closed, ReferralSubstatus::Declined) if is_new && !ours => {
+            Some(Move::Decline {
+                reason: reason.unwrap_or_else(|| DECLINE_REASON.to_string()),
+            })
+        }
+        (ReferralStatus::Closed, sub @ (ReferralSubstatus::Won | ReferralSubstatus::Lost))
+            if current != Some(&ReferralStatus::Closed) =>
+        {
+            let won = sub == ReferralSubstatus::Won;
+            let reason = reason.unwrap_or_else(|| if won { "Won" } else { "Lost" }.to_string());
+            Some(Move::Close { won, reason })
+        }
+        _ => None,
+    }
+}
+
+/// Makes the move with If-Match on `etag`; the referral as it is afterwards.
+pub(super) async fn apply(
+    engine: &Engine,
+    referral_id: &str,
+    etag: &str,
+    mv: &Move,
+) -> Result<Referral, PartnerCenterError> {
+    match mv {
+        Move::Accept => engine.pc.accept_referral(referral_id, etag).await,
+        Move::Decline { reason } => engine.pc.decline_referral(referral_id, etag, reason).await,
+        Move::Close { won, reason } => {
+            engine
+                .pc
+                .close_referral(referral_id, etag, *won, reason)
+                .await
+        }
+    }
+}

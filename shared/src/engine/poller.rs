@@ -1,0 +1,277 @@
+//! Dataverse changes since the stored delta link -> outbound messages.
+//!
+//! At-least-once: the new delta link (or watermark) is stored only after every message is
+//! queued, so a poll that dies midway is read again in full by the next one. With change
+//! tracking a poll with no changes costs one request; without it (the table's "Track
+//! changes" is off) the poller falls back to `modifiedon ge watermark`, which cannot see
+//! deletes. Once in watermark mode it stays there; to switch after enabling change tracking,
+//! reset the state under [`DELTA_STATE_KEY`] to `{}`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::config::ColumnNames;
+use crate::dataverse::model::Opportunity;
+use crate::dataverse::{DataverseClient, DataverseError};
+use crate::engine::messages::OutboundMessage;
+use crate::engine::SyncError;
+use crate::queue::{OutMessage, Queue};
+use crate::store::Store;
+
+/// Sync-state key of the opportunity delta link (or `modifiedon` watermark).
+pub const DELTA_STATE_KEY: &str = "outbound/opportunity-delta";
+
+/// The most messages one queue batch may carry (an SQS limit).
+const BATCH: usize = 10;
+
+/// What Dataverse says when the table's change tracking is off.
+const TRACKING_OFF_TEXT: &str = "change tracking is not enabled";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollReport {
+    pub enqueued: usize,
+    pub deleted: usize,
+    /// The stored delta link had expired (or there was none) and a full read was made.
+    pub full_resync: bool,
+}
+
+/// The value stored under [`DELTA_STATE_KEY`]: one of the two cursors.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_link: Option<String>,
+    /// `modifiedon` of the newest row seen, when change tracking is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
+    /// `id@version` of the rows at exactly the watermark, already handled (the `ge` query
+    /// returns them again; `modifiedon` has whole seconds, so an edit can share it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub at_watermark: Vec<String>,
+}
+
+pub async fn poll_opportunities(
+    dv: &DataverseClient,
+    store: &dyn Store,
+    outbound: &dyn Queue,
+    columns: &ColumnNames,
+) -> Result<PollReport, SyncError> {
+    let stored = store.get_state(DELTA_STATE_KEY).await?;
+    let version = stored.as_ref().map(|(_, v)| *v);
+    let state = match &stored {
+        Some((value, _)) => serde_json::from_str::<DeltaState>(value).unwrap_or_else(|e| {
+            // A full read is always safe (outbound sync skips what it already wrote).
+            tracing::warn!(error = %e, "stored delta state unreadable; doing a full read");
+            DeltaState::default()
+        }),
+        None => DeltaState::default(),
+    };
+
+    let (report, next) = if state.delta_link.is_none() && state.watermark.is_some() {
+        poll_modified(dv, outbound, columns, &state).await?
+    } else {
+        match poll_delta(dv, store, outbound, columns, state.delta_link.as_deref()).await {
+            Err(PollFailure::TrackingOff) => {
+                tracing::warn!(
+                    "change tracking is off for opportunities; polling on modifiedon (deletes are not seen)"
+                );
+                poll_modified(dv, outbound, columns, &DeltaState::default()).await?
+            }
+            Err(PollFailure::Sync(e)) => return Err(e),
+            Ok(done) => done,
+        }
+    };
+
+    if stored.as_ref().map(|(v, _)| v.as_str()) != Some(next.as_str()) {
+        // Conditional: a concurrent poller that got here first wins; ours retries.
+        store.put_state(DELTA_STATE_KEY, &next, version).await?;
+    }
+    tracing::info!(
+        enqueued = report.enqueued,
+        deleted = report.deleted,
+        full = report.full_resync,
+        "opportunity poll done"
+    );
+    Ok(report)
+}
+
+enum PollFailure {
+    TrackingOff,
+    Sync(SyncError),
+}
+
+impl From<DataverseError> for PollFailure {
+    fn from(e: DataverseError) -> Self {
+        PollFailure::Sync(e.into())
+    }
+}
+
+impl From<SyncError> for PollFailure {
+    fn from(e: SyncError) -> Self {
+        PollFailure::Sync(e)
+    }
+}
+
+impl From<crate::store::StoreError> for PollFailure {
+    fn from(e: crate::store::StoreError) -> Self {
+        PollFailure::Sync(e.into())
+    }
+}
+
+/// Change tracking: queue the flagged upserts and the deletes of linked rows.
+async fn poll_delta(
+    dv: &DataverseClient,
+    store: &dyn Store,
+    outbound: &dyn Queue,
+    columns: &ColumnNames,
+    delta_link: Option<&str>,
+) -> Result<(PollReport, String), PollFailure> {
+    let select = [
+        "opportunityid",
+        "modifiedon",
+        columns.sync_flag.as_str(),
+        columns.referral_id.as_str(),
+    ];
+    let set = match dv.changes_or_resync(delta_link, &select).await {
+        Err(DataverseError::Invalid { message, .. })
+            if message.to_ascii_lowercase().contains(TRACKING_OFF_TEXT) =>
+        {
+            return Err(PollFailure::TrackingOff)
+        }
+        other => other?,
+    };
+    let mut messages: Vec<OutboundMessage> = set
+        .upserts
+        .iter()
+        .filter(|o| wants_sync(o, columns))
+        .filter_map(upsert_message)
+        .collect();
+    let mut deleted = 0;
+    for id in &set.deleted {
+        // A delete matters only for an opportunity that is linked to a referral.
+        if store.get_link_by_opportunity(id).await?.is_some() {
+            messages.push(OutboundMessage {
+                opportunity_id: id.clone(),
+                modified_on: None,
+                deleted: true,
+            });
+            deleted += 1;
+        }
+    }
+    send_all(outbound, &messages).await?;
+    let next = DeltaState {
+        delta_link: Some(set.delta_link),
+        ..DeltaState::default()
+    };
+    let report = PollReport {
+        enqueued: messages.len(),
+        deleted,
+        full_resync: set.full,
+    };
+    Ok((report, to_json(&next)))
+}
+
+/// `modifiedon ge watermark`, skipping the rows at the watermark that were already queued.
+async fn poll_modified(
+    dv: &DataverseClient,
+    outbound: &dyn Queue,
+    columns: &ColumnNames,
+    state: &DeltaState,
+) -> Result<(PollReport, String), SyncError> {
+    let mark = state.watermark.as_deref().and_then(parse_time);
+    let rows = dv
+        .modified_since(mark.unwrap_or(OffsetDateTime::UNIX_EPOCH))
+        .await?;
+    let mut newest = mark;
+    let mut at_newest: Vec<String> = state.at_watermark.clone();
+    let mut messages = Vec::new();
+    for row in &rows {
+        let (Some(id), Some(modified)) = (
+            row.opportunityid.as_deref(),
+            row.modifiedon.as_deref().and_then(parse_time),
+        ) else {
+            continue;
+        };
+        let key = row_key(id, row);
+        let seen = Some(modified) == mark && state.at_watermark.contains(&key);
+        if !seen && wants_sync(row, columns) {
+            messages.extend(upsert_message(row));
+        }
+        if newest.is_none_or(|n| modified > n) {
+            newest = Some(modified);
+            at_newest.clear();
+        }
+        if Some(modified) == newest && !at_newest.contains(&key) {
+            at_newest.push(key);
+        }
+    }
+    send_all(outbound, &messages).await?;
+    let next = DeltaState {
+        delta_link: None,
+        watermark: Some(
+            newest
+                .map(format_time)
+                .unwrap_or_else(|| format_time(OffsetDateTime::UNIX_EPOCH)),
+        ),
+        at_watermark: at_newest,
+    };
+    let report = PollReport {
+        enqueued: messages.len(),
+        deleted: 0,
+        full_resync: mark.is_none(),
+    };
+    Ok((report, to_json(&next)))
+}
+
+/// A row's identity at one version: a later edit within the same second differs.
+fn row_key(id: &str, row: &Opportunity) -> String {
+    let version = match &row.versionnumber {
+        Some(Value::String(v)) => v.clone(),
+        Some(Value::Number(v)) => v.to_string(),
+        _ => row.etag.clone().unwrap_or_default(),
+    };
+    format!("{id}@{version}")
+}
+
+/// Flagged for sync, or already linked to a referral.
+fn wants_sync(o: &Opportunity, columns: &ColumnNames) -> bool {
+    let flagged = matches!(o.column(&columns.sync_flag), Some(Value::Bool(true)));
+    let linked = o
+        .column_str(&columns.referral_id)
+        .is_some_and(|s| !s.trim().is_empty());
+    flagged || linked
+}
+
+fn upsert_message(o: &Opportunity) -> Option<OutboundMessage> {
+    Some(OutboundMessage {
+        opportunity_id: o.opportunityid.clone()?,
+        modified_on: o.modifiedon.clone(),
+        deleted: false,
+    })
+}
+
+async fn send_all(outbound: &dyn Queue, messages: &[OutboundMessage]) -> Result<(), SyncError> {
+    let out: Vec<OutMessage> = messages
+        .iter()
+        .map(|m| OutMessage::new(m.to_body()))
+        .collect();
+    for chunk in out.chunks(BATCH) {
+        outbound.send_batch(chunk).await?;
+    }
+    Ok(())
+}
+
+fn to_json(state: &DeltaState) -> String {
+    serde_json::to_string(state).expect("plain struct serializes")
+}
+
+fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+fn format_time(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .expect("a UTC time formats as RFC 3339")
+}

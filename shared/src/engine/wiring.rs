@@ -1,0 +1,155 @@
+//! Builds the engine's clients from a validated [`Config`], the same way for every edge
+//! (each Lambda function's init, the local runner, the CLI).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::config::Config;
+use crate::dataverse::DataverseClient;
+use crate::engine::{Engine, SyncOptions};
+use crate::entra::{Grant, RefreshTokenStore, TokenProvider};
+use crate::mapping::Mapping;
+use crate::partner_center::webhook_verify::{HttpCertificateSource, WebhookVerifier};
+use crate::partner_center::PartnerCenterClient;
+use crate::retry::RetryPolicy;
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error("mapping is invalid:\n{0}")]
+    Mapping(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+/// One HTTP client (one connection pool) per process; every request also has the
+/// per-attempt timeout of [`RetryPolicy::attempt_timeout`].
+pub fn http_client(config: &Config) -> Result<reqwest::Client, WiringError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5).min(config.http_timeout))
+        .timeout(config.http_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("cosell-sync/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| WiringError::Http(e.to_string()))
+}
+
+pub fn retry_policy(config: &Config) -> RetryPolicy {
+    RetryPolicy {
+        max_retries: config.max_retries,
+        attempt_timeout: config.http_timeout,
+        ..RetryPolicy::default()
+    }
+}
+
+/// `{scheme}://{host[:port]}/.default`: the Entra scope of the resource that serves `url`.
+pub fn resource_scope(url: &Url) -> String {
+    let origin = url.origin().ascii_serialization();
+    format!("{origin}/.default")
+}
+
+pub fn partner_center_client(
+    config: &Config,
+    http: &reqwest::Client,
+    refresh_store: Option<Arc<dyn RefreshTokenStore>>,
+) -> PartnerCenterClient {
+    let grant = match &config.pc_refresh_token {
+        Some(rt) => Grant::RefreshToken(rt.clone()),
+        None => Grant::ClientCredentials,
+    };
+    let mut tokens = TokenProvider::new(
+        http.clone(),
+        config.pc_token_url(),
+        config.pc_client_id.clone(),
+        config.pc_client_secret.clone(),
+        resource_scope(&config.pc_api_url),
+        grant,
+        retry_policy(config),
+    );
+    if let Some(store) = refresh_store {
+        tokens = tokens.with_refresh_store(store);
+    }
+    PartnerCenterClient::new(
+        http.clone(),
+        Arc::new(tokens),
+        config.pc_api_url.clone(),
+        config.pc_webhook_api_url.clone(),
+        retry_policy(config),
+    )
+}
+
+pub fn dataverse_client(config: &Config, http: &reqwest::Client) -> DataverseClient {
+    let tokens = TokenProvider::new(
+        http.clone(),
+        config.dv_token_url(),
+        config.dv_client_id.clone(),
+        config.dv_client_secret.clone(),
+        DataverseClient::scope_for(&config.dataverse_url),
+        Grant::ClientCredentials,
+        retry_policy(config),
+    );
+    DataverseClient::new(
+        http.clone(),
+        Arc::new(tokens),
+        config.dataverse_url.clone(),
+        config.columns.clone(),
+        retry_policy(config),
+    )
+}
+
+pub fn webhook_verifier(config: &Config, http: &reqwest::Client) -> WebhookVerifier {
+    WebhookVerifier::new(
+        config.webhook_cert_hosts.clone(),
+        Arc::new(HttpCertificateSource::new(http.clone())),
+    )
+    .with_organizations(config.webhook_cert_organizations.clone())
+}
+
+/// Loads and validates the mapping the config names (or the default one).
+pub fn mapping(config: &Config) -> Result<Mapping, WiringError> {
+    Mapping::load(config.mapping_file.as_deref(), &config.columns).map_err(|errors| {
+        WiringError::Mapping(
+            errors
+                .iter()
+                .map(|e| format!("  - {e}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })
+}
+
+impl Engine {
+    pub fn from_config(
+        config: &Config,
+        http: &reqwest::Client,
+        store: Arc<dyn Store>,
+        refresh_store: Option<Arc<dyn RefreshTokenStore>>,
+    ) -> Result<Engine, WiringError> {
+        Ok(Engine {
+            pc: Arc::new(partner_center_client(config, http, refresh_store)),
+            dv: Arc::new(dataverse_client(config, http)),
+            store,
+            mapping: Arc::new(mapping(config)?),
+            columns: config.columns.clone(),
+            options: SyncOptions {
+                cosell_only: config.sync_cosell_only,
+                checkmark: config.checkmark,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_keeps_scheme_host_and_port_only() {
+        let u = Url::parse("https://api.partner.microsoft.com/v1.0/engagements/").unwrap();
+        assert_eq!(resource_scope(&u), "https://api.partner.microsoft.com/.default");
+        let local = Url::parse("http://127.0.0.1:8081/x").unwrap();
+        assert_eq!(resource_scope(&local), "http://127.0.0.1:8081/.default");
+    }
+}
