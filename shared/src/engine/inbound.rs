@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::crosswalk::Link;
 use crate::dataverse::{DataverseError, Opportunity};
+use crate::engine::claim;
 use crate::engine::referral_context::inbound_context;
 use crate::engine::{Engine, InboundMessage, SyncError};
 use crate::mapping::with_checkmark;
@@ -51,6 +52,11 @@ pub async fn sync_referral(
     let referral_id = message.referral_id.trim();
     let mut trail = Trail::new(referral_id);
     let result = run(engine, referral_id, &mut trail).await;
+    if let Some(lease) = trail.lease.take() {
+        if result.is_err() {
+            lease.release(engine.store.as_ref()).await;
+        }
+    }
     match &result {
         Ok(outcome) => tracing::info!(referral_id, ?outcome, "inbound sync done"),
         Err(e) => tracing::warn!(referral_id, error = %e, "inbound sync failed"),
@@ -84,6 +90,11 @@ async fn run(
             trail.note(why);
             return Ok(unchanged(link));
         }
+    }
+    if link.is_none() {
+        // Creating parties and an opportunity: one worker at a time per referral.
+        trail.lease =
+            Some(claim::take(engine.store.as_ref(), &format!("inbound/{referral_id}")).await?);
     }
     if engine.options.cosell_only && !gate::is_co_sell(&referral) {
         trail.step("skip");

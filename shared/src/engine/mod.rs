@@ -9,6 +9,7 @@
 //! - [`registration`]: the webhook registration kept in line with the configured URL.
 //! - [`disposition`]: what a queue worker does with a message after a sync attempt.
 
+pub mod claim;
 pub mod context;
 pub mod disposition;
 pub mod error;
@@ -17,8 +18,8 @@ pub mod intake;
 pub mod messages;
 pub mod outbound;
 pub mod poller;
-pub mod referral_context;
 pub mod reconcile;
+pub mod referral_context;
 pub mod registration;
 pub mod wiring;
 

@@ -1,0 +1,46 @@
+//! A short lease on "creating the other side of this record". Messages are delivered at
+//! least once and workers run concurrently, so a `referral-created` and a
+//! `referral-updated` for a new referral can be handled at the same moment; without a lease
+//! both would find no link and both would create an opportunity (and an account). The
+//! lease is a de-duplication key in the store: exactly one caller gets it, the other waits
+//! for the link to appear. A worker that dies while holding it only delays the record until
+//! the lease expires; crash recovery (adopting what it created) then takes over.
+
+use std::time::Duration;
+
+use crate::engine::SyncError;
+use crate::store::Store;
+
+/// Longer than one sync takes, short enough that a crashed holder does not stall a record.
+pub const LEASE_TTL: Duration = Duration::from_secs(120);
+
+/// How long the loser waits before looking again (by then the link usually exists).
+pub const LEASE_RETRY: Duration = Duration::from_secs(2);
+
+pub struct Lease {
+    key: String,
+}
+
+/// Takes the creation lease for `what` (e.g. `inbound/<referral id>`), or asks the caller to
+/// retry shortly when another worker holds it.
+pub async fn take(store: &dyn Store, what: &str) -> Result<Lease, SyncError> {
+    let key = format!("lease/create/{what}");
+    if store.remember_delivery(&key, LEASE_TTL).await? {
+        Ok(Lease { key })
+    } else {
+        Err(SyncError::retry(
+            Some(LEASE_RETRY),
+            format!("another worker is creating {what}; looking again shortly"),
+        ))
+    }
+}
+
+impl Lease {
+    /// Gives the lease back early (after a failure, so a retry need not wait it out). After
+    /// success it is kept: the link now exists and answers later messages instead.
+    pub async fn release(self, store: &dyn Store) {
+        if let Err(e) = store.forget_delivery(&self.key).await {
+            tracing::warn!(key = %self.key, error = %e, "could not release a creation lease; it expires on its own");
+        }
+    }
+}
