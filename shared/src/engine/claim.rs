@@ -11,7 +11,8 @@ use std::time::Duration;
 use crate::engine::SyncError;
 use crate::store::Store;
 
-/// Longer than one sync takes, short enough that a crashed holder does not stall a record.
+/// The default lease: longer than one sync takes (with its in-process retries), short
+/// enough that a crashed holder does not stall a record for long.
 pub const LEASE_TTL: Duration = Duration::from_secs(120);
 
 /// How long the loser waits before looking again (by then the link usually exists).
@@ -23,9 +24,9 @@ pub struct Lease {
 
 /// Takes the creation lease for `what` (e.g. `inbound/<referral id>`), or asks the caller to
 /// retry shortly when another worker holds it.
-pub async fn take(store: &dyn Store, what: &str) -> Result<Lease, SyncError> {
+pub async fn take(store: &dyn Store, what: &str, ttl: Duration) -> Result<Lease, SyncError> {
     let key = format!("lease/create/{what}");
-    if store.remember_delivery(&key, LEASE_TTL).await? {
+    if store.remember_delivery(&key, ttl).await? {
         Ok(Lease { key })
     } else {
         Err(SyncError::retry(

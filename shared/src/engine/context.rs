@@ -16,6 +16,8 @@ pub struct SyncOptions {
     pub cosell_only: bool,
     /// Prefix the opportunity name with ✔ when in sync (✘ when the last sync failed).
     pub checkmark: bool,
+    /// See [`crate::engine::claim`].
+    pub create_lease: std::time::Duration,
 }
 
 impl Default for SyncOptions {
@@ -23,6 +25,7 @@ impl Default for SyncOptions {
         SyncOptions {
             cosell_only: false,
             checkmark: true,
+            create_lease: crate::engine::claim::LEASE_TTL,
         }
     }
 }

@@ -126,7 +126,9 @@ mod tests {
         let e = SyncError::from(rejected);
         assert!(e.is_permanent());
         assert!(e.reason().contains("name is required"));
-        let raced = SyncError::from(StoreError::Conflict { what: "link".into() });
+        let raced = SyncError::from(StoreError::Conflict {
+            what: "link".into(),
+        });
         assert!(matches!(raced, SyncError::Retry { after: Some(d), .. } if d == CONFLICT_RETRY));
     }
 }

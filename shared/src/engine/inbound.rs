@@ -93,8 +93,14 @@ async fn run(
     }
     if link.is_none() {
         // Creating parties and an opportunity: one worker at a time per referral.
-        trail.lease =
-            Some(claim::take(engine.store.as_ref(), &format!("inbound/{referral_id}")).await?);
+        trail.lease = Some(
+            claim::take(
+                engine.store.as_ref(),
+                &format!("inbound/{referral_id}"),
+                engine.options.create_lease,
+            )
+            .await?,
+        );
     }
     if engine.options.cosell_only && !gate::is_co_sell(&referral) {
         trail.step("skip");

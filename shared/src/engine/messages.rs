@@ -94,7 +94,11 @@ mod tests {
 
     #[test]
     fn outbound_round_trips_and_omits_defaults() {
-        let m = OutboundMessage { opportunity_id: "o1".into(), modified_on: None, deleted: false };
+        let m = OutboundMessage {
+            opportunity_id: "o1".into(),
+            modified_on: None,
+            deleted: false,
+        };
         assert_eq!(m.to_body(), r#"{"opportunity_id":"o1"}"#);
         assert_eq!(OutboundMessage::parse(&m.to_body()).unwrap(), m);
         let d = OutboundMessage::parse(r#"{"opportunity_id":"o2","deleted":true}"#).unwrap();

@@ -136,6 +136,7 @@ impl Engine {
             options: SyncOptions {
                 cosell_only: config.sync_cosell_only,
                 checkmark: config.checkmark,
+                create_lease: config.create_lease,
             },
         })
     }
@@ -148,7 +149,10 @@ mod tests {
     #[test]
     fn scope_keeps_scheme_host_and_port_only() {
         let u = Url::parse("https://api.partner.microsoft.com/v1.0/engagements/").unwrap();
-        assert_eq!(resource_scope(&u), "https://api.partner.microsoft.com/.default");
+        assert_eq!(
+            resource_scope(&u),
+            "https://api.partner.microsoft.com/.default"
+        );
         let local = Url::parse("http://127.0.0.1:8081/x").unwrap();
         assert_eq!(resource_scope(&local), "http://127.0.0.1:8081/.default");
     }

@@ -29,7 +29,12 @@ pub(super) async fn sync_unlinked(
         .clone()
         .ok_or_else(|| SyncError::permanent("opportunity row without opportunityid"))?;
     // One creator per opportunity, however many messages for it run at once.
-    let lease = claim::take(engine.store.as_ref(), &format!("outbound/{opportunity_id}")).await?;
+    let lease = claim::take(
+        engine.store.as_ref(),
+        &format!("outbound/{opportunity_id}"),
+        engine.options.create_lease,
+    )
+    .await?;
     let result = adopt_or_create(engine, opp, &opportunity_id).await;
     if result.is_err() {
         lease.release(engine.store.as_ref()).await;

@@ -1,0 +1,394 @@
+//! The whole connector in one process: webhook endpoint, inbound and outbound workers on
+//! embedded durable queues, the opportunity poller and the referral sweep, all sharing one
+//! SQLite file under the data dir. The same engine functions as the Lambda functions.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use cosell::config::Config;
+use cosell::engine::{poller, reconcile, registration, wiring, Engine, SyncError};
+use cosell::entra::RefreshTokenStore;
+use cosell::partner_center::event::{REFERRAL_CREATED, REFERRAL_UPDATED};
+use cosell::queue::sqlite::SqliteQueue;
+use cosell::store::sqlite::SqliteStore;
+use cosell::store::Store;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use super::refresh_file::FileRefreshTokenStore;
+use super::server::{self, Intake, WEBHOOK_PATH};
+use super::worker::{self, WorkerSettings};
+use super::{handlers, schedule};
+
+/// The database file in the data dir that holds the store and both queues.
+pub const DATABASE_FILE: &str = "cosell.db";
+pub const INBOUND_QUEUE: &str = "inbound";
+pub const OUTBOUND_QUEUE: &str = "outbound";
+
+/// How the runner runs, beyond the settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Syncs running at once, per queue.
+    pub concurrency: usize,
+    /// How long a received message stays hidden; after a crash, in-flight messages come back
+    /// once it has passed.
+    pub visibility: Duration,
+    pub receive_wait: Duration,
+    /// Retry delay of a transient failure that gave no wait of its own.
+    pub fail_delay: Duration,
+    /// Receives before a message goes to the dead-letter queue.
+    pub max_receive_count: u32,
+    /// How far back each sweep looks before its watermark.
+    pub sweep_overlap: Duration,
+    /// With no `COSELL_WEBHOOK_URL`, register this runner's own address (sandbox and demo).
+    pub register_own_url: bool,
+    /// Run the opportunity poll and the referral sweep (off only where a test needs the
+    /// queues alone).
+    pub schedules: bool,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            concurrency: 8,
+            visibility: Duration::from_secs(120),
+            receive_wait: Duration::from_millis(500),
+            fail_delay: Duration::from_secs(5),
+            max_receive_count: 5,
+            sweep_overlap: Duration::from_secs(300),
+            register_own_url: false,
+            schedules: true,
+        }
+    }
+}
+
+/// A running connector. Call [`Runtime::shutdown`] to stop it cleanly.
+pub struct Runtime {
+    addr: SocketAddr,
+    engine: Engine,
+    store: Arc<SqliteStore>,
+    inbound: Arc<SqliteQueue>,
+    outbound: Arc<SqliteQueue>,
+    data_dir: PathBuf,
+    webhook_url: Option<Url>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    loops: Vec<JoinHandle<()>>,
+}
+
+impl Runtime {
+    pub async fn start(config: &Config, options: RuntimeOptions) -> anyhow::Result<Runtime> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        let db = config.data_dir.join(DATABASE_FILE);
+        let store = Arc::new(
+            SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
+        );
+        let inbound = Arc::new(SqliteQueue::open(
+            &db,
+            INBOUND_QUEUE,
+            options.max_receive_count,
+        )?);
+        let outbound = Arc::new(SqliteQueue::open(
+            &db,
+            OUTBOUND_QUEUE,
+            options.max_receive_count,
+        )?);
+
+        let (config, refresh_store) = with_stored_refresh_token(config)?;
+        let http = wiring::http_client(&config)?;
+        let engine = Engine::from_config(
+            &config,
+            &http,
+            store.clone() as Arc<dyn Store>,
+            refresh_store,
+        )?;
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (COSELL_LISTEN)", config.listen))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let intake = Arc::new(Intake {
+            verifier: wiring::webhook_verifier(&config, &http),
+            store: store.clone(),
+            inbound: inbound.clone(),
+        });
+        let mut server_stop = stopped.clone();
+        let server = tokio::spawn(async move {
+            let served = axum::serve(listener, server::router(intake))
+                .with_graceful_shutdown(async move {
+                    let _ = server_stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "webhook server stopped");
+            }
+        });
+        tracing::info!(url = %format!("http://{addr}{WEBHOOK_PATH}"), "webhook endpoint listening");
+
+        let webhook_url = match (&config.webhook_url, options.register_own_url) {
+            (Some(u), _) => Some(u.clone()),
+            (None, true) => Some(local_webhook_url(addr)),
+            (None, false) => None,
+        };
+        let mut runtime = Runtime {
+            addr,
+            engine,
+            store,
+            inbound,
+            outbound,
+            data_dir: config.data_dir.clone(),
+            webhook_url,
+            stop,
+            server,
+            loops: Vec::new(),
+        };
+        if let Err(e) = runtime.register_webhook().await {
+            runtime.shutdown().await;
+            return Err(e);
+        }
+        runtime.spawn_loops(&config, &options, stopped);
+        Ok(runtime)
+    }
+
+    async fn register_webhook(&self) -> anyhow::Result<()> {
+        let Some(url) = &self.webhook_url else {
+            tracing::info!("COSELL_WEBHOOK_URL is not set: not registering a webhook (the sweep still finds referral changes)");
+            return Ok(());
+        };
+        let events = [REFERRAL_CREATED.to_string(), REFERRAL_UPDATED.to_string()];
+        match registration::ensure_webhook(&self.engine.pc, self.store.as_ref(), url, &events).await
+        {
+            Ok(change) => {
+                tracing::info!(%url, ?change, "webhook registration");
+                Ok(())
+            }
+            // Partner Center having a bad moment should not stop the runner.
+            Err(e @ SyncError::Retry { .. }) => {
+                tracing::warn!(%url, error = %e, "could not register the webhook now; the sweep covers until a restart");
+                Ok(())
+            }
+            Err(e) => Err(anyhow!("cannot register the webhook {url}: {e}")),
+        }
+    }
+
+    fn spawn_loops(
+        &mut self,
+        config: &Config,
+        options: &RuntimeOptions,
+        stopped: watch::Receiver<bool>,
+    ) {
+        let settings = |name, key| WorkerSettings {
+            name,
+            key,
+            concurrency: options.concurrency,
+            visibility: options.visibility,
+            receive_wait: options.receive_wait,
+            fail_delay: options.fail_delay,
+        };
+        let engine = self.engine.clone();
+        self.loops.push(tokio::spawn(worker::run(
+            self.inbound.clone(),
+            settings(INBOUND_QUEUE, handlers::inbound_key),
+            stopped.clone(),
+            move |body: String| {
+                let engine = engine.clone();
+                async move { handlers::inbound(&engine, &body).await }
+            },
+        )));
+        let engine = self.engine.clone();
+        self.loops.push(tokio::spawn(worker::run(
+            self.outbound.clone(),
+            settings(OUTBOUND_QUEUE, handlers::outbound_key),
+            stopped.clone(),
+            move |body: String| {
+                let engine = engine.clone();
+                async move { handlers::outbound(&engine, &body).await }
+            },
+        )));
+        if !options.schedules {
+            return;
+        }
+
+        let (engine, store, outbound) = (
+            self.engine.clone(),
+            self.store.clone(),
+            self.outbound.clone(),
+        );
+        self.loops.push(tokio::spawn(schedule::every(
+            "poll",
+            config.poll_interval,
+            stopped.clone(),
+            move || {
+                let (engine, store, outbound) = (engine.clone(), store.clone(), outbound.clone());
+                async move {
+                    let report = poller::poll_opportunities(
+                        &engine.dv,
+                        store.as_ref(),
+                        outbound.as_ref(),
+                        &engine.columns,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    Ok(
+                        if report.enqueued + report.deleted > 0 || report.full_resync {
+                            format!(
+                                "queued {} changed and {} deleted opportunities{}",
+                                report.enqueued,
+                                report.deleted,
+                                if report.full_resync {
+                                    " (full read)"
+                                } else {
+                                    ""
+                                }
+                            )
+                        } else {
+                            String::new()
+                        },
+                    )
+                }
+            },
+        )));
+
+        let (engine, store, inbound) = (
+            self.engine.clone(),
+            self.store.clone(),
+            self.inbound.clone(),
+        );
+        let overlap = options.sweep_overlap;
+        self.loops.push(tokio::spawn(schedule::every(
+            "sweep",
+            config.sweep_interval,
+            stopped,
+            move || {
+                let (engine, store, inbound) = (engine.clone(), store.clone(), inbound.clone());
+                async move {
+                    let report = reconcile::sweep_referrals(
+                        &engine.pc,
+                        store.as_ref(),
+                        inbound.as_ref(),
+                        overlap,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    Ok(if report.enqueued > 0 {
+                        format!(
+                            "queued {} referrals changed since the last sweep",
+                            report.enqueued
+                        )
+                    } else {
+                        String::new()
+                    })
+                }
+            },
+        )));
+    }
+
+    /// The address the webhook endpoint listens on (the real port when configured as 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://{addr}/partner-center/webhook`.
+    pub fn intake_url(&self) -> Url {
+        local_webhook_url(self.addr)
+    }
+
+    /// The URL registered with Partner Center, if any.
+    pub fn webhook_url(&self) -> Option<&Url> {
+        self.webhook_url.as_ref()
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn store(&self) -> Arc<SqliteStore> {
+        self.store.clone()
+    }
+
+    pub fn inbound(&self) -> Arc<SqliteQueue> {
+        self.inbound.clone()
+    }
+
+    pub fn outbound(&self) -> Arc<SqliteQueue> {
+        self.outbound.clone()
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// Stops taking webhooks and messages, lets the syncs in flight finish, and returns when
+    /// everything has stopped. Messages not yet received stay on the durable queues.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let mut server = self.server;
+        // Keep-alive connections can hold a graceful stop open; don't wait on them forever.
+        if tokio::time::timeout(Duration::from_secs(5), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
+        for task in self.loops {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a runner task ended abnormally");
+            }
+        }
+        tracing::info!("stopped");
+    }
+}
+
+fn local_webhook_url(addr: SocketAddr) -> Url {
+    Url::parse(&format!("http://{addr}{WEBHOOK_PATH}")).expect("a socket address forms a URL")
+}
+
+/// The config to run with, and where a rotated refresh token goes: with the refresh-token
+/// grant, a token saved by an earlier run wins over the configured one (Entra retired that).
+fn with_stored_refresh_token(
+    config: &Config,
+) -> anyhow::Result<(Config, Option<Arc<dyn RefreshTokenStore>>)> {
+    let mut config = config.clone();
+    if config.pc_refresh_token.is_none() {
+        return Ok((config, None));
+    }
+    let file = FileRefreshTokenStore::new(&config.data_dir);
+    let stored = file
+        .load()
+        .with_context(|| format!("cannot read {}", file.path().display()))?;
+    if let Some(token) = stored {
+        tracing::info!(file = %file.path().display(), "using the refresh token saved by an earlier run");
+        config.pc_refresh_token = Some(token);
+    }
+    Ok((config, Some(Arc::new(file))))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

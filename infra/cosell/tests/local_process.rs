@@ -1,0 +1,188 @@
+//! `cosell run` as a separate process over HTTP against the stand-ins: a bad setting stops it
+//! with one line naming it; a signed webhook becomes an opportunity and a CRM edit updates the
+//! referral; killed with work queued and restarted, it loses and duplicates nothing.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cosell_cli::local::standins::{overlay, Standins};
+use serde_json::{json, Map, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cosell");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn_run(settings: &[(String, String)], cwd: &Path) -> Child {
+    Command::new(BIN)
+        .args(["run", "--visibility-timeout", "2s"])
+        .env_clear()
+        .envs(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("RUST_LOG", "warn")
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn cosell run")
+}
+
+async fn wait_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn opportunities_for(s: &Standins, referral_id: &str) -> Vec<Value> {
+    s.dv.rows("opportunities")
+        .into_iter()
+        .filter(|o| o.get("cosell_referralidentifier").and_then(Value::as_str) == Some(referral_id))
+        .collect()
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("run")
+        .env_clear()
+        .env("COSELL_TENANT_ID", "contoso")
+        .env("COSELL_POLL_INTERVAL", "soon")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("COSELL_"), "{stderr}");
+
+    let missing = Command::new(BIN)
+        .arg("run")
+        .env_clear()
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("COSELL_TENANT_ID"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosell_run_syncs_both_ways_and_survives_a_kill_with_work_queued() {
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let s = Standins::start(loopback, loopback).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let settings = overlay(
+        s.settings(&dir.path().join("data")),
+        &[
+            ("COSELL_LISTEN", format!("127.0.0.1:{port}")),
+            (
+                "COSELL_WEBHOOK_URL",
+                format!("http://127.0.0.1:{port}/partner-center/webhook"),
+            ),
+            ("COSELL_POLL_INTERVAL", "300ms".into()),
+            // A sync killed mid-create keeps its creation lease until it expires: keep
+            // the lease short so recovery after the kill is quick to observe.
+            ("COSELL_CREATE_LEASE", "5s".into()),
+        ],
+    );
+    let mut child = spawn_run(&settings, dir.path());
+    let registered = wait_until(Duration::from_secs(30), || s.pc.registration()).await;
+    assert!(registered.is_some(), "the webhook was never registered");
+
+    // Signed webhook in, opportunity out.
+    let first =
+        s.pc.create_incoming_referral("Process deal", "Process Customer");
+    let first_id = first["id"].as_str().unwrap().to_string();
+    let opp = wait_until(Duration::from_secs(20), || {
+        opportunities_for(&s, &first_id).pop()
+    })
+    .await;
+    let opp = opp.expect("opportunity created from the webhook");
+    let opp_id = opp["opportunityid"].as_str().unwrap().to_string();
+
+    // Opportunity change in, referral update out.
+    let mut change = Map::new();
+    change.insert("estimatedvalue".into(), json!(31337.0));
+    s.dv.user_update("opportunities", &opp_id, change).unwrap();
+    let updated = wait_until(Duration::from_secs(20), || {
+        s.pc.referral(&first_id)
+            .filter(|r| r.pointer("/details/dealValue").and_then(Value::as_f64) == Some(31337.0))
+    })
+    .await;
+    assert!(updated.is_some(), "{:?}", s.pc.referral(&first_id));
+
+    // Slow Dataverse, a burst of referrals, then a kill while they are queued or in flight.
+    s.dv.add_fault(dataverse_standin::Fault {
+        kind: dataverse_standin::FaultKind::Delay { millis: 400 },
+        count: 1000,
+        method: None,
+        path_contains: None,
+    });
+    let ids: Vec<String> = (0..4)
+        .map(|i| {
+            s.pc.create_incoming_referral(&format!("Burst {i}"), &format!("Burst Customer {i}"))
+                ["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let delivered = wait_until(Duration::from_secs(20), || {
+        let n = s
+            .pc
+            .deliveries()
+            .iter()
+            .filter(|d| {
+                d.outcome == "delivered" && d.referral_id.as_ref().is_some_and(|r| ids.contains(r))
+            })
+            .count();
+        (n == ids.len()).then_some(())
+    })
+    .await;
+    assert!(delivered.is_some(), "{:?}", s.pc.deliveries());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done_before_kill = ids
+        .iter()
+        .filter(|id| !opportunities_for(&s, id).is_empty())
+        .count();
+    assert!(
+        done_before_kill < ids.len(),
+        "the kill came too late to test anything"
+    );
+    s.dv.clear_faults();
+
+    let mut child = spawn_run(&settings, dir.path());
+    // A sync killed mid-create holds the engine's creation lease (COSELL_CREATE_LEASE above)
+    // until it expires; the messages wait for it (requeued, not dead-lettered).
+    let all = wait_until(Duration::from_secs(60), || {
+        ids.iter()
+            .all(|id| !opportunities_for(&s, id).is_empty())
+            .then_some(())
+    })
+    .await;
+    // Let any duplicate that would come, come.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(all.is_some(), "lost work after the kill");
+    for id in ids.iter().chain(std::iter::once(&first_id)) {
+        assert_eq!(opportunities_for(&s, id).len(), 1, "{id} duplicated");
+    }
+    s.shutdown().await;
+}

@@ -1,0 +1,334 @@
+//! The one-process runner, in-process: the demo converges, the webhook endpoint answers bad
+//! deliveries with a JSON 4xx, shutdown finishes in-flight work, a restart loses nothing, and
+//! the rotated refresh token lands in a 0600 file that the next start prefers.
+
+use std::time::{Duration, Instant};
+
+use cosell::config::{Config, Source};
+use cosell::engine::{InboundMessage, InboundTrigger};
+use cosell::queue::sqlite::SqliteQueue;
+use cosell::queue::{OutMessage, Queue};
+use cosell::store::Store;
+use cosell_cli::local::demo::{self, DemoOptions};
+use cosell_cli::local::runtime::{Runtime, RuntimeOptions, DATABASE_FILE, INBOUND_QUEUE};
+use cosell_cli::local::standins::{overlay, Standins};
+use serde_json::Value;
+
+async fn standins() -> Standins {
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    Standins::start(loopback, loopback)
+        .await
+        .expect("stand-ins start")
+}
+
+fn config(s: &Standins, dir: &std::path::Path, extra: &[(&str, &str)]) -> Config {
+    let mut more: Vec<(&str, String)> = vec![
+        ("COSELL_LISTEN", "127.0.0.1:0".into()),
+        ("COSELL_POLL_INTERVAL", "200ms".into()),
+    ];
+    more.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    Config::load(&Source::from_pairs(overlay(s.settings(dir), &more))).expect("valid settings")
+}
+
+fn quick() -> RuntimeOptions {
+    RuntimeOptions {
+        fail_delay: Duration::from_millis(200),
+        receive_wait: Duration::from_millis(100),
+        ..RuntimeOptions::default()
+    }
+}
+
+async fn wait_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn opportunities_for(s: &Standins, referral_id: &str) -> usize {
+    s.dv.rows("opportunities")
+        .iter()
+        .filter(|o| o.get("cosell_referralidentifier").and_then(Value::as_str) == Some(referral_id))
+        .count()
+}
+
+async fn audit(runtime: &Runtime) -> Vec<cosell::audit::AuditEntry> {
+    let q = cosell::audit::AuditQuery::default();
+    runtime.store().query_audit(&q).await.unwrap_or_default()
+}
+
+fn queue_only() -> RuntimeOptions {
+    RuntimeOptions {
+        schedules: false,
+        ..quick()
+    }
+}
+
+fn inbound_message(referral_id: &str) -> OutMessage {
+    OutMessage::new(
+        InboundMessage {
+            referral_id: referral_id.to_string(),
+            trigger: InboundTrigger::Manual,
+            changed_at: None,
+        }
+        .to_body(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_converges_on_every_step() {
+    let report = demo::run(&DemoOptions::default())
+        .await
+        .expect("demo starts");
+    for step in &report.steps {
+        assert!(step.result.is_ok(), "{}: {:?}", step.title, step.result);
+        assert!(
+            step.elapsed < Duration::from_secs(20),
+            "{}: {:?}",
+            step.title,
+            step.elapsed
+        );
+    }
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.steps.len(), 5);
+    // Four deals' worth of syncs each left at least one audit entry.
+    assert!(report.audit.len() >= 4, "{:?}", report.audit);
+}
+
+#[tokio::test]
+async fn the_webhook_endpoint_answers_bad_deliveries_with_json_and_queues_nothing() {
+    let s = standins().await;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::start(&config(&s, dir.path(), &[]), quick())
+        .await
+        .expect("runtime starts");
+    let http = reqwest::Client::new();
+
+    let health = http
+        .get(format!("http://{}/healthz", runtime.addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let unsigned = http
+        .post(runtime.intake_url())
+        .header("content-type", "application/json")
+        .body(r#"{"EventName":"referral-created","ResourceUri":"https://x/referrals/r1"}"#)
+        .send()
+        .await
+        .unwrap();
+    let status = unsigned.status().as_u16();
+    assert!((400..500).contains(&status), "status {status}");
+    let body: Value = unsigned.json().await.expect("a JSON body");
+    assert!(
+        body.pointer("/error/code")
+            .and_then(Value::as_str)
+            .is_some(),
+        "{body}"
+    );
+
+    let depth = runtime.inbound().depth().await.unwrap();
+    assert_eq!(
+        depth.visible + depth.in_flight + depth.delayed,
+        0,
+        "{depth:?}"
+    );
+    runtime.shutdown().await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_signed_webhook_from_the_stand_in_becomes_an_opportunity() {
+    let s = standins().await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = RuntimeOptions {
+        register_own_url: true,
+        ..quick()
+    };
+    let runtime = Runtime::start(&config(&s, dir.path(), &[]), options)
+        .await
+        .expect("runtime starts");
+    let registration = s.pc.registration().expect("webhook registered at start");
+    assert_eq!(
+        registration["webhookUrl"]
+            .as_str()
+            .or(registration["WebhookUrl"].as_str()),
+        Some(runtime.intake_url().as_str()),
+        "{registration}"
+    );
+    let referral =
+        s.pc.create_incoming_referral("Northwind CRM", "Northwind Traders");
+    let id = referral["id"].as_str().unwrap().to_string();
+    let found = wait_until(Duration::from_secs(15), || {
+        (opportunities_for(&s, &id) == 1).then_some(())
+    })
+    .await;
+    if found.is_none() {
+        eprintln!("audit: {:?}", audit(&runtime).await);
+    }
+    assert!(
+        found.is_some(),
+        "no opportunity for {id}: {:?}",
+        s.pc.deliveries()
+    );
+    let delivery =
+        s.pc.deliveries()
+            .into_iter()
+            .find(|d| d.referral_id.as_deref() == Some(&id));
+    assert!(delivery.is_some_and(|d| d.last_status.is_some_and(|c| (200..300).contains(&c))));
+    runtime.shutdown().await;
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_queued_at_shutdown_are_processed_after_a_restart_once_each() {
+    let s = standins().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&s, dir.path(), &[]);
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            let r =
+                s.pc.create_incoming_referral(&format!("Deal {i}"), &format!("Customer {i}"));
+            r["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+
+    let first = Runtime::start(&cfg, queue_only()).await.unwrap();
+    // Delayed past the shutdown, so they are still queued when the first run stops.
+    let delayed: Vec<OutMessage> = ids
+        .iter()
+        .map(|id| inbound_message(id).delay(Duration::from_secs(2)))
+        .collect();
+    first.inbound().send_batch(&delayed).await.unwrap();
+    first.shutdown().await;
+    for id in &ids {
+        assert_eq!(opportunities_for(&s, id), 0, "synced before the restart");
+    }
+    let reopened = SqliteQueue::open(dir.path().join(DATABASE_FILE), INBOUND_QUEUE, 5).unwrap();
+    let depth = reopened.depth().await.unwrap();
+    assert_eq!(depth.visible + depth.delayed, 3, "{depth:?}");
+
+    let second = Runtime::start(&cfg, queue_only()).await.unwrap();
+    let all = wait_until(Duration::from_secs(20), || {
+        ids.iter()
+            .all(|id| opportunities_for(&s, id) >= 1)
+            .then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "not all synced: {:?}", audit(&second).await);
+    // Settle: the queue empties, nothing dead-lettered, no duplicates.
+    let mut depth = second.inbound().depth().await.unwrap();
+    for _ in 0..100 {
+        if depth.visible + depth.in_flight + depth.delayed == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        depth = second.inbound().depth().await.unwrap();
+    }
+    assert_eq!(
+        depth.visible + depth.in_flight + depth.delayed + depth.dead,
+        0,
+        "{depth:?}"
+    );
+    for id in &ids {
+        assert_eq!(opportunities_for(&s, id), 1, "{id} duplicated");
+    }
+    second.shutdown().await;
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_sync_in_flight() {
+    let s = standins().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&s, dir.path(), &[]);
+    let referral = s.pc.create_incoming_referral("Slow deal", "Slow Customer");
+    let id = referral["id"].as_str().unwrap().to_string();
+    // Every Dataverse call of this sync takes a while, so shutdown lands mid-sync.
+    s.dv.add_fault(dataverse_standin::Fault {
+        kind: dataverse_standin::FaultKind::Delay { millis: 300 },
+        count: 20,
+        method: None,
+        path_contains: None,
+    });
+    let runtime = Runtime::start(&cfg, queue_only()).await.unwrap();
+    runtime.inbound().send(&inbound_message(&id)).await.unwrap();
+    let picked = wait_until(Duration::from_secs(5), || {
+        let depth = futures_now(runtime.inbound().depth()).ok()?;
+        (depth.in_flight == 1).then_some(())
+    })
+    .await;
+    assert!(picked.is_some(), "the message was never received");
+    let inbound = runtime.inbound();
+    let started = Instant::now();
+    runtime.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(
+        opportunities_for(&s, &id),
+        1,
+        "the in-flight sync did not finish"
+    );
+    let depth = inbound.depth().await.unwrap();
+    assert_eq!(
+        depth.visible + depth.in_flight + depth.delayed + depth.dead,
+        0,
+        "{depth:?}"
+    );
+    s.shutdown().await;
+}
+
+/// Polls a future once per probe (probes are sync closures).
+fn futures_now<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rotated_refresh_token_is_kept_owner_only_and_preferred_at_the_next_start() {
+    use cosell_cli::local::refresh_file::REFRESH_TOKEN_FILE;
+    use std::os::unix::fs::PermissionsExt;
+
+    let s = standins().await;
+    let dir = tempfile::tempdir().unwrap();
+    let configured = s.pc.config().refresh_token.clone();
+    let cfg = config(
+        &s,
+        dir.path(),
+        &[("COSELL_PC_REFRESH_TOKEN", configured.as_str())],
+    );
+    let options = RuntimeOptions {
+        register_own_url: true,
+        ..queue_only()
+    };
+    let first = Runtime::start(&cfg, options.clone()).await.unwrap();
+    first.shutdown().await;
+    let file = dir.path().join(REFRESH_TOKEN_FILE);
+    let saved = std::fs::read_to_string(&file).expect("rotated token saved");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "mode {mode:o}");
+    assert_ne!(saved, configured);
+    assert!(s.pc.refresh_token_valid(&saved));
+    assert!(
+        !s.pc.refresh_token_valid(&configured),
+        "Entra retired the configured token"
+    );
+
+    // Same settings (with the retired token): the saved one is used, and rotated again.
+    let second = Runtime::start(&cfg, options).await.unwrap();
+    let page = second
+        .engine()
+        .pc
+        .list_first_page(&cosell::partner_center::ListQuery::default())
+        .await;
+    assert!(page.is_ok(), "{page:?}");
+    second.shutdown().await;
+    let newer = std::fs::read_to_string(&file).unwrap();
+    assert!(s.pc.refresh_token_valid(&newer));
+    s.shutdown().await;
+}

@@ -1,0 +1,144 @@
+//! The AWS path: `status`, `audit` and `dlq` against DynamoDB and SQS in moto, with the
+//! table and queue URLs given as flags (dead-letter queues found from the redrive policy).
+
+#[path = "../../../shared/tests/moto_server/mod.rs"]
+mod moto_server;
+
+use std::time::Duration;
+
+use cosell::audit::{AuditEntry, Direction, Outcome};
+use cosell::crosswalk::Link;
+use cosell::queue::sqs::SqsQueue;
+use cosell::queue::{OutMessage, Queue};
+use cosell::store::aws_local;
+use cosell::store::dynamodb::DynamoStore;
+use cosell::store::Store;
+use cosell_cli::ops::{run_args, Exit, Settings};
+use serde_json::Value;
+
+#[tokio::test]
+async fn status_audit_and_dlq_work_against_dynamodb_and_sqs() {
+    let Some(url) = moto_server::url() else {
+        return;
+    };
+    let dynamo = aws_local::dynamodb_client(&url, moto_server::REGION).await;
+    let sqs = aws_local::sqs_client(&url, moto_server::REGION).await;
+    let table = moto_server::unique("cosell-ops");
+    let store = DynamoStore::new(dynamo, &table);
+    store.create_table_if_missing().await.unwrap();
+    let mut link = Link::new("ref-aws", "opp-aws");
+    link.pc_etag = Some("\"etag-aws\"".into());
+    store.put_link(&link, None).await.unwrap();
+    store
+        .append_audit(
+            &AuditEntry::new(Direction::Inbound, "create_opportunity", Outcome::Failed)
+                .referral("ref-aws")
+                .error("dataverse said no"),
+        )
+        .await
+        .unwrap();
+    store
+        .append_audit(
+            &AuditEntry::new(Direction::Inbound, "create_opportunity", Outcome::Success)
+                .referral("ref-other"),
+        )
+        .await
+        .unwrap();
+
+    let inbound = SqsQueue::create_queues_if_missing(
+        sqs.clone(),
+        &moto_server::unique("in"),
+        5,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let outbound = SqsQueue::create_queues_if_missing(
+        sqs,
+        &moto_server::unique("out"),
+        5,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    inbound
+        .send(&OutMessage::new(
+            r#"{"referral_id":"ref-aws","trigger":"manual"}"#,
+        ))
+        .await
+        .unwrap();
+    let got = inbound
+        .receive(1, Duration::from_secs(30), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    inbound
+        .dead_letter(&got[0], "permanent: bad data")
+        .await
+        .unwrap();
+
+    let target = [
+        "--endpoint-url",
+        url.as_str(),
+        "--region",
+        moto_server::REGION,
+        "--table",
+        table.as_str(),
+        "--inbound-queue-url",
+        inbound.queue_url(),
+        "--outbound-queue-url",
+        outbound.queue_url(),
+    ];
+    let settings = Settings::Pairs(vec![]);
+    let with = |args: &[&'static str]| -> Vec<String> {
+        args.iter()
+            .map(|s| s.to_string())
+            .chain(target.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let run = |args: Vec<String>| {
+        let settings = settings.clone();
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_args(&refs, &settings).await
+        }
+    };
+
+    let status = run(with(&["status", "opp-aws"])).await;
+    assert_eq!(status.exit, Exit::Ok, "{}", status.stderr);
+    assert!(status.stdout.contains("ref-aws"));
+    assert!(status.stdout.contains("\"etag-aws\""));
+    assert!(
+        status.stdout.contains("dataverse said no"),
+        "{}",
+        status.stdout
+    );
+    assert_eq!(run(with(&["status", "nope"])).await.exit, Exit::Failure);
+
+    let audit = run(with(&["audit", "--failed", "-o", "json"])).await;
+    assert_eq!(audit.exit, Exit::Ok, "{}", audit.stderr);
+    let v: Value = serde_json::from_str(&audit.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["referral_id"], "ref-aws");
+
+    let list = run(with(&["dlq", "list", "-o", "json"])).await;
+    assert_eq!(list.exit, Exit::Ok, "{}", list.stderr);
+    let v: Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["queue"], "inbound");
+    assert_eq!(v[0]["reason"], "permanent: bad data");
+
+    let replay = run(with(&["dlq", "replay", "--all", "--queue", "inbound"])).await;
+    assert_eq!(replay.exit, Exit::Ok, "{}", replay.stderr);
+    assert!(
+        replay.stdout.contains("moved 1 dead letter(s)"),
+        "{}",
+        replay.stdout
+    );
+    let back = inbound
+        .receive(10, Duration::from_secs(30), Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(back.len(), 1);
+    assert!(back[0].body.contains("ref-aws"));
+}
