@@ -74,6 +74,13 @@ fn sqs_batch_of_three() {
         .map(|r| r.attributes["ApproximateReceiveCount"].parse().unwrap())
         .collect();
     assert_eq!(receive_counts, [1, 3, 5]);
+    // Two bodies are what the inbound queue carries; the third is a poison message.
+    let parsed: Vec<bool> = event
+        .records
+        .iter()
+        .map(|r| cosell::engine::InboundMessage::parse(r.body.as_deref().unwrap()).is_ok())
+        .collect();
+    assert_eq!(parsed, [true, true, false]);
     for r in &event.records {
         assert!(!r.receipt_handle.as_deref().unwrap().is_empty());
         assert_eq!(r.event_source.as_deref(), Some("aws:sqs"));

@@ -530,3 +530,245 @@ fn the_table_matches_the_single_table_design() {
     );
     assert_eq!(table["SSESpecification"]["SSEEnabled"], true);
 }
+
+/// The function resource whose build is `binary`.
+fn function_of<'a>(t: &'a Value, binary: &str) -> &'a Value {
+    of_type(t, "AWS::Serverless::Function")
+        .into_values()
+        .find(|f| f["Metadata"]["BuildProperties"]["Binary"] == binary)
+        .unwrap_or_else(|| panic!("no function builds {binary}"))
+}
+
+/// The environment variables a function gets: the globals and its own.
+fn env_of(t: &Value, function: &Value) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for vars in [
+        &t["Globals"]["Function"]["Environment"]["Variables"],
+        &function["Properties"]["Environment"]["Variables"],
+    ] {
+        if let Some(m) = vars.as_mapping() {
+            names.extend(m.keys().filter_map(|k| k.as_str().map(str::to_string)));
+        }
+    }
+    names
+}
+
+/// The `COSELL_*` names quoted in the non-test sources at `dir` (a file or a folder), right
+/// after `prefix` (e.g. `_SECRET_ARN: &str = `).
+fn quoted_settings(dir: &std::path::Path, prefix: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        {
+            if path.extension().is_none_or(|e| e != "rs") || path.ends_with("tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Unit tests sit at the end of a file: only the code before them counts.
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            for piece in code.split(&format!("{prefix}\"COSELL_")).skip(1) {
+                let name: String = piece
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                found.insert(format!("COSELL_{name}"));
+            }
+        }
+    }
+    found
+}
+
+fn functions_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions")
+}
+
+#[test]
+fn every_setting_a_function_requires_is_set_by_the_template() {
+    let t = template();
+    // What the shared edge requires (the AWS resources' names and the secrets' ARNs),
+    // every function that uses it must get.
+    let edge = functions_dir().join("edge/src");
+    let mut required = quoted_settings(&edge.join("aws.rs"), "");
+    required.extend(quoted_settings(
+        &edge.join("settings.rs"),
+        "_SECRET_ARN: &str = ",
+    ));
+    for name in [
+        "COSELL_TABLE_NAME",
+        "COSELL_INBOUND_QUEUE_URL",
+        "COSELL_OUTBOUND_DLQ_URL",
+        "COSELL_PC_SECRET_ARN",
+        "COSELL_DV_SECRET_ARN",
+    ] {
+        assert!(required.contains(name), "the scan found {required:?}");
+    }
+    // And the settings the config has no default for (credentials come from the secrets).
+    let config_required = ["COSELL_TENANT_ID", "COSELL_DATAVERSE_URL"];
+    for binary in BINARIES {
+        let f = function_of(&t, binary);
+        let env = env_of(&t, f);
+        let own = quoted_settings(&functions_dir().join(binary).join("src"), "");
+        for name in required
+            .iter()
+            .map(String::as_str)
+            .chain(config_required)
+            .chain(own.iter().map(String::as_str))
+        {
+            assert!(
+                env.contains(name),
+                "{binary} reads {name}, which the template does not set"
+            );
+        }
+    }
+    // The intake reads these with defaults; the template sets them from parameters.
+    let intake = env_of(&t, function_of(&t, "webhook-intake"));
+    assert!(intake.contains("COSELL_WEBHOOK_CERT_HOSTS"));
+    let registration = env_of(&t, function_of(&t, "webhook-registration"));
+    assert!(
+        registration.contains("COSELL_WEBHOOK_URL")
+            && registration.contains("COSELL_WEBHOOK_EVENTS")
+    );
+}
+
+#[test]
+fn the_table_declares_both_audit_indexes() {
+    let t = template();
+    let table = &of_type(&t, "AWS::DynamoDB::Table")["Table"]["Properties"];
+    let defined: BTreeSet<&str> = table["AttributeDefinitions"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            assert_eq!(a["AttributeType"], "S");
+            a["AttributeName"].as_str().unwrap()
+        })
+        .collect();
+    let indexes = table["GlobalSecondaryIndexes"].as_sequence().unwrap();
+    let mut names = Vec::new();
+    for index in indexes {
+        let name = index["IndexName"].as_str().unwrap();
+        let keys: Vec<(&str, &str)> = index["KeySchema"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["AttributeName"].as_str().unwrap(),
+                    k["KeyType"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (format!("{name}pk").as_str(), "HASH"),
+                (format!("{name}sk").as_str(), "RANGE")
+            ],
+            "{name}"
+        );
+        assert_eq!(index["Projection"]["ProjectionType"], "ALL", "{name}");
+        names.push(name);
+    }
+    assert_eq!(names, ["gsi1", "gsi2"]);
+    // Every key attribute is defined, and nothing else (CloudFormation refuses extras).
+    let keyed: BTreeSet<&str> = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"].into();
+    assert_eq!(defined, keyed);
+}
+
+/// The IAM actions a function's inline statements grant on `resource` (a `!GetAtt X.Arn`).
+fn statement_actions(function: &Value, resource: &str) -> BTreeSet<String> {
+    let mut actions = BTreeSet::new();
+    for policy in function["Properties"]["Policies"].as_sequence().unwrap() {
+        for s in policy
+            .get("Statement")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            if get_att(&s["Resource"]).is_some_and(|(r, a)| r == resource && a == "Arn") {
+                match &s["Action"] {
+                    Value::String(a) => {
+                        actions.insert(a.clone());
+                    }
+                    Value::Sequence(list) => {
+                        actions.extend(list.iter().map(|a| a.as_str().unwrap().to_string()))
+                    }
+                    other => panic!("unexpected Action {other:?}"),
+                }
+            }
+        }
+    }
+    actions
+}
+
+fn policy_names(function: &Value) -> Vec<String> {
+    function["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_mapping()?.keys().next()?.as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn the_intake_may_only_keep_delivery_keys_and_send_to_its_queue() {
+    let t = template();
+    let intake = function_of(&t, "webhook-intake");
+    let actions = statement_actions(intake, "Table");
+    let expected: BTreeSet<String> = [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    ]
+    .map(str::to_string)
+    .into();
+    assert_eq!(actions, expected);
+    let names = policy_names(intake);
+    assert!(
+        !names.iter().any(|n| n.starts_with("DynamoDB")),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains("SecretsManager")),
+        "{names:?}"
+    );
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| *n == "SQSSendMessagePolicy")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn the_queue_consumers_may_requeue_and_dead_letter() {
+    let t = template();
+    for (binary, queue, dlq) in [
+        ("referral-sync", "InboundQueue", "InboundDeadLetterQueue"),
+        (
+            "opportunity-sync",
+            "OutboundQueue",
+            "OutboundDeadLetterQueue",
+        ),
+    ] {
+        let f = function_of(&t, binary);
+        let targets: BTreeSet<String> = f["Properties"]["Policies"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.get("SQSSendMessagePolicy"))
+            .filter_map(|p| get_att(&p["QueueName"]).map(|(r, _)| r))
+            .collect();
+        assert_eq!(
+            targets,
+            [queue.to_string(), dlq.to_string()].into(),
+            "{binary}"
+        );
+    }
+}

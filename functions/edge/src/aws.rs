@@ -1,0 +1,74 @@
+//! The AWS side of a function: one SDK configuration per process (credentials and region from
+//! the Lambda environment; `AWS_ENDPOINT_URL` points it at a local stand-in in tests), the
+//! DynamoDB store and the SQS queues named by the template's `COSELL_*` variables.
+
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use cosell::queue::sqs::SqsQueue;
+use cosell::store::dynamodb::DynamoStore;
+
+use crate::settings::required_var;
+use crate::EdgeError;
+
+/// Every AWS call gives up after this long (the SDK retries inside it); well within the
+/// shortest function timeout (10 s for the intake allows one slow attempt and a retry).
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// The two queues of the template, each with its dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueName {
+    /// Partner Center -> Dataverse work.
+    Inbound,
+    /// Dataverse -> Partner Center work.
+    Outbound,
+}
+
+impl QueueName {
+    /// The variables holding the queue's URL and its DLQ's URL.
+    pub fn variables(self) -> (&'static str, &'static str) {
+        match self {
+            QueueName::Inbound => ("COSELL_INBOUND_QUEUE_URL", "COSELL_INBOUND_DLQ_URL"),
+            QueueName::Outbound => ("COSELL_OUTBOUND_QUEUE_URL", "COSELL_OUTBOUND_DLQ_URL"),
+        }
+    }
+}
+
+/// The store on the table named by `COSELL_TABLE_NAME`.
+pub fn store(config: &SdkConfig) -> Result<DynamoStore, EdgeError> {
+    let table = required_var("COSELL_TABLE_NAME")?;
+    Ok(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(config),
+        table,
+    ))
+}
+
+/// The queue (with its DLQ) named by its two `COSELL_*_URL` variables.
+pub fn queue(config: &SdkConfig, which: QueueName) -> Result<SqsQueue, EdgeError> {
+    let (url, dlq) = which.variables();
+    Ok(SqsQueue::new(
+        aws_sdk_sqs::Client::new(config),
+        required_var(url)?,
+        required_var(dlq)?,
+    ))
+}
+
+pub fn secrets_client(config: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(config)
+}

@@ -1,0 +1,17 @@
+//! Why a function could not start or could not do its work outside the engine.
+
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("missing setting {0}")]
+    MissingSetting(&'static str),
+    #[error("bad setting {name}: {reason}")]
+    BadSetting { name: &'static str, reason: String },
+    #[error(transparent)]
+    Config(#[from] cosell::ConfigError),
+    /// A Secrets Manager call failed or the secret is not the expected JSON. Never holds a
+    /// secret value.
+    #[error("secret {arn}: {reason}")]
+    Secret { arn: String, reason: String },
+    #[error(transparent)]
+    Wiring(#[from] cosell::engine::wiring::WiringError),
+}

@@ -1,0 +1,64 @@
+//! The cold start of a function that syncs: settings and secrets read, clients built, once
+//! per process. Every invocation then shares what this returns.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use cosell::engine::Engine;
+use cosell::entra::RefreshTokenStore;
+use cosell::store::dynamodb::DynamoStore;
+use cosell::Config;
+
+use crate::secrets::SecretsManagerRefreshStore;
+use crate::settings::{load_config, required_var, Services, PC_SECRET_ARN};
+use crate::{aws, EdgeError};
+
+pub struct Started {
+    pub sdk: SdkConfig,
+    pub config: Config,
+    pub http: reqwest::Client,
+    pub store: Arc<DynamoStore>,
+    /// Where rotated Partner Center refresh tokens go (the Partner Center secret).
+    pub refresh_store: Option<Arc<dyn RefreshTokenStore>>,
+}
+
+impl Started {
+    /// Reads the settings and the secrets of `services` and builds the shared clients.
+    pub async fn load(services: Services) -> Result<Started, EdgeError> {
+        let sdk = aws::sdk_config().await;
+        let secrets = aws::secrets_client(&sdk);
+        let config = load_config(&secrets, services).await?;
+        let http = cosell::engine::wiring::http_client(&config)?;
+        let store = Arc::new(aws::store(&sdk)?);
+        let refresh_store: Option<Arc<dyn RefreshTokenStore>> = if services.partner_center {
+            Some(Arc::new(SecretsManagerRefreshStore::new(
+                secrets,
+                required_var(PC_SECRET_ARN)?,
+            )))
+        } else {
+            None
+        };
+        tracing::info!(
+            tenant = %config.tenant_id,
+            dataverse = %config.dataverse_url,
+            "settings loaded"
+        );
+        Ok(Started {
+            sdk,
+            config,
+            http,
+            store,
+            refresh_store,
+        })
+    }
+
+    /// The sync engine on these clients.
+    pub fn engine(&self) -> Result<Engine, EdgeError> {
+        Ok(Engine::from_config(
+            &self.config,
+            &self.http,
+            self.store.clone(),
+            self.refresh_store.clone(),
+        )?)
+    }
+}

@@ -1,0 +1,24 @@
+//! Lambda entry point of the webhook intake (HTTP API route `POST /partner-center/webhook`).
+
+use std::sync::Arc;
+
+use cosell_edge::aws::{self, QueueName};
+use cosell_edge::settings::IntakeSettings;
+use lambda_http::{service_fn, Error, Request};
+use webhook_intake::Intake;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    cosell_edge::logging::init();
+    let sdk = aws::sdk_config().await;
+    let intake = Arc::new(Intake {
+        verifier: IntakeSettings::from_env()?.verifier()?,
+        store: Box::new(aws::store(&sdk)?),
+        inbound: Box::new(aws::queue(&sdk, QueueName::Inbound)?),
+    });
+    lambda_http::run(service_fn(move |request: Request| {
+        let intake = intake.clone();
+        async move { Ok::<_, Error>(intake.handle(request).await) }
+    }))
+    .await
+}
