@@ -398,6 +398,17 @@ async fn the_seller_declines_a_microsoft_referral() {
     assert_eq!(r["substatus"], "Declined");
     assert!(r["statusReason"].as_str().is_some_and(|s| !s.is_empty()));
     assert!(has(&trail(&h, &opp).await, "decline", Outcome::Success));
+    // Closed/Declined is a lost, canceled opportunity under the default mapping.
+    let row = opp_row(&h, &opp);
+    assert_eq!(
+        (row["statecode"].clone(), row["statuscode"].clone()),
+        (json!(2), json!(4))
+    );
+    // And the next look finds nothing left to do on either side.
+    assert!(matches!(
+        sync(&h, &opp).await.unwrap(),
+        OutboundOutcome::Unchanged { .. }
+    ));
 }
 
 #[tokio::test]

@@ -169,14 +169,19 @@ async fn run(
         }
     };
 
-    let mut crm_kept = false;
+    let mut crm_pending = false;
     let (after, created) = match existing {
         Some(current) => {
             if let Some(id) = &current.opportunityid {
                 trail.opportunity(id);
             }
             if let Some(link) = &link {
-                crm_kept = conflict::keep_crm_winners(
+                // Any CRM change since the last sync still has to reach Partner Center,
+                // including fields this referral does not carry (so nothing was "kept").
+                crm_pending = link.dv_hash.as_deref().is_some_and(|synced| {
+                    engine.mapping.outbound_hash(&current, &engine.columns) != synced
+                });
+                conflict::keep_crm_winners(
                     &engine.mapping,
                     &engine.columns,
                     link,
@@ -208,9 +213,9 @@ async fn run(
         .ok_or_else(|| SyncError::permanent("Dataverse returned an opportunity without an id"))?;
     trail.opportunity(&opportunity_id);
 
-    let dv_hash = if crm_kept {
-        // The CRM's winning values are not in Partner Center yet: keep the old fingerprint
-        // so the outbound direction sees the row as changed and sends them.
+    let dv_hash = if crm_pending {
+        // The CRM's changes are not in Partner Center yet: keep the old fingerprint so the
+        // outbound direction sees the row as changed and sends them.
         link.as_ref().and_then(|l| l.dv_hash.clone())
     } else {
         Some(engine.mapping.outbound_hash(&after, &engine.columns))

@@ -7,8 +7,9 @@ use crate::audit::Outcome;
 use crate::crosswalk::Link;
 use crate::dataverse::Opportunity;
 use crate::engine::error::CONFLICT_RETRY;
+use crate::engine::inbound;
 use crate::engine::referral_context::referral_hash;
-use crate::engine::{Engine, SyncError};
+use crate::engine::{Engine, InboundMessage, InboundTrigger, SyncError};
 use crate::mapping::{CrmRows, JsonPatchOp, PatchOp as MappingOp, Side};
 use crate::partner_center::{PartnerCenterError, PatchOp, Referral};
 
@@ -107,7 +108,13 @@ pub(super) async fn sync_with(
 
     // Partner Center changes not made here still have to reach the CRM: keep the referral
     // as last synced so the inbound direction sees them as new.
-    let pc_synced = if progress.foreign_change {
+    let declined = progress
+        .moves
+        .iter()
+        .any(|m| matches!(m, Move::Decline { .. }));
+    // A decline also changes what the CRM should show (see below): leave the referral
+    // unsynced so the inbound pass applies it.
+    let pc_synced = if progress.foreign_change || declined {
         None
     } else {
         Some((&referral, referral_hash(engine, &referral).await?))
@@ -127,6 +134,16 @@ pub(super) async fn sync_with(
     )
     .await?;
     audit(engine, &opportunity_id, &referral_id, &progress).await?;
+    if declined {
+        // Closed/Declined maps to a lost (canceled) opportunity: apply that now through the
+        // inbound direction, which knows the order (update, then LoseOpportunity).
+        let message = InboundMessage {
+            referral_id: referral_id.clone(),
+            trigger: InboundTrigger::Manual,
+            changed_at: None,
+        };
+        inbound::sync_referral(engine, &message).await?;
+    }
     Ok(if progress.sent.is_empty() && progress.moves.is_empty() {
         OutboundOutcome::Unchanged {
             referral_id: Some(referral_id),
