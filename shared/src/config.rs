@@ -77,9 +77,9 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Local runner: how often referrals are swept for missed webhooks.
     pub sweep_interval: Duration,
-    /// How long a worker may hold the lease on creating a record before another may take
+    /// How long a worker may hold the lease on syncing a record before another may take
     /// over (see `engine::claim`): longer than one sync, short enough for quick recovery.
-    pub create_lease: Duration,
+    pub sync_lease: Duration,
     pub data_dir: PathBuf,
     pub http_timeout: Duration,
     pub max_retries: u32,
@@ -349,7 +349,7 @@ impl Config {
             webhook_url: optional_url("COSELL_WEBHOOK_URL")?,
             poll_interval: duration("COSELL_POLL_INTERVAL", "60s")?,
             sweep_interval: duration("COSELL_SWEEP_INTERVAL", "15m")?,
-            create_lease: duration("COSELL_CREATE_LEASE", "120s")?,
+            sync_lease: duration("COSELL_SYNC_LEASE", "120s")?,
             data_dir: PathBuf::from(
                 src.get("COSELL_DATA_DIR")
                     .unwrap_or_else(|| "./.cosell".into()),

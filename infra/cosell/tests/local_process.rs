@@ -95,9 +95,9 @@ async fn cosell_run_syncs_both_ways_and_survives_a_kill_with_work_queued() {
                 format!("http://127.0.0.1:{port}/partner-center/webhook"),
             ),
             ("COSELL_POLL_INTERVAL", "300ms".into()),
-            // A sync killed mid-create keeps its creation lease until it expires: keep
+            // A sync killed mid-way keeps its record's lease until it expires: keep
             // the lease short so recovery after the kill is quick to observe.
-            ("COSELL_CREATE_LEASE", "5s".into()),
+            ("COSELL_SYNC_LEASE", "5s".into()),
         ],
     );
     let mut child = spawn_run(&settings, dir.path());
@@ -168,7 +168,7 @@ async fn cosell_run_syncs_both_ways_and_survives_a_kill_with_work_queued() {
     s.dv.clear_faults();
 
     let mut child = spawn_run(&settings, dir.path());
-    // A sync killed mid-create holds the engine's creation lease (COSELL_CREATE_LEASE above)
+    // A sync killed mid-way holds its record's lease (COSELL_SYNC_LEASE above)
     // until it expires; the messages wait for it (requeued, not dead-lettered).
     let all = wait_until(Duration::from_secs(60), || {
         ids.iter()

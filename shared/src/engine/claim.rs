@@ -1,10 +1,12 @@
-//! A short lease on "creating the other side of this record". Messages are delivered at
-//! least once and workers run concurrently, so a `referral-created` and a
-//! `referral-updated` for a new referral can be handled at the same moment; without a lease
-//! both would find no link and both would create an opportunity (and an account). The
-//! lease is a de-duplication key in the store: exactly one caller gets it, the other waits
-//! for the link to appear. A worker that dies while holding it only delays the record until
-//! the lease expires; crash recovery (adopting what it created) then takes over.
+//! A short lease on syncing one record. Messages are delivered at least once and workers run
+//! concurrently, so two messages for the same referral (a `referral-created` and a
+//! `referral-updated`, a webhook and the sweep) can be handled at the same moment. Without
+//! the lease both would find no link and both would create an opportunity, or a worker
+//! holding an older read could write it after a newer sync recorded its fingerprints (and
+//! the newer values would then count as synced). The lease is a de-duplication key in the
+//! store: exactly one caller gets it, the other tries again shortly. A worker that dies
+//! while holding it only delays the record until the lease expires; crash recovery (adopting
+//! what it created) then takes over.
 
 use std::time::Duration;
 
@@ -15,33 +17,32 @@ use crate::store::Store;
 /// enough that a crashed holder does not stall a record for long.
 pub const LEASE_TTL: Duration = Duration::from_secs(120);
 
-/// How long the loser waits before looking again (by then the link usually exists).
+/// How long the loser waits before looking again.
 pub const LEASE_RETRY: Duration = Duration::from_secs(2);
 
 pub struct Lease {
     key: String,
 }
 
-/// Takes the creation lease for `what` (e.g. `inbound/<referral id>`), or asks the caller to
-/// retry shortly when another worker holds it.
+/// Takes the lease on `what` (e.g. `inbound/<referral id>`), or asks the caller to retry
+/// shortly when another worker holds it.
 pub async fn take(store: &dyn Store, what: &str, ttl: Duration) -> Result<Lease, SyncError> {
-    let key = format!("lease/create/{what}");
+    let key = format!("lease/sync/{what}");
     if store.remember_delivery(&key, ttl).await? {
         Ok(Lease { key })
     } else {
         Err(SyncError::retry(
             Some(LEASE_RETRY),
-            format!("another worker is creating {what}; looking again shortly"),
+            format!("another worker is syncing {what}; looking again shortly"),
         ))
     }
 }
 
 impl Lease {
-    /// Gives the lease back early (after a failure, so a retry need not wait it out). After
-    /// success it is kept: the link now exists and answers later messages instead.
+    /// Gives the lease back when the sync is over, whatever its outcome.
     pub async fn release(self, store: &dyn Store) {
         if let Err(e) = store.forget_delivery(&self.key).await {
-            tracing::warn!(key = %self.key, error = %e, "could not release a creation lease; it expires on its own");
+            tracing::warn!(key = %self.key, error = %e, "could not release a sync lease; it expires on its own");
         }
     }
 }

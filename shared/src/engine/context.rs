@@ -17,7 +17,7 @@ pub struct SyncOptions {
     /// Prefix the opportunity name with ✔ when in sync (✘ when the last sync failed).
     pub checkmark: bool,
     /// See [`crate::engine::claim`].
-    pub create_lease: std::time::Duration,
+    pub sync_lease: std::time::Duration,
 }
 
 impl Default for SyncOptions {
@@ -25,7 +25,7 @@ impl Default for SyncOptions {
         SyncOptions {
             cosell_only: false,
             checkmark: true,
-            create_lease: crate::engine::claim::LEASE_TTL,
+            sync_lease: crate::engine::claim::LEASE_TTL,
         }
     }
 }

@@ -50,13 +50,18 @@ pub async fn sync_referral(
     message: &InboundMessage,
 ) -> Result<InboundOutcome, SyncError> {
     let referral_id = message.referral_id.trim();
+    // One sync per referral at a time: two parallel deliveries would both create the
+    // opportunity, or a slower worker holding an older read of the referral could write it
+    // over a newer one after that newer sync recorded its fingerprints.
+    let lease = claim::take(
+        engine.store.as_ref(),
+        &format!("inbound/{referral_id}"),
+        engine.options.sync_lease,
+    )
+    .await?;
     let mut trail = Trail::new(referral_id);
     let result = run(engine, referral_id, &mut trail).await;
-    if let Some(lease) = trail.lease.take() {
-        if result.is_err() {
-            lease.release(engine.store.as_ref()).await;
-        }
-    }
+    lease.release(engine.store.as_ref()).await;
     match &result {
         Ok(outcome) => tracing::info!(referral_id, ?outcome, "inbound sync done"),
         Err(e) => tracing::warn!(referral_id, error = %e, "inbound sync failed"),
@@ -90,17 +95,6 @@ async fn run(
             trail.note(why);
             return Ok(unchanged(link));
         }
-    }
-    if link.is_none() {
-        // Creating parties and an opportunity: one worker at a time per referral.
-        trail.lease = Some(
-            claim::take(
-                engine.store.as_ref(),
-                &format!("inbound/{referral_id}"),
-                engine.options.create_lease,
-            )
-            .await?,
-        );
     }
     if engine.options.cosell_only && !gate::is_co_sell(&referral) {
         trail.step("skip");

@@ -16,6 +16,7 @@ mod writeback;
 use crate::audit::{AuditEntry, Direction, Outcome};
 use crate::crosswalk::Link;
 use crate::dataverse::{DataverseError, Opportunity};
+use crate::engine::claim;
 use crate::engine::{Engine, OutboundMessage, SyncError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +42,24 @@ pub async fn sync_opportunity(
     message: &OutboundMessage,
 ) -> Result<OutboundOutcome, SyncError> {
     let id = message.opportunity_id.trim();
+    // One sync per opportunity at a time: otherwise a slower worker holding an older read of
+    // the row can write stale values after a newer sync recorded its fingerprints.
+    let lease = claim::take(
+        engine.store.as_ref(),
+        &format!("outbound/{id}"),
+        engine.options.sync_lease,
+    )
+    .await?;
+    let result = sync_held(engine, message, id).await;
+    lease.release(engine.store.as_ref()).await;
+    result
+}
+
+async fn sync_held(
+    engine: &Engine,
+    message: &OutboundMessage,
+    id: &str,
+) -> Result<OutboundOutcome, SyncError> {
     let link = engine.store.get_link_by_opportunity(id).await?;
     if message.deleted {
         return skip(

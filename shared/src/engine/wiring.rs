@@ -136,7 +136,7 @@ impl Engine {
             options: SyncOptions {
                 cosell_only: config.sync_cosell_only,
                 checkmark: config.checkmark,
-                create_lease: config.create_lease,
+                sync_lease: config.sync_lease,
             },
         })
     }

@@ -13,8 +13,6 @@ pub(super) struct Trail {
     steps: Vec<&'static str>,
     notes: Vec<String>,
     conflict: bool,
-    /// The creation lease, held while this sync may create the opportunity.
-    pub(super) lease: Option<crate::engine::claim::Lease>,
 }
 
 impl Trail {
@@ -25,7 +23,6 @@ impl Trail {
             steps: Vec::new(),
             notes: Vec::new(),
             conflict: false,
-            lease: None,
         }
     }
 

@@ -8,7 +8,6 @@ use time::OffsetDateTime;
 use crate::audit::Outcome;
 use crate::crosswalk::Link;
 use crate::dataverse::Opportunity;
-use crate::engine::claim;
 use crate::engine::referral_context::{referral_hash, referral_link};
 use crate::engine::{Engine, SyncError};
 use crate::partner_center::{ListQuery, PartnerCenterError, Referral};
@@ -28,26 +27,6 @@ pub(super) async fn sync_unlinked(
         .opportunityid
         .clone()
         .ok_or_else(|| SyncError::permanent("opportunity row without opportunityid"))?;
-    // One creator per opportunity, however many messages for it run at once.
-    let lease = claim::take(
-        engine.store.as_ref(),
-        &format!("outbound/{opportunity_id}"),
-        engine.options.create_lease,
-    )
-    .await?;
-    let result = adopt_or_create(engine, opp, &opportunity_id).await;
-    if result.is_err() {
-        lease.release(engine.store.as_ref()).await;
-    }
-    result
-}
-
-async fn adopt_or_create(
-    engine: &Engine,
-    opp: &Opportunity,
-    opportunity_id: &str,
-) -> Result<OutboundOutcome, SyncError> {
-    let opportunity_id = opportunity_id.to_string();
     if let Some(existing) = existing_referral(engine, opp, &opportunity_id).await? {
         return adopt(engine, opp, &opportunity_id, existing).await;
     }
