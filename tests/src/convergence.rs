@@ -706,7 +706,10 @@ impl Simulation {
                 let want = plan.opportunity.get(column).cloned().unwrap_or(Value::Null);
                 let have = opp.get(column).cloned().unwrap_or(Value::Null);
                 if !same(column, &want, &have) {
-                    out.push(format!("referral {id} / opportunity {opp_id}: {column} is {have} in the CRM, {want} by the referral"));
+                    out.push(format!(
+                        "referral {id} ({} / {}) / opportunity {opp_id} (statecode {}): {column} is {have} in the CRM, {want} by the referral",
+                        raw["status"], raw["substatus"], opp["statecode"]
+                    ));
                 }
             }
             // The state agrees when the inbound rule gives the opportunity's state. Pairs

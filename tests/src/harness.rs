@@ -117,7 +117,7 @@ impl Harness {
     }
 }
 
-fn token_provider(
+pub fn token_provider(
     config: &Config,
     http: &reqwest::Client,
     partner_center: bool,

@@ -62,7 +62,10 @@ async fn a_crm_close_date_survives_an_inbound_sync_that_runs_first() {
         InboundOutcome::Updated { .. }
     ));
     let row = h.dv.row("opportunities", &opp).unwrap();
-    assert!(row["name"].as_str().unwrap().starts_with("Contoso ERP phase 2"));
+    assert!(row["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("Contoso ERP phase 2"));
     assert_eq!(row["estimatedclosedate"], json!("2026-12-31"));
 
     // The outbound pass must still send the seller's close date.
@@ -71,7 +74,9 @@ async fn a_crm_close_date_survives_an_inbound_sync_that_runs_first() {
         OutboundOutcome::Updated { .. }
     ));
     let referral = h.pc.referral(&rid).unwrap();
-    let closing = referral["details"]["closingDateTime"].as_str().unwrap_or("");
+    let closing = referral["details"]["closingDateTime"]
+        .as_str()
+        .unwrap_or("");
     assert!(closing.starts_with("2026-12-31"), "{referral:#}");
 
     // Then both directions are at rest.

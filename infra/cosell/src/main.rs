@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cosell", version, about = "Microsoft Partner Center co-sell <-> Dynamics 365 sync")]
+#[command(
+    name = "cosell",
+    version,
+    about = "Microsoft Partner Center co-sell <-> Dynamics 365 sync"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,7 +29,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

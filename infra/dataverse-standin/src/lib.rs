@@ -10,11 +10,13 @@ mod collection;
 pub mod faults;
 pub mod filter;
 mod odata_error;
+pub mod ratelimit;
 mod request;
 mod rows;
 mod state;
 mod token;
 mod tracking;
+pub mod validation;
 mod writes;
 
 use std::collections::BTreeMap;
@@ -32,10 +34,11 @@ use url::Url;
 pub use faults::{Fault, FaultKind, Limit};
 pub use state::{StandinConfig, EUR_ID, USD_ID};
 pub use tracking::EXPIRED_MESSAGE;
+pub use validation::WriteRejection;
 
 use state::State;
 
-fn router(state: Arc<State>) -> Router {
+fn router(state: Arc<State>, limiter: Arc<ratelimit::Limiter>) -> Router {
     let api = Router::new()
         .route(
             "/api/data/v9.2/{segment}",
@@ -53,6 +56,10 @@ fn router(state: Arc<State>) -> Router {
         .merge(api)
         .merge(admin::routes())
         .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            ratelimit::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             faults::layer,
         ))
@@ -64,6 +71,7 @@ pub struct StandinHandle {
     state: Arc<State>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    limiter: Arc<ratelimit::Limiter>,
 }
 
 impl StandinHandle {
@@ -82,7 +90,8 @@ impl StandinHandle {
         let base_url = Url::parse(&format!("http://{local}/")).expect("socket address forms a URL");
         let state = State::new(config, base_url.clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = router(state.clone());
+        let limiter = Arc::new(ratelimit::Limiter::default());
+        let app = router(state.clone(), limiter.clone());
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -99,6 +108,7 @@ impl StandinHandle {
                 state,
                 stop: Some(stop),
                 task,
+                limiter,
             },
             base_url,
         ))
@@ -125,8 +135,27 @@ impl StandinHandle {
         self.state.add_fault(fault);
     }
 
+    /// Limits API requests to a token bucket (429 with `Retry-After` beyond it); `None` lifts it.
+    pub fn set_rate_limit(&self, limit: Option<ratelimit::RateLimit>) {
+        self.limiter.set(limit);
+    }
+
+    /// API requests the rate limit answered with a 429 so far.
+    pub fn rate_limited(&self) -> u64 {
+        self.limiter.throttled()
+    }
+
     pub fn clear_faults(&self) {
         self.state.clear_faults();
+    }
+
+    /// From now on, writes matching `rule` fail with a 400 (a business rule).
+    pub fn reject_writes(&self, rule: WriteRejection) {
+        self.state.lock().rejections.push(rule);
+    }
+
+    pub fn clear_write_rejections(&self) {
+        self.state.lock().rejections.clear();
     }
 
     /// Makes every delta link handed out so far fail with the expiry error.

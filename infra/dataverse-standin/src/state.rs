@@ -100,6 +100,7 @@ pub struct Inner {
     pub access_tokens: HashMap<String, Instant>,
     pub faults: Vec<Fault>,
     pub requests: BTreeMap<String, u64>,
+    pub rejections: Vec<crate::validation::WriteRejection>,
 }
 
 pub struct State {
@@ -143,6 +144,7 @@ impl State {
             access_tokens: HashMap::new(),
             faults: Vec::new(),
             requests: BTreeMap::new(),
+            rejections: Vec::new(),
         };
         for (id, iso, name, symbol, rate) in [
             (USD_ID, "USD", "US Dollar", "$", 1.0),

@@ -9,6 +9,7 @@ pub mod faults;
 mod filter;
 mod incoming;
 mod patch;
+pub mod ratelimit;
 mod referrals;
 mod registration;
 mod state;
@@ -31,7 +32,7 @@ pub use state::{DeliveryRecord, RequestRecord, StandinConfig, CERT_ORGANIZATION}
 
 use state::State;
 
-fn router(state: Arc<State>) -> Router {
+fn router(state: Arc<State>, limiter: Arc<ratelimit::Limiter>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token::token))
         .route(
@@ -62,6 +63,10 @@ fn router(state: Arc<State>) -> Router {
         .route("/cert/standin.cer", get(|| async { State::cert_der() }))
         .merge(admin::routes())
         .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            ratelimit::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             faults::layer,
         ))
@@ -74,6 +79,7 @@ pub struct StandinHandle {
     state: Arc<State>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    limiter: Arc<ratelimit::Limiter>,
 }
 
 impl StandinHandle {
@@ -91,7 +97,8 @@ impl StandinHandle {
         let base_url = Url::parse(&format!("http://{local}/")).expect("socket address forms a URL");
         let state = State::new(config, base_url.clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = router(state.clone());
+        let limiter = Arc::new(ratelimit::Limiter::default());
+        let app = router(state.clone(), limiter.clone());
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -108,6 +115,7 @@ impl StandinHandle {
                 state,
                 stop: Some(stop),
                 task,
+                limiter,
             },
             base_url,
         ))
@@ -131,6 +139,16 @@ impl StandinHandle {
 
     pub fn add_fault(&self, fault: Fault) {
         self.state.lock().faults.push(fault);
+    }
+
+    /// Limits API requests to a token bucket (429 with `Retry-After` beyond it); `None` lifts it.
+    pub fn set_rate_limit(&self, limit: Option<ratelimit::RateLimit>) {
+        self.limiter.set(limit);
+    }
+
+    /// API requests the rate limit answered with a 429 so far.
+    pub fn rate_limited(&self) -> u64 {
+        self.limiter.throttled()
     }
 
     pub fn clear_faults(&self) {

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS queue_dead_letters (
 CREATE INDEX IF NOT EXISTS queue_dead_letters_by_queue ON queue_dead_letters (queue, seq);
 ";
 
-/// How often an empty long-poll looks again.
+/// How often an empty long-poll looks again (for messages sent by another process).
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 #[derive(Clone)]
@@ -51,6 +51,8 @@ pub struct SqliteQueue {
     conn: SharedConnection,
     name: String,
     max_receive_count: u32,
+    /// Wakes this process's waiting receivers on a send, instead of their next poll.
+    arrived: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl SqliteQueue {
@@ -67,6 +69,7 @@ impl SqliteQueue {
             conn,
             name: name.into(),
             max_receive_count,
+            arrived: Default::default(),
         })
     }
 
@@ -233,8 +236,9 @@ impl Queue for SqliteQueue {
                 ))
             })
             .collect::<Result<Vec<_>, QueueError>>()?;
-        self.conn
-            .run(move |c| {
+        let ids = self
+            .conn
+            .run(move |c| -> Result<Vec<String>, QueueError> {
                 let tx = c.transaction().map_err(backend)?;
                 for (id, body, attributes, delay) in &rows {
                     insert_message(&tx, &queue, id, body, attributes, *delay)?;
@@ -242,7 +246,9 @@ impl Queue for SqliteQueue {
                 tx.commit().map_err(backend)?;
                 Ok(rows.into_iter().map(|r| r.0).collect())
             })
-            .await
+            .await?;
+        self.arrived.notify_waiters();
+        Ok(ids)
     }
 
     async fn receive(
@@ -253,6 +259,10 @@ impl Queue for SqliteQueue {
     ) -> Result<Vec<Received>, QueueError> {
         let started = Instant::now();
         loop {
+            // Registered before looking, so a send between the look and the wait still wakes us.
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
             let (queue, max_rc) = (self.name.clone(), self.max_receive_count);
             let got = self
                 .conn
@@ -262,7 +272,10 @@ impl Queue for SqliteQueue {
             if !got.is_empty() || max == 0 || waited >= wait {
                 return Ok(got);
             }
-            tokio::time::sleep(POLL_INTERVAL.min(wait - waited)).await;
+            tokio::select! {
+                _ = arrived => {}
+                _ = tokio::time::sleep(POLL_INTERVAL.min(wait - waited)) => {}
+            }
         }
     }
 

@@ -1,0 +1,212 @@
+//! The bare baseline: the HTTP requests one inbound sync makes (read the referral, look up
+//! the currency, find and create the account, look for the opportunity, create it), sent
+//! straight to the stand-ins with no intake, queue, store, mapping or retry logic.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use cosell::config::Config;
+use cosell::engine::wiring;
+use cosell::entra::{Grant, TokenProvider};
+use cosell::retry::RetryPolicy;
+use serde_json::json;
+
+use crate::env::{self, Pc};
+use crate::inbound::futures_join;
+use crate::stats::Latencies;
+
+pub struct BareRun {
+    pub syncs: usize,
+    pub elapsed: Duration,
+    pub latency: Latencies,
+    pub pc_requests_per_sync: f64,
+    pub dv_requests_per_sync: f64,
+    pub dv_routes: BTreeMap<String, u64>,
+}
+
+impl BareRun {
+    pub fn per_second(&self) -> f64 {
+        self.syncs as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+struct Target {
+    http: reqwest::Client,
+    pc_api: url::Url,
+    dv_api: url::Url,
+    pc_token: String,
+    dv_token: String,
+    referral_id_column: String,
+}
+
+async fn token(config: &Config, http: &reqwest::Client, pc: bool) -> anyhow::Result<String> {
+    let p = if pc {
+        TokenProvider::new(
+            http.clone(),
+            config.pc_token_url(),
+            config.pc_client_id.clone(),
+            config.pc_client_secret.clone(),
+            wiring::resource_scope(&config.pc_api_url),
+            Grant::ClientCredentials,
+            RetryPolicy::default(),
+        )
+    } else {
+        TokenProvider::new(
+            http.clone(),
+            config.dv_token_url(),
+            config.dv_client_id.clone(),
+            config.dv_client_secret.clone(),
+            cosell::dataverse::DataverseClient::scope_for(&config.dataverse_url),
+            Grant::ClientCredentials,
+            RetryPolicy::default(),
+        )
+    };
+    Ok(p.token().await?.expose().to_string())
+}
+
+/// One sync's requests for `referral_id`; errors on any non-2xx answer.
+async fn one_sync(t: &Target, referral_id: &str, n: usize) -> anyhow::Result<()> {
+    let pc_bearer = format!("Bearer {}", t.pc_token);
+    let dv_bearer = format!("Bearer {}", t.dv_token);
+    let referral_url = t
+        .pc_api
+        .join(&format!("v1.0/engagements/referrals/{referral_id}"))?;
+    let referral: serde_json::Value = ok(t
+        .http
+        .get(referral_url)
+        .header("Authorization", &pc_bearer)
+        .send()
+        .await?)?
+    .json()
+    .await?;
+    let customer = referral["customerProfile"]["name"]
+        .as_str()
+        .unwrap_or("Customer")
+        .to_string();
+    let dv = |path: &str| t.dv_api.join(path).expect("static path");
+    let get = |url: url::Url, query: Vec<(&'static str, String)>| {
+        t.http
+            .get(url)
+            .query(&query)
+            .header("Authorization", &dv_bearer)
+            .header("Accept", "application/json")
+            .send()
+    };
+    let post = |url: url::Url, body: serde_json::Value| {
+        t.http
+            .post(url)
+            .header("Authorization", &dv_bearer)
+            .header("Prefer", "return=representation")
+            .json(&body)
+            .send()
+    };
+    ok(get(
+        dv("transactioncurrencies"),
+        vec![
+            ("$select", "transactioncurrencyid,isocurrencycode".into()),
+            ("$filter", "isocurrencycode eq 'USD'".into()),
+        ],
+    )
+    .await?)?;
+    ok(get(
+        dv("accounts"),
+        vec![
+            ("$filter", format!("name eq '{customer}'")),
+            ("$orderby", "createdon asc,accountid asc".into()),
+        ],
+    )
+    .await?)?;
+    let account: serde_json::Value = ok(post(dv("accounts"), json!({"name": customer})).await?)?
+        .json()
+        .await?;
+    let account_id = account["accountid"].as_str().unwrap_or_default();
+    ok(get(
+        dv("opportunities"),
+        vec![
+            (
+                "$filter",
+                format!("{} eq '{referral_id}'", t.referral_id_column),
+            ),
+            ("$orderby", "createdon asc,opportunityid asc".into()),
+        ],
+    )
+    .await?)?;
+    ok(post(
+        dv("opportunities"),
+        json!({
+            "name": format!("Bench deal {n}"),
+            t.referral_id_column.clone(): referral_id,
+            "customerid_account@odata.bind": format!("/accounts({account_id})"),
+            "parentaccountid@odata.bind": format!("/accounts({account_id})"),
+        }),
+    )
+    .await?)?;
+    Ok(())
+}
+
+fn ok(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+    if !resp.status().is_success() {
+        bail!("{} answered {}", resp.url().path(), resp.status());
+    }
+    Ok(resp)
+}
+
+/// Syncs `ids[1..]` barely with `clients` at once (`ids[0]` warms the connections up).
+pub async fn run(pc: &Pc, ids: Arc<Vec<String>>, clients: usize) -> anyhow::Result<BareRun> {
+    let dv = env::start_dv().await?;
+    let dir = tempfile::tempdir()?;
+    let c = env::Connector::open(pc, &dv, dir.path())?;
+    let http = wiring::http_client(&c.config)?;
+    let target = Arc::new(Target {
+        pc_token: token(&c.config, &http, true).await?,
+        dv_token: token(&c.config, &http, false).await?,
+        http,
+        pc_api: c.config.pc_api_url.clone(),
+        dv_api: c.engine.dv.api_base().clone(),
+        referral_id_column: c.config.columns.referral_id.clone(),
+    });
+    if let Some(first) = ids.first() {
+        one_sync(&target, first, 0).await?;
+    }
+    dv.reset_request_counts();
+    let pc_before = pc.requests().len();
+    let next = Arc::new(AtomicUsize::new(1));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (t, next, ids) = (target.clone(), next.clone(), ids.clone());
+            async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(id) = ids.get(i) else { break };
+                    let t0 = Instant::now();
+                    one_sync(&t, id, i).await?;
+                    lat.push(t0.elapsed());
+                }
+                anyhow::Ok(lat)
+            }
+        })
+        .collect();
+    let mut all = Vec::new();
+    for r in futures_join(tasks).await {
+        all.extend(r?);
+    }
+    let elapsed = started.elapsed();
+    let syncs = all.len().max(1);
+    let dv_routes = dv.request_counts();
+    let dv_total: u64 = dv_routes.values().sum();
+    let pc_requests = (pc.requests().len() - pc_before) as f64;
+    dv.shutdown().await;
+    Ok(BareRun {
+        syncs: all.len(),
+        elapsed,
+        latency: Latencies::new(all),
+        pc_requests_per_sync: pc_requests / syncs as f64,
+        dv_requests_per_sync: dv_total as f64 / syncs as f64,
+        dv_routes,
+    })
+}

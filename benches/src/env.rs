@@ -1,0 +1,74 @@
+//! Stand-ins and connector pieces wired the way the local runner wires them, per scenario.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use cosell::config::{Config, Source};
+use cosell::engine::{wiring, Engine};
+use cosell::queue::sqlite::SqliteQueue;
+use cosell::store::sqlite::SqliteStore;
+use cosell::store::Store;
+use cosell_tests::harness::standin_settings;
+
+pub type Pc = partner_center_standin::StandinHandle;
+pub type Dv = dataverse_standin::StandinHandle;
+
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+pub async fn start_pc() -> anyhow::Result<Pc> {
+    Ok(Pc::start(loopback()).await?.0)
+}
+
+pub async fn start_dv() -> anyhow::Result<Dv> {
+    Ok(Dv::start(loopback()).await?.0)
+}
+
+/// The connector's store, queues and engine in `dir`, pointed at the stand-ins, with the
+/// production retry policy.
+pub struct Connector {
+    pub config: Config,
+    pub http: reqwest::Client,
+    pub store: Arc<SqliteStore>,
+    pub inbound: Arc<SqliteQueue>,
+    pub outbound: Arc<SqliteQueue>,
+    pub engine: Engine,
+}
+
+impl Connector {
+    pub fn open(pc: &Pc, dv: &Dv, dir: &Path) -> anyhow::Result<Connector> {
+        let settings = standin_settings(pc, dv, dir);
+        let config = Config::load(&Source::from_pairs(settings))?;
+        let db = dir.join("cosell.db");
+        let store = Arc::new(SqliteStore::open(&db).context("open store")?);
+        let inbound = Arc::new(SqliteQueue::open(&db, "inbound", 5)?);
+        let outbound = Arc::new(SqliteQueue::open(&db, "outbound", 5)?);
+        let http = wiring::http_client(&config)?;
+        let engine = Engine::from_config(&config, &http, store.clone() as Arc<dyn Store>, None)?;
+        Ok(Connector {
+            config,
+            http,
+            store,
+            inbound,
+            outbound,
+            engine,
+        })
+    }
+}
+
+/// Creates `n` incoming referrals (no webhook registration, so nothing is delivered) and
+/// returns their ids.
+pub fn create_referrals(pc: &Pc, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let r = pc.create_incoming_referral(
+                &format!("Bench deal {i}"),
+                &format!("Bench Customer {i}"),
+            );
+            r["id"].as_str().unwrap_or_default().to_string()
+        })
+        .collect()
+}

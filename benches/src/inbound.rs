@@ -1,0 +1,248 @@
+//! Inbound through the local pipeline: signed webhook POST -> intake server (verify, de-dupe,
+//! enqueue on SQLite) -> queue worker -> `sync_referral` -> opportunity written. The intake
+//! router, worker loop and handler are the local runner's own (`cosell_cli::local`); only a
+//! wrapper around the handler is added, to note when each referral's sync finished.
+//!
+//! Closed loop: `workers` clients each post one webhook and wait for its opportunity before
+//! posting the next, so the queue never backs up and latency is the pipeline's own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cosell::engine::InboundMessage;
+use cosell::partner_center::webhook_verify::WebhookVerifier;
+use cosell_cli::local::server::{self, Intake, WEBHOOK_PATH};
+use cosell_cli::local::{handlers, worker};
+use cosell_tests::webhook_signing::DeliverySigner;
+use http::HeaderMap;
+use time::OffsetDateTime;
+use tokio::sync::{oneshot, watch};
+
+use crate::env::{self, Connector, Pc};
+use crate::stats::Latencies;
+
+/// One signed delivery, ready to post.
+pub struct Delivery {
+    pub referral_id: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// Signs a `referral-created` delivery per referral, as the stand-in would (RSA signing is
+/// slow, so both cores share the work).
+pub async fn sign_all(pc: &Pc, ids: &[String]) -> Vec<Delivery> {
+    let base = pc.base_url();
+    let half = ids.len().div_ceil(2).max(1);
+    let jobs: Vec<_> = ids
+        .chunks(half)
+        .map(|chunk| {
+            let (chunk, base) = (chunk.to_vec(), base.clone());
+            tokio::task::spawn_blocking(move || {
+                let signer = DeliverySigner::for_standin(&base);
+                chunk
+                    .into_iter()
+                    .map(|id| {
+                        let body = signer
+                            .event_body("referral-created", &id, OffsetDateTime::now_utc())
+                            .into_bytes();
+                        Delivery {
+                            headers: signer.headers(&body),
+                            referral_id: id,
+                            body,
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(ids.len());
+    for j in jobs {
+        out.extend(j.await.expect("signing task"));
+    }
+    out
+}
+
+pub struct InboundRun {
+    pub syncs: usize,
+    pub elapsed: Duration,
+    pub latency: Latencies,
+    pub pc_requests_per_sync: f64,
+    pub dv_requests_per_sync: f64,
+    pub dv_routes: BTreeMap<String, u64>,
+    pub failed: usize,
+}
+
+impl InboundRun {
+    pub fn per_second(&self) -> f64 {
+        self.syncs as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Who waits for which referral's sync.
+#[derive(Default)]
+struct Waiters(Mutex<HashMap<String, oneshot::Sender<Instant>>>);
+
+impl Waiters {
+    fn expect(&self, id: &str) -> oneshot::Receiver<Instant> {
+        let (tx, rx) = oneshot::channel();
+        self.0.lock().expect("waiters").insert(id.to_string(), tx);
+        rx
+    }
+
+    fn done(&self, id: &str) {
+        if let Some(tx) = self.0.lock().expect("waiters").remove(id) {
+            let _ = tx.send(Instant::now());
+        }
+    }
+}
+
+/// Runs `deliveries[0]` as a warm-up (tokens, certificate), then the rest, measured.
+pub async fn run(
+    pc: &Pc,
+    deliveries: Arc<Vec<Delivery>>,
+    workers: usize,
+) -> anyhow::Result<InboundRun> {
+    let dv = env::start_dv().await?;
+    let dir = tempfile::tempdir()?;
+    let c = Connector::open(pc, &dv, dir.path())?;
+    let verifier: WebhookVerifier = cosell::engine::wiring::webhook_verifier(&c.config, &c.http);
+    let intake = Arc::new(Intake {
+        verifier,
+        store: c.store.clone(),
+        inbound: c.inbound.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(env::loopback()).await?;
+    let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, server::router(intake)).await;
+    });
+
+    let waiters = Arc::new(Waiters::default());
+    let (stop, stopped) = watch::channel(false);
+    let settings = worker::WorkerSettings {
+        name: "inbound",
+        concurrency: workers,
+        visibility: Duration::from_secs(120),
+        receive_wait: Duration::from_millis(500),
+        fail_delay: Duration::from_secs(1),
+        key: handlers::inbound_key,
+    };
+    let (engine, w) = (c.engine.clone(), waiters.clone());
+    let worker_task = tokio::spawn(worker::run(
+        c.inbound.clone(),
+        settings,
+        stopped,
+        move |body: String| {
+            let (engine, w) = (engine.clone(), w.clone());
+            async move {
+                let handled = handlers::inbound(&engine, &body).await;
+                if let (Ok(Ok(())), Ok(m)) = (&handled, InboundMessage::parse(&body)) {
+                    w.done(&m.referral_id);
+                }
+                handled
+            }
+        },
+    ));
+
+    let sender = reqwest::Client::new();
+    let Some(warm) = deliveries.first() else {
+        bail!("no deliveries to run");
+    };
+    let measured_len = deliveries.len() - 1;
+    post_and_wait(&sender, &url, &waiters, warm)
+        .await
+        .context("warm-up sync")?;
+
+    dv.reset_request_counts();
+    let pc_before = pc.requests().len();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..workers)
+        .map(|_| {
+            let (next, sender, url, waiters) =
+                (next.clone(), sender.clone(), url.clone(), waiters.clone());
+            let deliveries = deliveries.clone();
+            async move {
+                let mut lat = Vec::new();
+                let mut failed = 0;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(d) = deliveries.get(1 + i) else {
+                        break;
+                    };
+                    match post_and_wait(&sender, &url, &waiters, d).await {
+                        Ok(l) => lat.push(l),
+                        Err(_) => failed += 1,
+                    }
+                }
+                (lat, failed)
+            }
+        })
+        .collect();
+    let mut all = Vec::with_capacity(measured_len);
+    let mut failed = 0;
+    for (lat, f) in futures_join(clients).await {
+        all.extend(lat);
+        failed += f;
+    }
+    let elapsed = started.elapsed();
+    let syncs = all.len();
+    let pc_requests = (pc.requests().len() - pc_before) as f64;
+    let dv_routes = dv.request_counts();
+    let dv_total: u64 = dv_routes.values().sum();
+
+    let _ = stop.send(true);
+    let _ = worker_task.await;
+    server.abort();
+    dv.shutdown().await;
+    Ok(InboundRun {
+        syncs,
+        elapsed,
+        latency: Latencies::new(all),
+        pc_requests_per_sync: pc_requests / syncs.max(1) as f64,
+        dv_requests_per_sync: dv_total as f64 / syncs.max(1) as f64,
+        dv_routes,
+        failed,
+    })
+}
+
+/// Posts one delivery and waits for its opportunity; the time from the POST to the write.
+async fn post_and_wait(
+    http: &reqwest::Client,
+    url: &str,
+    waiters: &Waiters,
+    d: &Delivery,
+) -> anyhow::Result<Duration> {
+    let done = waiters.expect(&d.referral_id);
+    let t0 = Instant::now();
+    let resp = http
+        .post(url)
+        .headers(d.headers.clone())
+        .body(d.body.clone())
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        bail!("intake answered {}", resp.status());
+    }
+    let written = tokio::time::timeout(Duration::from_secs(60), done)
+        .await
+        .context("no sync within 60 s")??;
+    Ok(written - t0)
+}
+
+/// Runs the futures as tasks and returns their outputs in order.
+pub async fn futures_join<F>(futs: Vec<F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("client task"));
+    }
+    out
+}

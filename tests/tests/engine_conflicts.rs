@@ -1,0 +1,284 @@
+//! Record-level conflicts, every way round: a CRM edit and a Partner Center edit (of the
+//! same field or of different ones), the inbound and the outbound sync (each possibly
+//! twice, which also covers Partner Center's echo of our own PATCH) and the seller closing
+//! the deal, in every order. Whatever the order, once both directions are at rest the two
+//! sides must agree, and a field changed on both sides must hold its winner's value.
+
+use cosell::engine::inbound::{sync_referral, InboundOutcome};
+use cosell::engine::outbound::{sync_opportunity, OutboundOutcome};
+use cosell::engine::{InboundMessage, InboundTrigger, OutboundMessage};
+use cosell::mapping::strip_checkmark;
+use cosell::partner_center::PatchOp;
+use cosell_tests::harness::Harness;
+use serde_json::{json, Map, Value};
+
+const ACCEPT: i64 = 100_000_000;
+
+fn inbound(id: &str) -> InboundMessage {
+    InboundMessage {
+        referral_id: id.to_string(),
+        trigger: InboundTrigger::ReferralUpdated,
+        changed_at: None,
+    }
+}
+
+fn outbound(id: &str) -> OutboundMessage {
+    OutboundMessage {
+        opportunity_id: id.to_string(),
+        modified_on: None,
+        deleted: false,
+    }
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().expect("object literal").clone()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Name,
+    Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The seller edits the field in the CRM.
+    Crm,
+    /// Microsoft edits the field in Partner Center.
+    Pc,
+    /// The seller wins the deal in the CRM.
+    Win,
+    In,
+    Out,
+}
+
+struct Pair {
+    rid: String,
+    opp: String,
+}
+
+async fn settle(h: &Harness, p: &Pair) -> Result<(), String> {
+    for _ in 0..8 {
+        let o = sync_opportunity(&h.engine, &outbound(&p.opp))
+            .await
+            .map_err(|e| format!("outbound: {e}"))?;
+        let i = sync_referral(&h.engine, &inbound(&p.rid))
+            .await
+            .map_err(|e| format!("inbound: {e}"))?;
+        if matches!(
+            o,
+            OutboundOutcome::Unchanged { .. } | OutboundOutcome::Skipped { .. }
+        ) && matches!(i, InboundOutcome::Unchanged { .. })
+        {
+            return Ok(());
+        }
+    }
+    Err("the two directions did not come to rest".into())
+}
+
+/// A referral from Microsoft, synced to the CRM and accepted there, with both sides at rest.
+async fn pair(h: &Harness, n: usize) -> Pair {
+    let created =
+        h.pc.create_incoming_referral(&format!("Deal {n}"), "Contoso Ltd");
+    let rid = created["id"].as_str().unwrap().to_string();
+    let opp = match sync_referral(&h.engine, &inbound(&rid)).await.unwrap() {
+        InboundOutcome::Created { opportunity_id } => opportunity_id,
+        other => panic!("{other:?}"),
+    };
+    let p = Pair { rid, opp };
+    let mut change = Map::new();
+    change.insert(h.engine.columns.decision.clone(), json!(ACCEPT));
+    h.dv.user_update("opportunities", &p.opp, change).unwrap();
+    h.dv.user_update(
+        "opportunities",
+        &p.opp,
+        obj(json!({"estimatedvalue": 1000.0})),
+    )
+    .unwrap();
+    settle(h, &p).await.unwrap();
+    p
+}
+
+fn crm_value(field: Field, n: usize) -> Value {
+    match field {
+        Field::Name => json!(format!("CRM rename {n}")),
+        Field::Value => json!(10_000.0 + n as f64),
+    }
+}
+
+fn pc_value(field: Field, n: usize) -> Value {
+    match field {
+        Field::Name => json!(format!("PC rename {n}")),
+        Field::Value => json!(500_000.0 + n as f64),
+    }
+}
+
+async fn step(h: &Harness, p: &Pair, s: Step, x: Field, y: Field, n: usize) {
+    match s {
+        Step::Crm => {
+            let column = match x {
+                Field::Name => "name",
+                Field::Value => "estimatedvalue",
+            };
+            let mut change = Map::new();
+            change.insert(column.into(), crm_value(x, n));
+            h.dv.user_update("opportunities", &p.opp, change).unwrap();
+        }
+        Step::Pc => {
+            let path = match y {
+                Field::Name => "/name",
+                Field::Value => "/details/dealValue",
+            };
+            let current = h.engine.pc.get_referral(&p.rid).await.unwrap();
+            h.engine
+                .pc
+                .update_referral(
+                    &p.rid,
+                    current.e_tag.as_deref().unwrap(),
+                    &[PatchOp::replace(path, pc_value(y, n))],
+                )
+                .await
+                .unwrap();
+        }
+        Step::Win => {
+            h.dv.user_update(
+                "opportunities",
+                &p.opp,
+                obj(json!({"statecode": 1, "statuscode": 3})),
+            )
+            .unwrap();
+        }
+        Step::In => {
+            sync_referral(&h.engine, &inbound(&p.rid)).await.unwrap();
+        }
+        Step::Out => {
+            sync_opportunity(&h.engine, &outbound(&p.opp))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Every order of one CRM edit, one Partner Center edit, up to two syncs each way and
+/// (with `win`) the seller winning the deal, at most `max_len` steps.
+fn sequences(win: bool, max_len: usize) -> Vec<Vec<Step>> {
+    let mut out = Vec::new();
+    for wins in 0..=usize::from(win) {
+        for ins in 0..=2 {
+            for outs in 0..=2 {
+                let mut pool = vec![Step::Crm, Step::Pc];
+                pool.extend(std::iter::repeat_n(Step::Win, wins));
+                pool.extend(std::iter::repeat_n(Step::In, ins));
+                pool.extend(std::iter::repeat_n(Step::Out, outs));
+                if pool.len() <= max_len {
+                    permute(&mut pool, 0, &mut out);
+                }
+            }
+        }
+    }
+    out.sort_by_key(|s| format!("{s:?}"));
+    out.dedup();
+    out
+}
+
+fn permute(pool: &mut Vec<Step>, k: usize, out: &mut Vec<Vec<Step>>) {
+    if k == pool.len() {
+        out.push(pool.clone());
+        return;
+    }
+    for i in k..pool.len() {
+        pool.swap(k, i);
+        permute(pool, k + 1, out);
+        pool.swap(k, i);
+    }
+}
+
+async fn check(
+    h: &Harness,
+    p: &Pair,
+    x: Field,
+    y: Field,
+    seq: &[Step],
+    n: usize,
+) -> Result<(), String> {
+    settle(h, p).await?;
+    let row = h.dv.row("opportunities", &p.opp).unwrap();
+    let referral = h.pc.referral(&p.rid).unwrap();
+    let crm_name = strip_checkmark(row["name"].as_str().unwrap_or("")).to_string();
+    let pc_name = referral["name"].as_str().unwrap_or("").to_string();
+    let crm_deal = row["estimatedvalue"].as_f64().unwrap_or(f64::NAN);
+    let pc_deal = referral["details"]["dealValue"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let mut problems = Vec::new();
+    if crm_name != pc_name {
+        problems.push(format!(
+            "name: CRM {crm_name:?}, Partner Center {pc_name:?}"
+        ));
+    }
+    if (crm_deal - pc_deal).abs() >= 0.005 {
+        problems.push(format!(
+            "deal value: CRM {crm_deal}, Partner Center {pc_deal}"
+        ));
+    }
+    // Both edits made before either direction ran: a real conflict on the same field.
+    let first_sync = seq
+        .iter()
+        .position(|s| matches!(s, Step::In | Step::Out))
+        .unwrap_or(seq.len());
+    let both_before =
+        seq[..first_sync].contains(&Step::Crm) && seq[..first_sync].contains(&Step::Pc);
+    if problems.is_empty() && x == y && both_before {
+        match x {
+            Field::Name if pc_name != pc_value(x, n) => {
+                problems.push(format!("name: Partner Center wins, but it is {pc_name:?}"))
+            }
+            Field::Value if (pc_deal - crm_value(x, n).as_f64().unwrap()).abs() >= 0.005 => {
+                problems.push(format!("deal value: the CRM wins, but it is {pc_deal}"))
+            }
+            _ => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+async fn run_all(win: bool, max_len: usize) {
+    let h = Harness::start().await;
+    let mut failures = Vec::new();
+    let mut n = 0;
+    let seqs = sequences(win, max_len);
+    for x in [Field::Name, Field::Value] {
+        for y in [Field::Name, Field::Value] {
+            for seq in &seqs {
+                n += 1;
+                let p = pair(&h, n).await;
+                for s in seq {
+                    step(&h, &p, *s, x, y, n).await;
+                }
+                if let Err(e) = check(&h, &p, x, y, seq, n).await {
+                    failures.push(format!("CRM edits {x:?}, PC edits {y:?}, {seq:?}: {e}"));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {n} interleavings end apart:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn both_sides_agree_after_any_interleaving_of_edits_and_syncs() {
+    run_all(false, 6).await;
+}
+
+#[tokio::test]
+async fn both_sides_agree_when_the_seller_wins_the_deal_meanwhile() {
+    run_all(true, 5).await;
+}
