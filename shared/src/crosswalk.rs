@@ -5,6 +5,13 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+/// A fingerprint no referral or opportunity has, recorded as `pc_hash` / `dv_hash` when that
+/// side holds changes the other side has not taken yet although its current fingerprint is
+/// the one last synced (a conflict resolved for the other side's winners can bring it back
+/// to exactly that). Keeping the old fingerprint would then make the side look synced, and
+/// neither direction would ever look at the pair again.
+pub const NOT_SYNCED: &str = "not-synced";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub referral_id: String,

@@ -15,7 +15,7 @@ mod write;
 
 use serde_json::Value;
 
-use crate::crosswalk::Link;
+use crate::crosswalk::{Link, NOT_SYNCED};
 use crate::dataverse::{DataverseError, Opportunity};
 use crate::engine::claim;
 use crate::engine::referral_context::inbound_context;
@@ -207,12 +207,18 @@ async fn run(
         .ok_or_else(|| SyncError::permanent("Dataverse returned an opportunity without an id"))?;
     trail.opportunity(&opportunity_id);
 
+    let after_hash = engine.mapping.outbound_hash(&after, &engine.columns);
     let dv_hash = if crm_pending {
         // The CRM's changes are not in Partner Center yet: keep the old fingerprint so the
-        // outbound direction sees the row as changed and sends them.
-        link.as_ref().and_then(|l| l.dv_hash.clone())
+        // outbound direction sees the row as changed and sends them. Unless this write
+        // brought the row back to that very fingerprint (the CRM changed only fields Partner
+        // Center wins, and kept a field it wins): then the kept values would look synced.
+        link.as_ref()
+            .and_then(|l| l.dv_hash.clone())
+            .filter(|old| *old != after_hash)
+            .or_else(|| Some(NOT_SYNCED.to_string()))
     } else {
-        Some(engine.mapping.outbound_hash(&after, &engine.columns))
+        Some(after_hash)
     };
     let seen = Seen {
         opportunity_id: &opportunity_id,

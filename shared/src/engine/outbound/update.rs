@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::audit::Outcome;
-use crate::crosswalk::Link;
+use crate::crosswalk::{Link, NOT_SYNCED};
 use crate::dataverse::Opportunity;
 use crate::engine::error::CONFLICT_RETRY;
 use crate::engine::inbound;
@@ -65,7 +65,7 @@ pub(super) async fn sync_linked(
 pub(super) async fn sync_with(
     engine: &Engine,
     opp: &Opportunity,
-    link: Link,
+    mut link: Link,
     extra: Map<String, Value>,
 ) -> Result<OutboundOutcome, SyncError> {
     let opportunity_id = opp.opportunityid.clone().unwrap_or_default();
@@ -114,10 +114,17 @@ pub(super) async fn sync_with(
         .any(|m| matches!(m, Move::Decline { .. }));
     // A decline also changes what the CRM should show (see below): leave the referral
     // unsynced so the inbound pass applies it.
+    let after_hash = referral_hash(engine, &referral).await?;
     let pc_synced = if progress.foreign_change || declined {
+        // Our patch can bring the referral back to the fingerprint last synced (Partner
+        // Center changed only fields the CRM wins, and kept a field it wins): the old
+        // fingerprint would then make Partner Center's kept values look synced.
+        if link.pc_hash.as_deref() == Some(after_hash.as_str()) {
+            link.pc_hash = Some(NOT_SYNCED.to_string());
+        }
         None
     } else {
-        Some((&referral, referral_hash(engine, &referral).await?))
+        Some((&referral, after_hash))
     };
     let mut columns = extra;
     columns.extend(writeback::success_columns(engine, opp));
@@ -176,7 +183,10 @@ async fn push(
     let mut ops = engine
         .mapping
         .outbound_patch_rows(rows, &referral, &engine.columns);
-    if pc_changed {
+    // A closed opportunity is read-only and stays as it is when the inbound pass finds the
+    // referral closed the same way: Partner Center's values could never reach it, so the
+    // deal as closed in the CRM is what Partner Center gets.
+    if pc_changed && !opp.is_closed() {
         ops.retain(|op| {
             let field = field_of(engine, &op.path);
             let crm_wins = engine.mapping.conflict_winner(&field) == Side::Crm;
