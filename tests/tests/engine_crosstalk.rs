@@ -89,3 +89,52 @@ async fn a_crm_close_date_survives_an_inbound_sync_that_runs_first() {
         InboundOutcome::Unchanged { .. }
     ));
 }
+
+#[tokio::test]
+async fn a_deal_the_seller_won_stays_won_when_an_inbound_pass_runs_first() {
+    let h = Harness::start().await;
+    let created = h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd");
+    let rid = created["id"].as_str().unwrap().to_string();
+    let opp = match sync_referral(&h.engine, &inbound(&rid)).await.unwrap() {
+        InboundOutcome::Created { opportunity_id } => opportunity_id,
+        other => panic!("{other:?}"),
+    };
+
+    // The seller wins the deal while Microsoft edits the referral's notes, and the notes'
+    // webhook is handled before the poller sees the win.
+    h.dv.user_update(
+        "opportunities",
+        &opp,
+        obj(json!({"statecode": 1, "statuscode": 3})),
+    )
+    .unwrap();
+    let current = h.engine.pc.get_referral(&rid).await.unwrap();
+    h.engine
+        .pc
+        .update_referral(
+            &rid,
+            current.e_tag.as_deref().unwrap(),
+            &[PatchOp::replace("/details/notes", "Microsoft added a note")],
+        )
+        .await
+        .unwrap();
+    sync_referral(&h.engine, &inbound(&rid)).await.unwrap();
+    let row = h.dv.row("opportunities", &opp).unwrap();
+    assert_eq!(
+        (row["statecode"].clone(), row["statuscode"].clone()),
+        (json!(1), json!(3)),
+        "the seller's win was undone"
+    );
+
+    sync_opportunity(&h.engine, &outbound(&opp)).await.unwrap();
+    let referral = h.pc.referral(&rid).unwrap();
+    assert_eq!(
+        (referral["status"].as_str(), referral["substatus"].as_str()),
+        (Some("Closed"), Some("Won"))
+    );
+    // At rest afterwards, still won.
+    sync_referral(&h.engine, &inbound(&rid)).await.unwrap();
+    sync_opportunity(&h.engine, &outbound(&opp)).await.unwrap();
+    let row = h.dv.row("opportunities", &opp).unwrap();
+    assert_eq!(row["statecode"], json!(1));
+}

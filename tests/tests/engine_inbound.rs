@@ -364,9 +364,9 @@ async fn accepted_won_and_lost_referrals_move_the_opportunity_through_the_action
 }
 
 #[tokio::test]
-async fn an_opportunity_closed_in_the_crm_is_reopened_before_it_is_updated() {
+async fn an_opportunity_closed_in_the_crm_stays_closed_while_its_referral_is_open() {
     let h = Harness::start().await;
-    let rid = incoming(&h, "Reopen me", "Reopen Co").await;
+    let rid = incoming(&h, "Keep me closed", "Closed Co").await;
     let oid = created(&h, &rid).await;
     h.dv.user_update(
         "opportunities",
@@ -374,22 +374,40 @@ async fn an_opportunity_closed_in_the_crm_is_reopened_before_it_is_updated() {
         obj(json!({"statecode": 2, "statuscode": 4})),
     )
     .expect("close as a user");
-    // Partner Center owns the status (and the name): the referral is still open.
-    patch(&h, &rid, vec![PatchOp::replace("/name", "Reopen me now")]).await;
-    let out = sync(&h, &rid).await.unwrap();
-    assert_eq!(
-        out,
-        InboundOutcome::Updated {
-            opportunity_id: oid.clone()
-        }
-    );
+    // Microsoft edits the still-open referral before the connector has seen the close: the
+    // seller's close wins (the outbound direction closes the referral), so the inbound pass
+    // must not reopen the opportunity.
+    patch(
+        &h,
+        &rid,
+        vec![PatchOp::replace("/name", "Renamed by Microsoft")],
+    )
+    .await;
+    sync(&h, &rid).await.unwrap();
     let row = opp(&h, &oid);
     assert_eq!(
         (row["statecode"].clone(), row["statuscode"].clone()),
-        (json!(0), json!(1))
+        (json!(2), json!(4))
     );
-    assert_eq!(row["name"], json!("Reopen me now ✔"));
-    assert_eq!(audit(&h, &rid).await[0].action, "reopen+update_opportunity");
+    assert!(!audit(&h, &rid).await[0].action.contains("reopen"));
+    // The pending close is still visible to the outbound direction.
+    let link = h
+        .engine
+        .store
+        .get_link_by_referral(&rid)
+        .await
+        .unwrap()
+        .unwrap();
+    let current: cosell::dataverse::Opportunity = serde_json::from_value(row).unwrap();
+    assert_ne!(
+        link.dv_hash.as_deref(),
+        Some(
+            h.engine
+                .mapping
+                .outbound_hash(&current, &h.engine.columns)
+                .as_str()
+        )
+    );
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use crate::dataverse::{DataverseError, Opportunity};
 use crate::engine::claim;
 use crate::engine::referral_context::inbound_context;
 use crate::engine::{Engine, InboundMessage, SyncError};
-use crate::mapping::with_checkmark;
+use crate::mapping::{with_checkmark, TargetState};
 use crate::partner_center::{PartnerCenterError, Referral};
 
 use trail::Trail;
@@ -184,15 +184,26 @@ async fn run(
                     trail,
                 );
             }
-            let after = state::update(
-                &engine.dv,
-                current,
-                &body,
-                plan.target_state,
-                &referral,
-                trail,
-            )
-            .await?;
+            let after = if crm_pending
+                && current.is_closed()
+                && matches!(plan.target_state, TargetState::Open { .. })
+            {
+                // The seller closed the deal since the last sync: a close made in the CRM
+                // wins over a referral that is still open (the outbound direction closes
+                // it), and a closed row's columns are read-only.
+                trail.note("closed in the CRM since the last sync: left closed for the outbound direction to close the referral");
+                current
+            } else {
+                state::update(
+                    &engine.dv,
+                    current,
+                    &body,
+                    plan.target_state,
+                    &referral,
+                    trail,
+                )
+                .await?
+            };
             (after, false)
         }
         None => {
