@@ -1,7 +1,8 @@
 //! The functions' Secrets Manager side against moto: credentials read from the two secrets,
 //! and a rotated Partner Center refresh token written back without touching the other keys.
 
-#[path = "lambda/moto.rs"]
+// The same moto launcher as the store and queue contract suites.
+#[path = "../../shared/tests/moto_server/mod.rs"]
 mod moto;
 
 use cosell::entra::RefreshTokenStore;

@@ -5,7 +5,8 @@
 
 #[path = "lambda/binary.rs"]
 mod binary;
-#[path = "lambda/moto.rs"]
+// The same moto launcher as the store and queue contract suites.
+#[path = "../../shared/tests/moto_server/mod.rs"]
 mod moto;
 
 use std::time::Duration;

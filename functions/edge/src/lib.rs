@@ -8,9 +8,11 @@
 //! - [`aws`]: the AWS SDK configuration, the DynamoDB store and the SQS queues.
 //! - [`startup`]: the clients a syncing function builds once at cold start.
 //! - [`batch`]: one SQS batch in, per-message dispositions and partial batch failures out.
+//! - [`consumer`]: the whole of a queue-consuming function.
 
 pub mod aws;
 pub mod batch;
+pub mod consumer;
 pub mod error;
 pub mod logging;
 pub mod secrets;

@@ -3,8 +3,7 @@
 //! token left gets a 429 with `Retry-After` in whole seconds (at least 1) and the
 //! "number of requests" limit's code. Off unless set; counted requests include throttled ones.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::extract::{Request, State as AxState};
 use axum::middleware::Next;
@@ -12,83 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::StatusCode;
 use serde_json::json;
+use standin_kit::retry_after_secs;
+pub use standin_kit::{Limiter, RateLimit};
 
 use crate::faults::Limit;
-
-/// `per_second` tokens flow in, up to `burst` held.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RateLimit {
-    pub per_second: f64,
-    pub burst: u32,
-}
-
-#[derive(Debug)]
-struct Bucket {
-    limit: RateLimit,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn new(limit: RateLimit, now: Instant) -> Bucket {
-        Bucket {
-            limit,
-            tokens: f64::from(limit.burst.max(1)),
-            at: now,
-        }
-    }
-
-    /// Takes a token, or says how long until one is there.
-    fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.limit.per_second;
-        self.tokens = (self.tokens + refill).min(f64::from(self.limit.burst.max(1)));
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return Ok(());
-        }
-        Err(Duration::from_secs_f64(
-            (1.0 - self.tokens) / self.limit.per_second.max(f64::MIN_POSITIVE),
-        ))
-    }
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Limiter {
-    bucket: Mutex<Option<Bucket>>,
-    throttled: Mutex<u64>,
-}
-
-impl Limiter {
-    pub fn set(&self, limit: Option<RateLimit>) {
-        *lock(&self.bucket) = limit.map(|l| Bucket::new(l, Instant::now()));
-    }
-
-    /// Requests answered with a 429 by the limit so far.
-    pub fn throttled(&self) -> u64 {
-        *lock(&self.throttled)
-    }
-
-    fn take(&self) -> Result<(), Duration> {
-        let taken = match lock(&self.bucket).as_mut() {
-            Some(b) => b.take(Instant::now()),
-            None => Ok(()),
-        };
-        if taken.is_err() {
-            *lock(&self.throttled) += 1;
-        }
-        taken
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Whole seconds, rounded up: the form the real service sends.
-fn retry_after_secs(wait: Duration) -> u64 {
-    wait.as_secs_f64().ceil().max(1.0) as u64
-}
 
 pub(crate) async fn layer(
     AxState(limiter): AxState<Arc<Limiter>>,
@@ -110,34 +36,5 @@ pub(crate) async fn layer(
             )
                 .into_response()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bucket_allows_its_burst_then_its_rate() {
-        let t0 = Instant::now();
-        let mut b = Bucket::new(
-            RateLimit {
-                per_second: 10.0,
-                burst: 2,
-            },
-            t0,
-        );
-        assert!(b.take(t0).is_ok());
-        assert!(b.take(t0).is_ok());
-        let wait = b.take(t0).unwrap_err();
-        assert_eq!(wait, Duration::from_millis(100));
-        assert_eq!(retry_after_secs(wait), 1);
-        // 100 ms later one token has flowed in.
-        let t1 = t0 + Duration::from_millis(100);
-        assert!(b.take(t1).is_ok());
-        assert!(b.take(t1).is_err());
-        // Never more than the burst, however long it was idle.
-        let t2 = t1 + Duration::from_secs(60);
-        assert!(b.take(t2).is_ok() && b.take(t2).is_ok() && b.take(t2).is_err());
     }
 }

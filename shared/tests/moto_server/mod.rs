@@ -1,4 +1,5 @@
-//! One `moto_server` per test binary, for the DynamoDB/SQS halves of the contract suites.
+//! One `moto_server` (local DynamoDB, SQS and Secrets Manager) per test binary, for the AWS
+//! halves of the contract suites and the Lambda function tests (included by `#[path]`).
 //!
 //! `COSELL_MOTO_URL` points at a running server; otherwise one is started from `$MOTO_SERVER`
 //! or `moto_server` on `PATH`, on a free loopback port. Statics are never dropped, so the
@@ -39,7 +40,7 @@ fn start() -> Option<String> {
             panic!("{why}");
         }
         // Straight to stderr: the harness hides `eprintln!` output of passing tests.
-        let _ = writeln!(std::io::stderr(), "SKIP DynamoDB/SQS contract cases: {why}");
+        let _ = writeln!(std::io::stderr(), "SKIP AWS (moto) cases: {why}");
         return None;
     };
     let port = TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,44 @@
+//! The whole of a queue-consuming function (referral-sync, opportunity-sync): build the
+//! engine and the queue once at cold start, then hand each SQS batch to [`drive`] with the
+//! function's parse and sync steps.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use cosell::engine::{BadMessage, Engine, SyncError};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+use crate::aws::{self, QueueName};
+use crate::batch::{drive, DEFAULT_CONCURRENCY};
+use crate::settings::Services;
+use crate::startup::Started;
+
+/// Runs the Lambda loop for a consumer of `queue`; returns only when the runtime stops.
+pub async fn run<M, P, S, Fut>(queue: QueueName, parse: P, sync: S) -> Result<(), Error>
+where
+    M: Send + 'static,
+    P: Fn(&str) -> Result<M, BadMessage> + Copy + Send + Sync + 'static,
+    S: Fn(Arc<Engine>, M) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), SyncError>> + Send,
+{
+    crate::logging::init();
+    let started = Started::load(Services::BOTH).await?;
+    let engine = Arc::new(started.engine()?);
+    let queue = Arc::new(aws::queue(&started.sdk, queue)?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let (engine, queue) = (engine.clone(), queue.clone());
+        async move {
+            let outcome = drive(
+                queue.as_ref(),
+                &event.payload,
+                DEFAULT_CONCURRENCY,
+                parse,
+                |message| sync(engine.clone(), message),
+            )
+            .await;
+            Ok::<SqsBatchResponse, Error>(outcome.response)
+        }
+    }))
+    .await
+}

@@ -1,0 +1,6 @@
+//! What the Partner Center and Dataverse stand-ins have in common and that is no part of
+//! the connector itself.
+
+pub mod rate_limit;
+
+pub use rate_limit::{retry_after_secs, Limiter, RateLimit};
