@@ -142,3 +142,92 @@ async fn status_audit_and_dlq_work_against_dynamodb_and_sqs() {
     assert_eq!(back.len(), 1);
     assert!(back[0].body.contains("ref-aws"));
 }
+
+/// `--stack NAME`: the table and queues come from the stack's CloudFormation outputs (moto's
+/// CloudFormation, with a stack whose outputs name resources made beforehand).
+#[tokio::test]
+async fn a_stack_name_finds_the_table_and_queues_from_its_outputs() {
+    let Some(url) = moto_server::url() else {
+        return;
+    };
+    let sdk = aws_local::sdk_config(&url, moto_server::REGION).await;
+    let dynamo = aws_local::dynamodb_client(&url, moto_server::REGION).await;
+    let sqs = aws_local::sqs_client(&url, moto_server::REGION).await;
+    let table = moto_server::unique("cosell-stack");
+    let store = DynamoStore::new(dynamo, &table);
+    store.create_table_if_missing().await.unwrap();
+    store
+        .put_link(&Link::new("ref-stack", "opp-stack"), None)
+        .await
+        .unwrap();
+    let inbound = SqsQueue::create_queues_if_missing(
+        sqs.clone(),
+        &moto_server::unique("stack-in"),
+        5,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let outbound = SqsQueue::create_queues_if_missing(
+        sqs,
+        &moto_server::unique("stack-out"),
+        5,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+
+    let template = serde_json::json!({
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "TableName": {"Value": table},
+            "InboundQueueUrl": {"Value": inbound.queue_url()},
+            "OutboundQueueUrl": {"Value": outbound.queue_url()},
+            "WebhookUrl": {"Value": "https://example.invalid/partner-center/webhook"},
+        }
+    });
+    let stack = moto_server::unique("cosell-sync");
+    aws_sdk_cloudformation::Client::new(&sdk)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .expect("create the stack in moto");
+
+    let settings = Settings::Pairs(vec![]);
+    let args = [
+        "status",
+        "opp-stack",
+        "--stack",
+        stack.as_str(),
+        "--endpoint-url",
+        url.as_str(),
+        "--region",
+        moto_server::REGION,
+    ];
+    let status = run_args(&args, &settings).await;
+    assert_eq!(status.exit, Exit::Ok, "{}", status.stderr);
+    assert!(status.stdout.contains("ref-stack"), "{}", status.stdout);
+
+    let missing = run_args(
+        &[
+            "status",
+            "opp-stack",
+            "--stack",
+            "no-such-stack",
+            "--endpoint-url",
+            url.as_str(),
+            "--region",
+            moto_server::REGION,
+        ],
+        &settings,
+    )
+    .await;
+    assert_eq!(missing.exit, Exit::Failure);
+    assert!(
+        missing.stderr.contains("no-such-stack"),
+        "{}",
+        missing.stderr
+    );
+}
