@@ -22,13 +22,10 @@ mod writes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{Map, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use url::Url;
 
 pub use faults::{Fault, FaultKind, Limit};
@@ -69,8 +66,7 @@ fn router(state: Arc<State>, limiter: Arc<ratelimit::Limiter>) -> Router {
 /// A running stand-in. Call [`StandinHandle::shutdown`] to stop it.
 pub struct StandinHandle {
     state: Arc<State>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    server: standin_kit::Served,
     limiter: Arc<ratelimit::Limiter>,
 }
 
@@ -85,29 +81,16 @@ impl StandinHandle {
         addr: SocketAddr,
         config: StandinConfig,
     ) -> std::io::Result<(StandinHandle, Url)> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        let base_url = Url::parse(&format!("http://{local}/")).expect("socket address forms a URL");
+        let (listener, base_url) = standin_kit::listen(addr).await?;
         let state = State::new(config, base_url.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
         let limiter = Arc::new(ratelimit::Limiter::default());
         let app = router(state.clone(), limiter.clone());
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "dataverse stand-in stopped");
-            }
-        });
+        let server = standin_kit::Served::spawn(listener, app, "dataverse stand-in");
         tracing::info!(%base_url, "dataverse stand-in listening");
         Ok((
             StandinHandle {
                 state,
-                stop: Some(stop),
-                task,
+                server,
                 limiter,
             },
             base_url,
@@ -217,16 +200,7 @@ impl StandinHandle {
         self.state.user_delete(set, id)
     }
 
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // Idle keep-alive connections may hold a graceful stop; don't wait on them forever.
-        if tokio::time::timeout(Duration::from_secs(2), &mut self.task)
-            .await
-            .is_err()
-        {
-            self.task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }

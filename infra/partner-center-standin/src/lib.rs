@@ -23,8 +23,6 @@ use std::time::Duration;
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::Value;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use url::Url;
 
 pub use faults::{DeliveryFaults, Fault, FaultKind};
@@ -77,8 +75,7 @@ fn router(state: Arc<State>, limiter: Arc<ratelimit::Limiter>) -> Router {
 /// call [`StandinHandle::shutdown`] to stop it.
 pub struct StandinHandle {
     state: Arc<State>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    server: standin_kit::Served,
     limiter: Arc<ratelimit::Limiter>,
 }
 
@@ -92,29 +89,16 @@ impl StandinHandle {
         addr: SocketAddr,
         config: StandinConfig,
     ) -> std::io::Result<(StandinHandle, Url)> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        let base_url = Url::parse(&format!("http://{local}/")).expect("socket address forms a URL");
+        let (listener, base_url) = standin_kit::listen(addr).await?;
         let state = State::new(config, base_url.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
         let limiter = Arc::new(ratelimit::Limiter::default());
         let app = router(state.clone(), limiter.clone());
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "stand-in server stopped");
-            }
-        });
+        let server = standin_kit::Served::spawn(listener, app, "partner center stand-in");
         tracing::info!(%base_url, "partner center stand-in listening");
         Ok((
             StandinHandle {
                 state,
-                stop: Some(stop),
-                task,
+                server,
                 limiter,
             },
             base_url,
@@ -218,16 +202,7 @@ impl StandinHandle {
         self.state.lock().refresh_tokens.contains(token)
     }
 
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // Idle keep-alive connections may hold a graceful stop; don't wait on them forever.
-        if tokio::time::timeout(Duration::from_secs(2), &mut self.task)
-            .await
-            .is_err()
-        {
-            self.task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }

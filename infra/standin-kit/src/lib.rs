@@ -2,5 +2,7 @@
 //! the connector itself.
 
 pub mod rate_limit;
+pub mod server;
 
 pub use rate_limit::{retry_after_secs, Limiter, RateLimit};
+pub use server::{listen, Served};
