@@ -73,6 +73,11 @@ pub struct InboundRun {
     pub dv_requests_per_sync: f64,
     pub dv_routes: BTreeMap<String, u64>,
     pub failed: usize,
+    /// Where the time goes: the intake's answer to the POST, the wait from that answer to
+    /// the worker starting the sync, and the sync itself.
+    pub intake: Latencies,
+    pub queued: Latencies,
+    pub sync: Latencies,
 }
 
 impl InboundRun {
@@ -81,22 +86,33 @@ impl InboundRun {
     }
 }
 
+/// When a referral's sync started and ended.
+type Span = (Instant, Instant);
+
 /// Who waits for which referral's sync.
 #[derive(Default)]
-struct Waiters(Mutex<HashMap<String, oneshot::Sender<Instant>>>);
+struct Waiters(Mutex<HashMap<String, oneshot::Sender<Span>>>);
 
 impl Waiters {
-    fn expect(&self, id: &str) -> oneshot::Receiver<Instant> {
+    fn expect(&self, id: &str) -> oneshot::Receiver<Span> {
         let (tx, rx) = oneshot::channel();
         self.0.lock().expect("waiters").insert(id.to_string(), tx);
         rx
     }
 
-    fn done(&self, id: &str) {
+    fn done(&self, id: &str, started: Instant) {
         if let Some(tx) = self.0.lock().expect("waiters").remove(id) {
-            let _ = tx.send(Instant::now());
+            let _ = tx.send((started, Instant::now()));
         }
     }
+}
+
+/// One measured sync: POST -> intake answered -> worker started -> opportunity written.
+struct Sample {
+    posted: Instant,
+    answered: Instant,
+    started: Instant,
+    written: Instant,
 }
 
 /// Runs `deliveries[0]` as a warm-up (tokens, certificate), then the rest, measured.
@@ -138,9 +154,10 @@ pub async fn run(
         move |body: String| {
             let (engine, w) = (engine.clone(), w.clone());
             async move {
+                let started = Instant::now();
                 let handled = handlers::inbound(&engine, &body).await;
                 if let (Ok(Ok(())), Ok(m)) = (&handled, InboundMessage::parse(&body)) {
-                    w.done(&m.referral_id);
+                    w.done(&m.referral_id, started);
                 }
                 handled
             }
@@ -182,12 +199,13 @@ pub async fn run(
             }
         })
         .collect();
-    let mut all = Vec::with_capacity(measured_len);
+    let mut all: Vec<Sample> = Vec::with_capacity(measured_len);
     let mut failed = 0;
     for (lat, f) in futures_join(clients).await {
         all.extend(lat);
         failed += f;
     }
+    let spans = |f: fn(&Sample) -> Duration| Latencies::new(all.iter().map(f).collect());
     let elapsed = started.elapsed();
     let syncs = all.len();
     let pc_requests = (pc.requests().len() - pc_before) as f64;
@@ -201,7 +219,11 @@ pub async fn run(
     Ok(InboundRun {
         syncs,
         elapsed,
-        latency: Latencies::new(all),
+        latency: spans(|s| s.written - s.posted),
+        intake: spans(|s| s.answered - s.posted),
+        // The worker may start before the client has read the answer.
+        queued: spans(|s| s.started.saturating_duration_since(s.answered)),
+        sync: spans(|s| s.written - s.started),
         pc_requests_per_sync: pc_requests / syncs.max(1) as f64,
         dv_requests_per_sync: dv_total as f64 / syncs.max(1) as f64,
         dv_routes,
@@ -215,22 +237,28 @@ async fn post_and_wait(
     url: &str,
     waiters: &Waiters,
     d: &Delivery,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Sample> {
     let done = waiters.expect(&d.referral_id);
-    let t0 = Instant::now();
+    let posted = Instant::now();
     let resp = http
         .post(url)
         .headers(d.headers.clone())
         .body(d.body.clone())
         .send()
         .await?;
+    let answered = Instant::now();
     if !resp.status().is_success() {
         bail!("intake answered {}", resp.status());
     }
-    let written = tokio::time::timeout(Duration::from_secs(60), done)
+    let (started, written) = tokio::time::timeout(Duration::from_secs(60), done)
         .await
         .context("no sync within 60 s")??;
-    Ok(written - t0)
+    Ok(Sample {
+        posted,
+        answered,
+        started,
+        written,
+    })
 }
 
 /// Runs the futures as tasks and returns their outputs in order.

@@ -142,6 +142,16 @@ async fn inbound_section(sizes: &Sizes, table: &mut Table) -> anyhow::Result<()>
                 ms(bare.latency.p99())
             ),
         );
+        let pair = |l: &stats::Latencies| format!("{:.2} / {:.2}", ms(l.p50()), ms(l.p99()));
+        table.info(
+            format!("p50 / p99 in ms: intake answer, queue wait, sync, {w}"),
+            format!(
+                "{}, {}, {}",
+                pair(&ours.intake),
+                pair(&ours.queued),
+                pair(&ours.sync)
+            ),
+        );
         table.info(
             format!("requests per sync, {w}"),
             format!(

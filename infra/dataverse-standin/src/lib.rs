@@ -9,6 +9,7 @@ mod admin;
 mod collection;
 pub mod faults;
 pub mod filter;
+mod index;
 mod odata_error;
 pub mod ratelimit;
 mod request;

@@ -90,6 +90,8 @@ pub struct Table {
     /// `(version, id)` of each delete, for change tracking.
     pub tombstones: Vec<(u64, String)>,
     pub change_tracking: bool,
+    /// Kept in step with `rows` by `insert_row`, `update_row` and `delete_row`.
+    pub index: crate::index::ColumnIndexes,
 }
 
 pub struct Inner {
@@ -218,14 +220,18 @@ impl Inner {
         data.insert("createdon".into(), json!(now));
         data.insert("modifiedon".into(), json!(now));
         data.insert("versionnumber".into(), json!(version));
-        self.table_mut(set).rows.insert(id, Row { data, version });
+        let table = self.table_mut(set);
+        table.index.add(&id, &data);
+        table.rows.insert(id, Row { data, version });
         version
     }
 
     /// Merges `changes` into a row, bumping its version and `modifiedon`.
     pub fn update_row(&mut self, set: &str, id: &str, changes: Map<String, Value>) -> Option<u64> {
         let version = self.next_version();
-        let row = self.table_mut(set).rows.get_mut(id)?;
+        let table = self.table_mut(set);
+        let row = table.rows.get_mut(id)?;
+        table.index.remove(id, &row.data);
         for (k, v) in changes {
             if v.is_null() {
                 row.data.remove(&k);
@@ -236,15 +242,17 @@ impl Inner {
         row.version = version;
         row.data.insert("modifiedon".into(), json!(now_text()));
         row.data.insert("versionnumber".into(), json!(version));
+        table.index.add(id, &row.data);
         Some(version)
     }
 
     pub fn delete_row(&mut self, set: &str, id: &str) -> bool {
         let version = self.next_version();
         let table = self.table_mut(set);
-        if table.rows.remove(id).is_none() {
+        let Some(row) = table.rows.remove(id) else {
             return false;
-        }
+        };
+        table.index.remove(id, &row.data);
         table.tombstones.push((version, id.to_string()));
         true
     }

@@ -419,3 +419,77 @@ async fn admin_routes_drive_the_same_controls() {
     assert_eq!(counts["POST token"], 1);
     env.standin.shutdown().await;
 }
+
+/// Names of the accounts a `name eq` filter finds.
+async fn accounts_named(env: &Env, name: &str) -> Vec<String> {
+    let path = format!("accounts?$select=name&$filter=name eq '{name}'");
+    let body: Value = call(env, Method::GET, &path, &[], None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `eq` lookups go through an index built on first use; it must follow every write.
+#[tokio::test]
+async fn equality_lookups_follow_creates_renames_and_deletes() {
+    let env = start().await;
+    let created = |name: &'static str| {
+        let env = &env;
+        async move {
+            let resp = call(
+                env,
+                Method::POST,
+                "accounts",
+                &[],
+                Some(json!({"name": name})),
+            )
+            .await;
+            let entity = resp.headers()["OData-EntityId"].to_str().unwrap();
+            let id = entity.rsplit_once('(').unwrap().1.trim_end_matches(')');
+            id.to_string()
+        }
+    };
+    let contoso = created("Contoso").await;
+    assert_eq!(accounts_named(&env, "CONTOSO").await, ["Contoso"]);
+    // Written after the index exists: it must be added to it.
+    created("contoso").await;
+    assert_eq!(accounts_named(&env, "Contoso").await.len(), 2);
+
+    let renamed = call(
+        &env,
+        Method::PATCH,
+        &format!("accounts({contoso})"),
+        &[],
+        Some(json!({"name": "Fabrikam"})),
+    )
+    .await;
+    assert_eq!(renamed.status(), 204);
+    assert_eq!(accounts_named(&env, "contoso").await, ["contoso"]);
+    assert_eq!(accounts_named(&env, "fabrikam").await, ["Fabrikam"]);
+
+    let deleted = call(
+        &env,
+        Method::DELETE,
+        &format!("accounts({contoso})"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status(), 204);
+    assert!(accounts_named(&env, "Fabrikam").await.is_empty());
+    // `and` with another condition still narrows through the index and still filters.
+    let path = "accounts?$select=name&$filter=name eq 'contoso' and name ne 'contoso'";
+    let body: Value = call(&env, Method::GET, path, &[], None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["value"].as_array().unwrap().len(), 0);
+}

@@ -70,7 +70,7 @@ pub(crate) fn insert_new(state: &State, mut r: Value, direction: &str, substatus
     stamp(&mut inner, &mut r);
     r["createdDateTime"] = r["updatedDateTime"].clone();
     links(state, &mut r);
-    inner.referrals.push(r.clone());
+    inner.add_referral(r.clone());
     r
 }
 
@@ -252,7 +252,7 @@ async fn write(
         .and_then(|v| v.to_str().ok());
     let stored = {
         let mut inner = state.lock();
-        let Some(pos) = inner.referrals.iter().position(|r| r["id"] == id.as_str()) else {
+        let Some(pos) = inner.position(&id) else {
             return error(
                 StatusCode::NOT_FOUND,
                 format!("Referral {id} was not found"),

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{DeadLetter, OutMessage, Queue, QueueDepth, QueueError, Received, MAX_RECEIVES_REASON};
-use crate::store::sqlite_connection::{BlockingFailed, SharedConnection};
+use crate::store::sqlite_connection::{exec, SharedConnection};
 use crate::store::time_key::{millis, now_millis};
 
 const SCHEMA: &str = "
@@ -78,12 +78,6 @@ impl SqliteQueue {
     }
 }
 
-impl From<BlockingFailed> for QueueError {
-    fn from(e: BlockingFailed) -> Self {
-        QueueError::Backend(format!("sqlite task failed: {}", e.0))
-    }
-}
-
 fn backend(e: rusqlite::Error) -> QueueError {
     QueueError::Backend(format!("sqlite: {e}"))
 }
@@ -104,14 +98,13 @@ fn now_rfc3339() -> String {
 
 /// Moves one message row (by `seq`) to the dead letters of its queue.
 fn move_to_dead_letters(c: &Connection, seq: i64, reason: &str) -> Result<(), QueueError> {
-    c.execute(
+    exec(c,
         "INSERT INTO queue_dead_letters (id, queue, body, attributes, reason, receive_count, failed_at)
          SELECT id, queue, body, attributes, ?2, receive_count, ?3 FROM queue_messages WHERE seq = ?1",
         params![seq, reason, now_rfc3339()],
     )
     .map_err(backend)?;
-    c.execute("DELETE FROM queue_messages WHERE seq = ?1", [seq])
-        .map_err(backend)?;
+    exec(c, "DELETE FROM queue_messages WHERE seq = ?1", [seq]).map_err(backend)?;
     Ok(())
 }
 
@@ -174,7 +167,8 @@ fn receive_now(
                 continue;
             }
             let receipt = Uuid::new_v4().to_string();
-            tx.execute(
+            exec(
+                &tx,
                 "UPDATE queue_messages SET receive_count = receive_count + 1, receipt = ?2,
                  visible_at_ms = ?3 WHERE seq = ?1",
                 params![row.seq, receipt, now.saturating_add(millis(visibility))],
@@ -201,7 +195,7 @@ fn insert_message(
     attributes: &str,
     delay: Duration,
 ) -> Result<(), QueueError> {
-    c.execute(
+    exec(c,
         "INSERT INTO queue_messages (id, queue, body, attributes, visible_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, queue, body, attributes, now_millis().saturating_add(millis(delay))],
     )
@@ -210,7 +204,8 @@ fn insert_message(
 }
 
 fn count(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<u64, QueueError> {
-    c.query_row(sql, params, |r| r.get::<_, u64>(0))
+    c.prepare_cached(sql)
+        .and_then(|mut s| s.query_row(params, |r| r.get::<_, u64>(0)))
         .map_err(backend)
 }
 
@@ -247,7 +242,11 @@ impl Queue for SqliteQueue {
                 Ok(rows.into_iter().map(|r| r.0).collect())
             })
             .await?;
-        self.arrived.notify_waiters();
+        // One wake-up per message, not all waiters: a herd of receivers would each take the
+        // write lock to find nothing.
+        for _ in &ids {
+            self.arrived.notify_one();
+        }
         Ok(ids)
     }
 
@@ -283,7 +282,8 @@ impl Queue for SqliteQueue {
         let (queue, receipt) = (self.name.clone(), receipt.to_owned());
         self.conn
             .run(move |c| {
-                c.execute(
+                exec(
+                    c,
                     "DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2",
                     params![queue, receipt],
                 )
@@ -297,8 +297,7 @@ impl Queue for SqliteQueue {
         let (queue, receipt) = (self.name.clone(), receipt.to_owned());
         self.conn
             .run(move |c| {
-                let changed = c
-                    .execute(
+                let changed = exec(c,
                         "UPDATE queue_messages SET visible_at_ms = ?3 WHERE queue = ?1 AND receipt = ?2",
                         params![queue, receipt, now_millis().saturating_add(millis(delay))],
                     )
@@ -410,7 +409,7 @@ impl Queue for SqliteQueue {
                         .optional()
                         .map_err(backend)?;
                     let Some((body, attributes)) = row else { continue };
-                    tx.execute("DELETE FROM queue_dead_letters WHERE id = ?1", [&id])
+                    exec(&tx, "DELETE FROM queue_dead_letters WHERE id = ?1", [&id])
                         .map_err(backend)?;
                     insert_message(&tx, &queue, &id, &body, &attributes, Duration::ZERO)?;
                     moved += 1;

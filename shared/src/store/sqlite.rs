@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use time::OffsetDateTime;
 
-use super::sqlite_connection::{BlockingFailed, SharedConnection};
+use super::sqlite_connection::{exec, SharedConnection};
 use super::time_key::{epoch_millis, epoch_seconds, millis, now_millis, sortable};
 use super::{Store, StoreError, DEFAULT_AUDIT_RETENTION};
 use crate::audit::{AuditEntry, AuditQuery, Outcome};
@@ -76,21 +76,15 @@ impl SqliteStore {
         self.conn
             .run(|c| {
                 let audit = delete_expired_audit(c)?;
-                let deliveries = c
-                    .execute(
-                        "DELETE FROM deliveries WHERE expires_at_ms <= ?1",
-                        [now_millis()],
-                    )
-                    .map_err(backend)?;
+                let deliveries = exec(
+                    c,
+                    "DELETE FROM deliveries WHERE expires_at_ms <= ?1",
+                    [now_millis()],
+                )
+                .map_err(backend)?;
                 Ok(audit + deliveries)
             })
             .await
-    }
-}
-
-impl From<BlockingFailed> for StoreError {
-    fn from(e: BlockingFailed) -> Self {
-        StoreError::Backend(format!("sqlite task failed: {}", e.0))
     }
 }
 
@@ -111,7 +105,8 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 }
 
 fn delete_expired_audit(c: &Connection) -> Result<usize, StoreError> {
-    c.execute(
+    exec(
+        c,
         "DELETE FROM audit WHERE expires_at IS NOT NULL AND expires_at <= ?1",
         [epoch_seconds(OffsetDateTime::now_utc())],
     )
@@ -121,8 +116,8 @@ fn delete_expired_audit(c: &Connection) -> Result<usize, StoreError> {
 fn link_where(c: &Connection, column: &str, id: &str) -> Result<Option<Link>, StoreError> {
     let sql = format!("SELECT body FROM links WHERE {column} = ?1");
     let body: Option<String> = c
-        .query_row(&sql, [id], |r| r.get(0))
-        .optional()
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
         .map_err(backend)?;
     body.map(|b| decode(&b)).transpose()
 }
@@ -134,11 +129,11 @@ fn put_link_tx(c: &mut Connection, link: Link, expected: Option<u64>) -> Result<
     stored.updated_at = OffsetDateTime::now_utc();
     let body = encode(&stored)?;
     let result = match expected {
-        None => tx.execute(
+        None => exec(&tx,
             "INSERT INTO links (referral_id, opportunity_id, version, body) VALUES (?1, ?2, ?3, ?4)",
             params![stored.referral_id, stored.opportunity_id, stored.version, body],
         ),
-        Some(v) => tx.execute(
+        Some(v) => exec(&tx,
             "UPDATE links SET opportunity_id = ?2, version = ?3, body = ?4
              WHERE referral_id = ?1 AND version = ?5",
             params![stored.referral_id, stored.opportunity_id, stored.version, body, v],
@@ -216,11 +211,13 @@ fn put_state_tx(
 ) -> Result<u64, StoreError> {
     let version = expected.unwrap_or(0) + 1;
     let result = match expected {
-        None => c.execute(
+        None => exec(
+            c,
             "INSERT INTO state (key, value, version) VALUES (?1, ?2, ?3)",
             params![key, value, version],
         ),
-        Some(v) => c.execute(
+        Some(v) => exec(
+            c,
             "UPDATE state SET value = ?2, version = ?3 WHERE key = ?1 AND version = ?4",
             params![key, value, version, v],
         ),
@@ -275,7 +272,7 @@ impl Store for SqliteStore {
             .map(|r| epoch_seconds(entry.at) + millis(r) / 1000);
         self.conn
             .run(move |c| {
-                c.execute(
+                exec(c,
                     "INSERT INTO audit (id, at_key, referral_id, opportunity_id, outcome, expires_at, body)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![
@@ -309,13 +306,14 @@ impl Store for SqliteStore {
         let key = key.to_owned();
         self.conn
             .run(move |c| {
-                c.query_row(
-                    "SELECT value, version FROM state WHERE key = ?1",
-                    [&key],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)),
-                )
-                .optional()
-                .map_err(backend)
+                c.prepare_cached("SELECT value, version FROM state WHERE key = ?1")
+                    .and_then(|mut s| {
+                        s.query_row([&key], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+                        })
+                        .optional()
+                    })
+                    .map_err(backend)
             })
             .await
     }
@@ -339,14 +337,14 @@ impl Store for SqliteStore {
                 let now = epoch_millis(OffsetDateTime::now_utc());
                 // One statement, so the check and the claim are atomic: a live key is left
                 // alone (0 rows changed), an absent or expired one is (re)claimed.
-                let changed = c
-                    .execute(
-                        "INSERT INTO deliveries (key, expires_at_ms) VALUES (?1, ?2)
+                let changed = exec(
+                    c,
+                    "INSERT INTO deliveries (key, expires_at_ms) VALUES (?1, ?2)
                          ON CONFLICT (key) DO UPDATE SET expires_at_ms = excluded.expires_at_ms
                          WHERE deliveries.expires_at_ms <= ?3",
-                        params![key, now.saturating_add(millis(ttl)), now],
-                    )
-                    .map_err(backend)?;
+                    params![key, now.saturating_add(millis(ttl)), now],
+                )
+                .map_err(backend)?;
                 Ok(changed == 1)
             })
             .await
@@ -356,8 +354,7 @@ impl Store for SqliteStore {
         let key = key.to_owned();
         self.conn
             .run(move |c| {
-                c.execute("DELETE FROM deliveries WHERE key = ?1", params![key])
-                    .map_err(backend)?;
+                exec(c, "DELETE FROM deliveries WHERE key = ?1", params![key]).map_err(backend)?;
                 Ok(())
             })
             .await
