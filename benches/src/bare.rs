@@ -1,6 +1,7 @@
-//! The bare baseline: the HTTP requests one inbound sync makes (read the referral, look up
-//! the currency, find and create the account, look for the opportunity, create it), sent
-//! straight to the stand-ins with no intake, queue, store, mapping or retry logic.
+//! The bare baseline: the HTTP requests one inbound sync involves (the webhook delivery,
+//! posted to an endpoint that only answers 200; then read the referral, look up the
+//! currency, find and create the account, look for the opportunity, create it), sent
+//! straight to the stand-ins with no signature check, queue, store, mapping or retry logic.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +16,7 @@ use cosell::retry::RetryPolicy;
 use serde_json::json;
 
 use crate::env::{self, Pc};
-use crate::inbound::futures_join;
+use crate::inbound::{futures_join, Delivery};
 use crate::stats::Latencies;
 
 pub struct BareRun {
@@ -35,6 +36,7 @@ impl BareRun {
 
 struct Target {
     http: reqwest::Client,
+    webhook_url: String,
     pc_api: url::Url,
     dv_api: url::Url,
     pc_token: String,
@@ -67,8 +69,15 @@ async fn token(config: &Config, http: &reqwest::Client, pc: bool) -> anyhow::Res
     Ok(p.token().await?.expose().to_string())
 }
 
-/// One sync's requests for `referral_id`; errors on any non-2xx answer.
-async fn one_sync(t: &Target, referral_id: &str, n: usize) -> anyhow::Result<()> {
+/// One sync's requests for `d`; errors on any non-2xx answer.
+async fn one_sync(t: &Target, d: &Delivery, n: usize) -> anyhow::Result<()> {
+    let referral_id = d.referral_id.as_str();
+    ok(t.http
+        .post(&t.webhook_url)
+        .headers(d.headers.clone())
+        .body(d.body.clone())
+        .send()
+        .await?)?;
     let pc_bearer = format!("Bearer {}", t.pc_token);
     let dv_bearer = format!("Bearer {}", t.dv_token);
     let referral_url = t
@@ -154,9 +163,23 @@ fn ok(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
     Ok(resp)
 }
 
-/// Syncs `ids[1..]` barely with `clients` at once (`ids[0]` warms the connections up).
-pub async fn run(pc: &Pc, ids: Arc<Vec<String>>, clients: usize) -> anyhow::Result<BareRun> {
+/// Syncs `deliveries[1..]` barely with `clients` at once (`deliveries[0]` warms the
+/// connections up).
+pub async fn run(
+    pc: &Pc,
+    deliveries: Arc<Vec<Delivery>>,
+    clients: usize,
+) -> anyhow::Result<BareRun> {
     let dv = env::start_dv().await?;
+    let listener = tokio::net::TcpListener::bind(env::loopback()).await?;
+    let webhook_url = format!("http://{}/webhook", listener.local_addr()?);
+    let sink = axum::Router::new().route(
+        "/webhook",
+        axum::routing::post(|_body: axum::body::Bytes| async { http::StatusCode::OK }),
+    );
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, sink).await;
+    });
     let dir = tempfile::tempdir()?;
     let c = env::Connector::open(pc, &dv, dir.path())?;
     let http = wiring::http_client(&c.config)?;
@@ -164,11 +187,12 @@ pub async fn run(pc: &Pc, ids: Arc<Vec<String>>, clients: usize) -> anyhow::Resu
         pc_token: token(&c.config, &http, true).await?,
         dv_token: token(&c.config, &http, false).await?,
         http,
+        webhook_url,
         pc_api: c.config.pc_api_url.clone(),
         dv_api: c.engine.dv.api_base().clone(),
         referral_id_column: c.config.columns.referral_id.clone(),
     });
-    if let Some(first) = ids.first() {
+    if let Some(first) = deliveries.first() {
         one_sync(&target, first, 0).await?;
     }
     dv.reset_request_counts();
@@ -177,14 +201,14 @@ pub async fn run(pc: &Pc, ids: Arc<Vec<String>>, clients: usize) -> anyhow::Resu
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
-            let (t, next, ids) = (target.clone(), next.clone(), ids.clone());
+            let (t, next, deliveries) = (target.clone(), next.clone(), deliveries.clone());
             async move {
                 let mut lat = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(id) = ids.get(i) else { break };
+                    let Some(d) = deliveries.get(i) else { break };
                     let t0 = Instant::now();
-                    one_sync(&t, id, i).await?;
+                    one_sync(&t, d, i).await?;
                     lat.push(t0.elapsed());
                 }
                 anyhow::Ok(lat)
@@ -201,6 +225,7 @@ pub async fn run(pc: &Pc, ids: Arc<Vec<String>>, clients: usize) -> anyhow::Resu
     let dv_total: u64 = dv_routes.values().sum();
     let pc_requests = (pc.requests().len() - pc_before) as f64;
     dv.shutdown().await;
+    server.abort();
     Ok(BareRun {
         syncs: all.len(),
         elapsed,

@@ -110,7 +110,7 @@ async fn inbound_section(sizes: &Sizes, table: &mut Table) -> anyhow::Result<()>
     for workers in [1, 4, 16] {
         eprintln!("inbound: {workers} worker(s)");
         let ours = inbound::run(&pc, deliveries.clone(), workers).await?;
-        let bare = bare::run(&pc, ids.clone(), workers).await?;
+        let bare = bare::run(&pc, deliveries.clone(), workers).await?;
         let rate = ours.per_second();
         let w = format!("{workers} worker(s)");
         table.check(

@@ -26,6 +26,8 @@ where
     let started = Started::load(Services::BOTH).await?;
     let engine = Arc::new(started.engine()?);
     let queue = Arc::new(aws::queue(&started.sdk, queue)?);
+    // Tokens during init, not on the first message's clock.
+    engine.warm_up().await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (engine, queue) = (engine.clone(), queue.clone());
         async move {

@@ -69,14 +69,23 @@ pub async fn load_config(
     services: Services,
 ) -> Result<Config, EdgeError> {
     let mut pairs = placeholders(services);
-    if services.partner_center {
-        let arn = required_var(PC_SECRET_ARN)?;
+    // Both secrets at once: each read is a network round trip of the cold start.
+    let read = |wanted: bool, var: &'static str| async move {
+        if !wanted {
+            return Ok(None);
+        }
+        let arn = required_var(var)?;
         let secret = read_secret(secrets, &arn).await?;
+        Ok::<_, EdgeError>(Some((arn, secret)))
+    };
+    let (pc, dv) = tokio::join!(
+        read(services.partner_center, PC_SECRET_ARN),
+        read(services.dataverse, DV_SECRET_ARN)
+    );
+    if let Some((arn, secret)) = pc? {
         pairs.extend(settings_from(&arn, &secret, &PARTNER_CENTER_KEYS)?);
     }
-    if services.dataverse {
-        let arn = required_var(DV_SECRET_ARN)?;
-        let secret = read_secret(secrets, &arn).await?;
+    if let Some((arn, secret)) = dv? {
         pairs.extend(settings_from(&arn, &secret, &DATAVERSE_KEYS)?);
     }
     Ok(Config::load(&Source::from_env_with(pairs))?)

@@ -69,6 +69,14 @@ pub struct DataverseClient {
 }
 
 impl DataverseClient {
+    /// Fetches the access token ahead of the first call (at a cold start, while other
+    /// start-up work runs). A failure only means the first call fetches it instead.
+    pub async fn warm_up(&self) {
+        if let Err(e) = self.tokens.token().await {
+            tracing::warn!(error = %e, "could not fetch the Dataverse token ahead; the first call will");
+        }
+    }
+
     /// `org_url` is the environment URL (`https://org.crm.dynamics.com`); `tokens` must use
     /// the scope [`DataverseClient::scope_for`] gives for it.
     pub fn new(

@@ -39,3 +39,10 @@ pub struct Engine {
     pub columns: ColumnNames,
     pub options: SyncOptions,
 }
+
+impl Engine {
+    /// Fetches both services' tokens at once, ahead of the first sync.
+    pub async fn warm_up(&self) {
+        tokio::join!(self.pc.warm_up(), self.dv.warm_up());
+    }
+}

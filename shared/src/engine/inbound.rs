@@ -61,12 +61,13 @@ pub async fn sync_referral(
     .await?;
     let mut trail = Trail::new(referral_id);
     let result = run(engine, referral_id, &mut trail).await;
-    lease.release(engine.store.as_ref()).await;
     match &result {
         Ok(outcome) => tracing::info!(referral_id, ?outcome, "inbound sync done"),
         Err(e) => tracing::warn!(referral_id, error = %e, "inbound sync failed"),
     }
-    trail.record(engine.store.as_ref(), &result).await;
+    // Independent writes, so one round trip to the store instead of two.
+    let store = engine.store.as_ref();
+    tokio::join!(lease.release(store), trail.record(store, &result));
     result
 }
 

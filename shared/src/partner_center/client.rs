@@ -95,6 +95,14 @@ impl CallIds {
 }
 
 impl PartnerCenterClient {
+    /// Fetches the access token ahead of the first call (at a cold start, while other
+    /// start-up work runs). A failure only means the first call fetches it instead.
+    pub async fn warm_up(&self) {
+        if let Err(e) = self.tokens.token().await {
+            tracing::warn!(error = %e, "could not fetch the Partner Center token ahead; the first call will");
+        }
+    }
+
     pub fn new(
         http: reqwest::Client,
         tokens: Arc<TokenProvider>,
