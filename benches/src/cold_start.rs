@@ -209,14 +209,25 @@ fn zip_size(release: &Path, function: &str) -> anyhow::Result<(u64, String)> {
     ))
 }
 
-pub async fn run(runs: usize) -> anyhow::Result<Vec<ColdStart>> {
+/// The cold starts, and the median time of one DynamoDB call to moto from this process (the
+/// sync functions' first event makes four in a row).
+pub async fn run(runs: usize) -> anyhow::Result<(Vec<ColdStart>, Duration)> {
     let release = release_dir()?;
     let moto = start_moto().await?;
     let (pc, dv) = (env::start_pc().await?, env::start_dv().await?);
     let table = format!("cosell-bench-{}", std::process::id());
-    DynamoStore::new(aws_local::dynamodb_client(&moto.1, REGION).await, &table)
+    let dynamodb = aws_local::dynamodb_client(&moto.1, REGION).await;
+    DynamoStore::new(dynamodb.clone(), &table)
         .create_table_if_missing()
         .await?;
+    let mut calls = Vec::new();
+    for _ in 0..11 {
+        let t = Instant::now();
+        dynamodb.describe_table().table_name(&table).send().await?;
+        calls.push(t.elapsed());
+    }
+    calls.sort();
+    let moto_call = calls[calls.len() / 2];
     let sqs = aws_local::sqs_client(&moto.1, REGION).await;
     let inbound =
         SqsQueue::create_queues_if_missing(sqs.clone(), "bench-in", 5, Duration::from_secs(60))
@@ -305,5 +316,5 @@ pub async fn run(runs: usize) -> anyhow::Result<Vec<ColdStart>> {
     drop(moto);
     dv.shutdown().await;
     pc.shutdown().await;
-    Ok(out)
+    Ok((out, moto_call))
 }

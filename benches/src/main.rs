@@ -36,6 +36,9 @@ struct Args {
     /// Run only these sections (comma-separated); all by default.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Section>,
+    /// Inbound worker counts to run (comma-separated); 1,4,16 by default.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 16])]
+    workers: Vec<usize>,
     /// Also write the table as Markdown to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
@@ -82,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
     let wanted = |s| args.only.is_empty() || args.only.contains(&s);
     let mut table = Table::default();
     if wanted(Section::Inbound) {
-        inbound_section(&sizes, &mut table).await?;
+        inbound_section(&sizes, &args.workers, &mut table).await?;
     }
     if wanted(Section::Outbound) {
         outbound_section(&sizes, &mut table).await?;
@@ -100,14 +103,18 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn inbound_section(sizes: &Sizes, table: &mut Table) -> anyhow::Result<()> {
+async fn inbound_section(
+    sizes: &Sizes,
+    worker_counts: &[usize],
+    table: &mut Table,
+) -> anyhow::Result<()> {
     let pc = env::start_pc().await?;
     let n = sizes.referrals;
     eprintln!("inbound: creating and signing {n} referrals");
     let ids = Arc::new(env::create_referrals(&pc, n + 1));
     let deliveries = Arc::new(inbound::sign_all(&pc, &ids).await);
     let mut w1 = None;
-    for workers in [1, 4, 16] {
+    for &workers in worker_counts {
         eprintln!("inbound: {workers} worker(s)");
         let ours = inbound::run(&pc, deliveries.clone(), workers).await?;
         let bare = bare::run(&pc, deliveries.clone(), workers).await?;
@@ -214,7 +221,12 @@ async fn outbound_section(sizes: &Sizes, table: &mut Table) -> anyhow::Result<()
 
 async fn cold_start_section(sizes: &Sizes, table: &mut Table) -> anyhow::Result<()> {
     eprintln!("cold start: {} run(s) per function", sizes.cold_runs);
-    for f in cold_start::run(sizes.cold_runs).await? {
+    let (starts, moto_call) = cold_start::run(sizes.cold_runs).await?;
+    table.info(
+        "moto (local AWS) round trip, one DynamoDB call, p50",
+        format!("{:.1} ms", ms(moto_call)),
+    );
+    for f in starts {
         let first = ms(f.first_event);
         table.check(
             format!("cold start {}: init / first event", f.function),
