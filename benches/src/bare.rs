@@ -3,10 +3,9 @@
 //! currency, find and create the account, look for the opportunity, create it), sent
 //! straight to the stand-ins with no signature check, queue, store, mapping or retry logic.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::bail;
 use cosell::config::Config;
@@ -17,22 +16,7 @@ use serde_json::json;
 
 use crate::env::{self, Pc};
 use crate::inbound::{futures_join, Delivery};
-use crate::stats::Latencies;
-
-pub struct BareRun {
-    pub syncs: usize,
-    pub elapsed: Duration,
-    pub latency: Latencies,
-    pub pc_requests_per_sync: f64,
-    pub dv_requests_per_sync: f64,
-    pub dv_routes: BTreeMap<String, u64>,
-}
-
-impl BareRun {
-    pub fn per_second(&self) -> f64 {
-        self.syncs as f64 / self.elapsed.as_secs_f64()
-    }
-}
+use crate::stats::SyncRun;
 
 struct Target {
     http: reqwest::Client,
@@ -169,7 +153,7 @@ pub async fn run(
     pc: &Pc,
     deliveries: Arc<Vec<Delivery>>,
     clients: usize,
-) -> anyhow::Result<BareRun> {
+) -> anyhow::Result<SyncRun> {
     let dv = env::start_dv().await?;
     let listener = tokio::net::TcpListener::bind(env::loopback()).await?;
     let webhook_url = format!("http://{}/webhook", listener.local_addr()?);
@@ -219,19 +203,13 @@ pub async fn run(
     for r in futures_join(tasks).await {
         all.extend(r?);
     }
-    let elapsed = started.elapsed();
-    let syncs = all.len().max(1);
-    let dv_routes = dv.request_counts();
-    let dv_total: u64 = dv_routes.values().sum();
-    let pc_requests = (pc.requests().len() - pc_before) as f64;
+    let run = SyncRun::new(
+        all,
+        started.elapsed(),
+        pc.requests().len() - pc_before,
+        dv.request_counts(),
+    );
     dv.shutdown().await;
     server.abort();
-    Ok(BareRun {
-        syncs: all.len(),
-        elapsed,
-        latency: Latencies::new(all),
-        pc_requests_per_sync: pc_requests / syncs as f64,
-        dv_requests_per_sync: dv_total as f64 / syncs as f64,
-        dv_routes,
-    })
+    Ok(run)
 }

@@ -6,7 +6,7 @@
 //! Closed loop: `workers` clients each post one webhook and wait for its opportunity before
 //! posting the next, so the queue never backs up and latency is the pipeline's own.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use tokio::sync::{oneshot, watch};
 
 use crate::env::{self, Connector, Pc};
-use crate::stats::Latencies;
+use crate::stats::{Latencies, SyncRun};
 
 /// One signed delivery, ready to post.
 pub struct Delivery {
@@ -66,24 +66,14 @@ pub async fn sign_all(pc: &Pc, ids: &[String]) -> Vec<Delivery> {
 }
 
 pub struct InboundRun {
-    pub syncs: usize,
-    pub elapsed: Duration,
-    pub latency: Latencies,
-    pub pc_requests_per_sync: f64,
-    pub dv_requests_per_sync: f64,
-    pub dv_routes: BTreeMap<String, u64>,
+    /// Latency from the POST to the opportunity written.
+    pub run: SyncRun,
     pub failed: usize,
     /// Where the time goes: the intake's answer to the POST, the wait from that answer to
     /// the worker starting the sync, and the sync itself.
     pub intake: Latencies,
     pub queued: Latencies,
     pub sync: Latencies,
-}
-
-impl InboundRun {
-    pub fn per_second(&self) -> f64 {
-        self.syncs as f64 / self.elapsed.as_secs_f64()
-    }
 }
 
 /// When a referral's sync started and ended.
@@ -205,28 +195,24 @@ pub async fn run(
         all.extend(lat);
         failed += f;
     }
-    let spans = |f: fn(&Sample) -> Duration| Latencies::new(all.iter().map(f).collect());
-    let elapsed = started.elapsed();
-    let syncs = all.len();
-    let pc_requests = (pc.requests().len() - pc_before) as f64;
-    let dv_routes = dv.request_counts();
-    let dv_total: u64 = dv_routes.values().sum();
+    let spans = |f: fn(&Sample) -> Duration| all.iter().map(f).collect::<Vec<_>>();
+    let run = SyncRun::new(
+        spans(|s| s.written - s.posted),
+        started.elapsed(),
+        pc.requests().len() - pc_before,
+        dv.request_counts(),
+    );
 
     let _ = stop.send(true);
     let _ = worker_task.await;
     server.abort();
     dv.shutdown().await;
     Ok(InboundRun {
-        syncs,
-        elapsed,
-        latency: spans(|s| s.written - s.posted),
-        intake: spans(|s| s.answered - s.posted),
+        run,
+        intake: Latencies::new(spans(|s| s.answered - s.posted)),
         // The worker may start before the client has read the answer.
-        queued: spans(|s| s.started.saturating_duration_since(s.answered)),
-        sync: spans(|s| s.written - s.started),
-        pc_requests_per_sync: pc_requests / syncs.max(1) as f64,
-        dv_requests_per_sync: dv_total as f64 / syncs.max(1) as f64,
-        dv_routes,
+        queued: Latencies::new(spans(|s| s.started.saturating_duration_since(s.answered))),
+        sync: Latencies::new(spans(|s| s.written - s.started)),
         failed,
     })
 }

@@ -116,13 +116,17 @@ async fn inbound_section(
     let mut w1 = None;
     for &workers in worker_counts {
         eprintln!("inbound: {workers} worker(s)");
-        let ours = inbound::run(&pc, deliveries.clone(), workers).await?;
+        let inbound = inbound::run(&pc, deliveries.clone(), workers).await?;
+        let ours = &inbound.run;
         let bare = bare::run(&pc, deliveries.clone(), workers).await?;
         let rate = ours.per_second();
         let w = format!("{workers} worker(s)");
         table.check(
             format!("inbound syncs/s, {w}"),
-            format!("{rate:.0}/s ({} syncs, {} failed)", ours.syncs, ours.failed),
+            format!(
+                "{rate:.0}/s ({} syncs, {} failed)",
+                ours.syncs, inbound.failed
+            ),
             if workers == 16 { ">= 1000/s" } else { "" },
             ratio(rate, 1000.0),
             workers != 16 || rate >= 1000.0,
@@ -154,9 +158,9 @@ async fn inbound_section(
             format!("p50 / p99 in ms: intake answer, queue wait, sync, {w}"),
             format!(
                 "{}, {}, {}",
-                pair(&ours.intake),
-                pair(&ours.queued),
-                pair(&ours.sync)
+                pair(&inbound.intake),
+                pair(&inbound.queued),
+                pair(&inbound.sync)
             ),
         );
         table.info(

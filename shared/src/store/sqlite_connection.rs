@@ -41,6 +41,7 @@ impl SharedConnection {
             Some(shared) => shared,
             None => {
                 let shared = Arc::new(Mutex::new(connect(path)?));
+                // Canonical again: a new file only exists once `connect` has made it.
                 if let Ok(canonical) = path.canonicalize() {
                     files.insert(canonical.clone(), Arc::downgrade(&shared));
                     checkpoint_in_background(canonical, Arc::downgrade(&shared));
