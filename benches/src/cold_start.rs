@@ -270,10 +270,13 @@ pub async fn run(runs: usize) -> anyhow::Result<(Vec<ColdStart>, Duration)> {
         ("COSELL_OUTBOUND_DLQ_URL", outbound.dlq_url()),
         ("COSELL_PC_SECRET_ARN", pc_arn.as_str()),
         ("COSELL_DV_SECRET_ARN", dv_arn.as_str()),
-        ("COSELL_LOG_LEVEL", "warn"),
     ] {
         vars.push((k.to_string(), v.to_string()));
     }
+    // The functions' own logs (stderr) are quiet unless asked for, e.g. to see where a first
+    // event spends its time.
+    let log = std::env::var("COSELL_BENCH_FUNCTION_LOG").unwrap_or_else(|_| "warn".into());
+    vars.push(("COSELL_LOG_LEVEL".into(), log));
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
 
     let mut out = Vec::new();

@@ -10,7 +10,7 @@ use cosell::audit::{AuditEntry, AuditQuery, Direction, Outcome};
 use cosell::crosswalk::Link;
 use cosell::store::dynamodb::DynamoStore;
 use cosell::store::sqlite::SqliteStore;
-use cosell::store::{aws_local, Store, StoreError, DEFAULT_AUDIT_RETENTION};
+use cosell::store::{aws_local, LinkWrite, Store, StoreError, SyncRecord, DEFAULT_AUDIT_RETENTION};
 use tempfile::TempDir;
 use time::OffsetDateTime;
 
@@ -18,6 +18,9 @@ use time::OffsetDateTime;
 enum Backend {
     Sqlite,
     Dynamo,
+    /// SQLite seen only through the `Store` methods every adapter must write, so the trait's
+    /// default methods run.
+    SqliteBehindDefaults,
 }
 
 /// A store plus whatever must outlive it (the temp dir).
@@ -35,6 +38,16 @@ async fn open(backend: Backend, retention: Option<Duration>) -> Option<Opened> {
                 .with_audit_retention(retention);
             Some(Opened {
                 store: Arc::new(store),
+                _dir: Some(dir),
+            })
+        }
+        Backend::SqliteBehindDefaults => {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(dir.path().join("state.db"))
+                .unwrap()
+                .with_audit_retention(retention);
+            Some(Opened {
+                store: Arc::new(Defaults(Arc::new(store))),
                 _dir: Some(dir),
             })
         }
@@ -59,6 +72,45 @@ async fn dynamo(retention: Option<Duration>) -> Option<DynamoStore> {
         "second call finds the table"
     );
     Some(store)
+}
+
+/// Forwards the required methods only.
+struct Defaults(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl Store for Defaults {
+    async fn get_link_by_referral(&self, id: &str) -> Result<Option<Link>, StoreError> {
+        self.0.get_link_by_referral(id).await
+    }
+    async fn get_link_by_opportunity(&self, id: &str) -> Result<Option<Link>, StoreError> {
+        self.0.get_link_by_opportunity(id).await
+    }
+    async fn put_link(&self, link: &Link, expected: Option<u64>) -> Result<Link, StoreError> {
+        self.0.put_link(link, expected).await
+    }
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.0.append_audit(entry).await
+    }
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.0.query_audit(query).await
+    }
+    async fn get_state(&self, key: &str) -> Result<Option<(String, u64)>, StoreError> {
+        self.0.get_state(key).await
+    }
+    async fn put_state(
+        &self,
+        key: &str,
+        value: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.0.put_state(key, value, expected).await
+    }
+    async fn remember_delivery(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.0.remember_delivery(key, ttl).await
+    }
+    async fn forget_delivery(&self, key: &str) -> Result<(), StoreError> {
+        self.0.forget_delivery(key).await
+    }
 }
 
 fn is_conflict<T: std::fmt::Debug>(r: &Result<T, StoreError>) -> bool {
@@ -516,6 +568,158 @@ async fn forgotten_delivery_is_new_again(backend: Backend) {
         .expect("forgetting an unknown key is not an error");
 }
 
+// ---- end of a sync ---------------------------------------------------------------------
+
+fn sync_audit(referral: &str, outcome: Outcome) -> AuditEntry {
+    AuditEntry::new(Direction::Inbound, "create_opportunity", outcome).referral(referral)
+}
+
+async fn audit_ids_for(s: &dyn Store, referral: &str) -> Vec<String> {
+    let q = AuditQuery {
+        referral_id: Some(referral.into()),
+        ..AuditQuery::default()
+    };
+    let found = s.query_audit(&q).await.unwrap();
+    found.into_iter().map(|e| e.id).collect()
+}
+
+async fn finish_sync_writes_link_audit_and_release_together(backend: Backend) {
+    let Some(o) = open(backend, Some(DEFAULT_AUDIT_RETENTION)).await else {
+        return;
+    };
+    let s = o.store.as_ref();
+    let ttl = Duration::from_secs(60);
+    assert!(s.remember_delivery("lease/f", ttl).await.unwrap());
+    let link = Link::new("ref-f", "opp-f");
+    let (a1, a2) = (
+        sync_audit("ref-f", Outcome::Success),
+        sync_audit("ref-f", Outcome::Conflict),
+    );
+    let audit = [a1.clone(), a2.clone()];
+    let record = SyncRecord {
+        link: Some(LinkWrite {
+            link: &link,
+            previous: None,
+        }),
+        audit: &audit,
+        release: "lease/f",
+    };
+    let v1 = s.finish_sync(record).await.unwrap().expect("a stored link");
+    assert_eq!(v1.version, 1);
+    assert_eq!(
+        s.get_link_by_referral("ref-f").await.unwrap(),
+        Some(v1.clone())
+    );
+    assert_eq!(
+        s.get_link_by_opportunity("opp-f").await.unwrap(),
+        Some(v1.clone())
+    );
+    let mut ids = audit_ids_for(s, "ref-f").await;
+    ids.sort();
+    let mut want = vec![a1.id.clone(), a2.id.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(
+        s.remember_delivery("lease/f", ttl).await.unwrap(),
+        "the lease was released"
+    );
+
+    // An update that moves the link to another opportunity frees the old one.
+    let mut moved = v1.clone();
+    moved.opportunity_id = "opp-f2".into();
+    moved.pc_hash = Some("h2".into());
+    let record = SyncRecord {
+        link: Some(LinkWrite {
+            link: &moved,
+            previous: Some(&v1),
+        }),
+        audit: &[],
+        release: "lease/f",
+    };
+    let v2 = s.finish_sync(record).await.unwrap().unwrap();
+    assert_eq!((v2.version, v2.pc_hash.as_deref()), (2, Some("h2")));
+    assert_eq!(s.get_link_by_opportunity("opp-f").await.unwrap(), None);
+    assert_eq!(s.get_link_by_opportunity("opp-f2").await.unwrap(), Some(v2));
+    assert!(s.remember_delivery("lease/f", ttl).await.unwrap());
+
+    // Without a link it only audits and releases.
+    let a3 = sync_audit("ref-f", Outcome::Skipped);
+    let stored = s
+        .finish_sync(SyncRecord {
+            link: None,
+            audit: std::slice::from_ref(&a3),
+            release: "lease/f",
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored, None);
+    assert!(audit_ids_for(s, "ref-f").await.contains(&a3.id));
+    assert!(s.remember_delivery("lease/f", ttl).await.unwrap());
+}
+
+async fn finish_sync_that_loses_its_race_writes_nothing(backend: Backend) {
+    let Some(o) = open(backend, Some(DEFAULT_AUDIT_RETENTION)).await else {
+        return;
+    };
+    let s = o.store.as_ref();
+    let ttl = Duration::from_secs(60);
+    let v1 = s
+        .put_link(&Link::new("ref-r", "opp-r"), None)
+        .await
+        .unwrap();
+    let v2 = s.put_link(&v1, Some(1)).await.unwrap();
+    s.put_link(&Link::new("ref-other", "opp-taken"), None)
+        .await
+        .unwrap();
+    assert!(s.remember_delivery("lease/r", ttl).await.unwrap());
+
+    let mut stale = v1.clone();
+    stale.pc_hash = Some("from an old read".into());
+    let mut onto_taken = v2.clone();
+    onto_taken.opportunity_id = "opp-taken".into();
+    let fresh = Link::new("ref-r", "opp-r-again");
+    let losers = [
+        (&stale, Some(&v1)),      // version 1 was overwritten
+        (&onto_taken, Some(&v2)), // the new opportunity belongs to another referral
+        (&fresh, None),           // the referral is already linked
+    ];
+    for (link, previous) in losers {
+        let entry = sync_audit("ref-r", Outcome::Success);
+        let result = s
+            .finish_sync(SyncRecord {
+                link: Some(LinkWrite { link, previous }),
+                audit: std::slice::from_ref(&entry),
+                release: "lease/r",
+            })
+            .await;
+        assert!(is_conflict(&result), "{result:?}");
+        assert!(
+            !audit_ids_for(s, "ref-r").await.contains(&entry.id),
+            "no audit entry for a write that did not happen"
+        );
+        assert!(
+            !s.remember_delivery("lease/r", ttl).await.unwrap(),
+            "the lease is still held"
+        );
+    }
+    assert_eq!(
+        s.get_link_by_referral("ref-r").await.unwrap(),
+        Some(v2.clone())
+    );
+    assert_eq!(
+        s.get_link_by_opportunity("opp-taken")
+            .await
+            .unwrap()
+            .unwrap()
+            .referral_id,
+        "ref-other"
+    );
+    assert_eq!(
+        s.get_link_by_opportunity("opp-r-again").await.unwrap(),
+        None
+    );
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -528,6 +732,14 @@ macro_rules! contract {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 super::$case(super::Backend::Dynamo).await
+            })*
+        }
+        /// The `Store` trait's own sequential `finish_sync`, which wrappers (and any adapter
+        /// without atomic multi-item writes) get.
+        mod trait_default {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case(super::Backend::SqliteBehindDefaults).await
             })*
         }
     };
@@ -546,6 +758,8 @@ contract!(
     delivery_is_remembered_until_it_expires,
     concurrent_deliveries_have_one_first,
     forgotten_delivery_is_new_again,
+    finish_sync_writes_link_audit_and_release_together,
+    finish_sync_that_loses_its_race_writes_nothing,
 );
 
 // ---- adapter specifics -------------------------------------------------------------------

@@ -14,4 +14,7 @@ pub enum EdgeError {
     Secret { arn: String, reason: String },
     #[error(transparent)]
     Wiring(#[from] cosell::engine::wiring::WiringError),
+    /// A start-up task died (it panicked or the runtime shut down).
+    #[error("start-up: {0}")]
+    Startup(String),
 }

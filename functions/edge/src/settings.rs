@@ -62,6 +62,16 @@ pub fn placeholders(services: Services) -> Vec<(String, String)> {
     pairs
 }
 
+/// The config as far as the environment alone gives it (credentials stood in for): enough
+/// for the settings that are never secret, such as timeouts, before the secrets are read.
+pub fn config_without_secrets() -> Result<Config, EdgeError> {
+    let none = Services {
+        partner_center: false,
+        dataverse: false,
+    };
+    Ok(Config::load(&Source::from_env_with(placeholders(none)))?)
+}
+
 /// Reads the secrets of `services` and returns the validated config: the environment with
 /// the secrets' values on top.
 pub async fn load_config(

@@ -10,8 +10,9 @@
 
 use std::time::Duration;
 
+use crate::audit::AuditEntry;
 use crate::engine::SyncError;
-use crate::store::Store;
+use crate::store::{Store, SyncRecord};
 
 /// The default lease: longer than one sync takes (with its in-process retries), short
 /// enough that a crashed holder does not stall a record for long.
@@ -39,10 +40,36 @@ pub async fn take(store: &dyn Store, what: &str, ttl: Duration) -> Result<Lease,
 }
 
 impl Lease {
+    /// The delivery key that holds it, for a [`SyncRecord`](crate::store::SyncRecord) that
+    /// releases it together with the sync's other writes.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Gives the lease back when the sync is over, whatever its outcome.
     pub async fn release(self, store: &dyn Store) {
         if let Err(e) = store.forget_delivery(&self.key).await {
             tracing::warn!(key = %self.key, error = %e, "could not release a sync lease; it expires on its own");
+        }
+    }
+
+    /// Gives the lease back and appends the sync's audit entries, in one store write where
+    /// the store allows. Best effort, like [`Lease::release`]: on failure each part is
+    /// tried on its own.
+    pub async fn release_with(self, store: &dyn Store, audit: &[AuditEntry]) {
+        let record = SyncRecord {
+            link: None,
+            audit,
+            release: &self.key,
+        };
+        if let Err(e) = store.finish_sync(record).await {
+            tracing::warn!(key = %self.key, error = %e, "could not end the sync in one write; writing its parts one by one");
+            for entry in audit {
+                if let Err(e) = store.append_audit(entry).await {
+                    tracing::warn!(entry = %entry.id, error = %e, "audit entry not written");
+                }
+            }
+            self.release(store).await;
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::engine::referral_context::inbound_context;
 use crate::engine::{Engine, InboundMessage, SyncError};
 use crate::mapping::{with_checkmark, TargetState};
 use crate::partner_center::{PartnerCenterError, Referral};
+use crate::store::{LinkWrite, SyncRecord};
 
 use trail::Trail;
 
@@ -60,30 +61,66 @@ pub async fn sync_referral(
     )
     .await?;
     let mut trail = Trail::new(referral_id);
-    let result = run(engine, referral_id, &mut trail).await;
-    match &result {
-        Ok(outcome) => tracing::info!(referral_id, ?outcome, "inbound sync done"),
-        Err(e) => tracing::warn!(referral_id, error = %e, "inbound sync failed"),
-    }
-    // Independent writes, so one round trip to the store instead of two.
     let store = engine.store.as_ref();
-    tokio::join!(lease.release(store), trail.record(store, &result));
+    let result = match run(engine, referral_id, &mut trail).await {
+        // The link, the audit entry saying so and the lease release in one store write; a
+        // link that lost its race leaves nothing behind and the sync is retried.
+        Ok((outcome, write)) => {
+            let done = Ok(outcome);
+            let entry = trail.entry(&done);
+            let record = SyncRecord {
+                link: write.as_ref().map(PendingLink::as_write),
+                audit: std::slice::from_ref(&entry),
+                release: lease.key(),
+            };
+            match store.finish_sync(record).await {
+                Ok(_) => {
+                    tracing::info!(referral_id, outcome = ?done, "inbound sync done");
+                    return done;
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &result {
+        tracing::warn!(referral_id, error = %e, "inbound sync failed");
+    }
+    lease
+        .release_with(store, std::slice::from_ref(&trail.entry(&result)))
+        .await;
     result
 }
 
-async fn run(
-    engine: &Engine,
-    referral_id: &str,
-    trail: &mut Trail,
-) -> Result<InboundOutcome, SyncError> {
+/// The crosswalk write a sync ends with: the new link and the one it replaces.
+struct PendingLink {
+    link: Link,
+    previous: Option<Link>,
+}
+
+impl PendingLink {
+    fn as_write(&self) -> LinkWrite<'_> {
+        LinkWrite {
+            link: &self.link,
+            previous: self.previous.as_ref(),
+        }
+    }
+}
+
+type Synced = (InboundOutcome, Option<PendingLink>);
+
+async fn run(engine: &Engine, referral_id: &str, trail: &mut Trail) -> Result<Synced, SyncError> {
     let referral = match engine.pc.get_referral(referral_id).await {
         Ok(r) => r,
         // A pointer to nothing: retrying cannot make the referral exist.
         Err(PartnerCenterError::NotFound { .. }) => {
             trail.step("skip");
-            return Ok(InboundOutcome::Skipped {
-                reason: "the referral does not exist in Partner Center".into(),
-            });
+            return Ok((
+                InboundOutcome::Skipped {
+                    reason: "the referral does not exist in Partner Center".into(),
+                },
+                None,
+            ));
         }
         Err(e) => return Err(e.into()),
     };
@@ -94,14 +131,17 @@ async fn run(
         if let Some(why) = gate::already_synced(&referral, link) {
             trail.step("skip");
             trail.note(why);
-            return Ok(unchanged(link));
+            return Ok((unchanged(link), None));
         }
     }
     if engine.options.cosell_only && !gate::is_co_sell(&referral) {
         trail.step("skip");
-        return Ok(InboundOutcome::Skipped {
-            reason: "not a co-sell referral and \"sync co-sell only\" is on".into(),
-        });
+        return Ok((
+            InboundOutcome::Skipped {
+                reason: "not a co-sell referral and \"sync co-sell only\" is on".into(),
+            },
+            None,
+        ));
     }
 
     // The context comes from the helper the outbound direction uses too, so both compute
@@ -119,8 +159,11 @@ async fn run(
             trail.note("no mapped field changed");
             let mut seen = link.clone();
             note_referral_version(&mut seen, &referral);
-            engine.store.put_link(&seen, Some(link.version)).await?;
-            return Ok(unchanged(link));
+            let write = PendingLink {
+                link: seen,
+                previous: Some(link.clone()),
+            };
+            return Ok((unchanged(link), Some(write)));
         }
     }
     if engine.options.checkmark {
@@ -141,12 +184,11 @@ async fn run(
             // Deleted in the CRM: bringing it back would undo the seller's decision.
             Err(DataverseError::NotFound { .. }) => {
                 trail.step("skip");
-                return Ok(InboundOutcome::Skipped {
-                    reason: format!(
-                        "the linked opportunity {} was deleted in the CRM",
-                        link.opportunity_id
-                    ),
-                });
+                let reason = format!(
+                    "the linked opportunity {} was deleted in the CRM",
+                    link.opportunity_id
+                );
+                return Ok((InboundOutcome::Skipped { reason }, None));
             }
             Err(e) => return Err(e.into()),
         },
@@ -238,12 +280,13 @@ async fn run(
         pc_hash,
         dv_hash,
     };
-    record_link(engine, &referral, link.as_ref(), seen).await?;
-    Ok(if created {
+    let write = link_after(&referral, link, seen);
+    let outcome = if created {
         InboundOutcome::Created { opportunity_id }
     } else {
         InboundOutcome::Updated { opportunity_id }
-    })
+    };
+    Ok((outcome, Some(write)))
 }
 
 fn unchanged(link: &Link) -> InboundOutcome {
@@ -267,14 +310,9 @@ struct Seen<'a> {
     dv_hash: Option<String>,
 }
 
-/// Records the crosswalk, conditionally: a lost race surfaces as `StoreError::Conflict`,
-/// which is a retry.
-async fn record_link(
-    engine: &Engine,
-    referral: &Referral,
-    previous: Option<&Link>,
-    seen: Seen<'_>,
-) -> Result<(), SyncError> {
+/// The crosswalk as this sync leaves it. Stored conditionally on `previous` (by
+/// [`sync_referral`]): a lost race surfaces as `StoreError::Conflict`, which is a retry.
+fn link_after(referral: &Referral, previous: Option<Link>, seen: Seen<'_>) -> PendingLink {
     let Seen {
         opportunity_id,
         after,
@@ -282,7 +320,7 @@ async fn record_link(
         dv_hash,
     } = seen;
     let mut link = previous
-        .cloned()
+        .clone()
         .unwrap_or_else(|| Link::new(referral.id.clone().unwrap_or_default(), opportunity_id));
     link.opportunity_id = opportunity_id.to_string();
     note_referral_version(&mut link, referral);
@@ -290,9 +328,5 @@ async fn record_link(
     link.dv_etag = after.etag.clone();
     link.dv_modified = after.modifiedon.clone();
     link.dv_hash = dv_hash;
-    engine
-        .store
-        .put_link(&link, previous.map(|l| l.version))
-        .await?;
-    Ok(())
+    PendingLink { link, previous }
 }

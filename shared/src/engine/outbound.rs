@@ -50,15 +50,21 @@ pub async fn sync_opportunity(
         engine.options.sync_lease,
     )
     .await?;
-    let result = sync_held(engine, message, id).await;
-    lease.release(engine.store.as_ref()).await;
+    let mut failure = None;
+    let result = sync_held(engine, message, id, &mut failure).await;
+    // A failure's audit entry goes with the release: one store write, not two.
+    lease
+        .release_with(engine.store.as_ref(), failure.as_slice())
+        .await;
     result
 }
 
+/// Syncs with the lease held; a failed sync leaves its audit entry in `failure`.
 async fn sync_held(
     engine: &Engine,
     message: &OutboundMessage,
     id: &str,
+    failure: &mut Option<AuditEntry>,
 ) -> Result<OutboundOutcome, SyncError> {
     let link = engine.store.get_link_by_opportunity(id).await?;
     if message.deleted {
@@ -100,7 +106,7 @@ async fn sync_held(
         None => create::sync_unlinked(engine, &opp).await,
     };
     if let Err(e) = &result {
-        failure::record(engine, &opp, referral_id.as_deref(), e).await;
+        *failure = Some(failure::record(engine, &opp, referral_id.as_deref(), e).await);
     }
     result
 }

@@ -11,6 +11,7 @@ pub mod dynamodb;
 mod error;
 pub mod sqlite;
 pub(crate) mod sqlite_connection;
+mod sync_record;
 pub(crate) mod time_key;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ use crate::audit::{AuditEntry, AuditQuery};
 use crate::crosswalk::Link;
 
 pub use error::StoreError;
+pub use sync_record::{LinkWrite, SyncRecord};
 
 /// How long audit entries are kept unless an adapter is told otherwise.
 pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -67,4 +69,32 @@ pub trait Store: Send + Sync {
     /// Drops a remembered delivery so the same key counts as new again (used when a delivery
     /// was claimed but could not be handed on). Forgetting an unknown key is not an error.
     async fn forget_delivery(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Ends a sync: the link write, the audit entries and the lease release of `record`.
+    /// When the link write fails (a [`StoreError::Conflict`] for a lost race) nothing else
+    /// is written and the caller records the failure and releases the lease itself.
+    ///
+    /// This default makes the writes one after the other (the link first, then the rest
+    /// together, best effort as [`Store::append_audit`] callers treat them); adapters that
+    /// can write several items atomically do it in one round trip. Returns the stored link.
+    async fn finish_sync(&self, record: SyncRecord<'_>) -> Result<Option<Link>, StoreError> {
+        let stored = match record.link {
+            Some(w) => Some(self.put_link(w.link, w.expected_version()).await?),
+            None => None,
+        };
+        let audit = async {
+            for entry in record.audit {
+                if let Err(e) = self.append_audit(entry).await {
+                    tracing::warn!(entry = %entry.id, error = %e, "audit entry not written");
+                }
+            }
+        };
+        let release = async {
+            if let Err(e) = self.forget_delivery(record.release).await {
+                tracing::warn!(key = record.release, error = %e, "could not release a sync lease; it expires on its own");
+            }
+        };
+        tokio::join!(audit, release);
+        Ok(stored)
+    }
 }

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::sqlite_connection::{exec, SharedConnection};
 use super::time_key::{epoch_millis, epoch_seconds, millis, now_millis, sortable};
-use super::{Store, StoreError, DEFAULT_AUDIT_RETENTION};
+use super::{Store, StoreError, SyncRecord, DEFAULT_AUDIT_RETENTION};
 use crate::audit::{AuditEntry, AuditQuery, Outcome};
 use crate::crosswalk::Link;
 
@@ -71,6 +71,11 @@ impl SqliteStore {
         self
     }
 
+    fn audit_expiry(&self, entry: &AuditEntry) -> Option<i64> {
+        self.audit_retention
+            .map(|r| epoch_seconds(entry.at) + millis(r) / 1000)
+    }
+
     /// Deletes expired audit rows and delivery keys; returns how many rows went.
     pub async fn sweep_expired(&self) -> Result<usize, StoreError> {
         self.conn
@@ -124,16 +129,23 @@ fn link_where(c: &Connection, column: &str, id: &str) -> Result<Option<Link>, St
 
 fn put_link_tx(c: &mut Connection, link: Link, expected: Option<u64>) -> Result<Link, StoreError> {
     let tx = c.transaction().map_err(backend)?;
+    let stored = write_link(&tx, link, expected)?;
+    tx.commit().map_err(backend)?;
+    Ok(stored)
+}
+
+/// The conditional link write, inside the caller's transaction.
+fn write_link(tx: &Connection, link: Link, expected: Option<u64>) -> Result<Link, StoreError> {
     let mut stored = link;
     stored.version = expected.unwrap_or(0) + 1;
     stored.updated_at = OffsetDateTime::now_utc();
     let body = encode(&stored)?;
     let result = match expected {
-        None => exec(&tx,
+        None => exec(tx,
             "INSERT INTO links (referral_id, opportunity_id, version, body) VALUES (?1, ?2, ?3, ?4)",
             params![stored.referral_id, stored.opportunity_id, stored.version, body],
         ),
-        Some(v) => exec(&tx,
+        Some(v) => exec(tx,
             "UPDATE links SET opportunity_id = ?2, version = ?3, body = ?4
              WHERE referral_id = ?1 AND version = ?5",
             params![stored.referral_id, stored.opportunity_id, stored.version, body, v],
@@ -150,7 +162,7 @@ fn put_link_tx(c: &mut Connection, link: Link, expected: Option<u64>) -> Result<
         }
         Err(e) if is_constraint(&e) => {
             let referral_taken = expected.is_none()
-                && link_where(&tx, "referral_id", &stored.referral_id)?.is_some();
+                && link_where(tx, "referral_id", &stored.referral_id)?.is_some();
             return Err(StoreError::conflict(if referral_taken {
                 format!("referral {} is already linked", stored.referral_id)
             } else {
@@ -162,8 +174,36 @@ fn put_link_tx(c: &mut Connection, link: Link, expected: Option<u64>) -> Result<
         }
         Err(e) => return Err(backend(e)),
     }
-    tx.commit().map_err(backend)?;
     Ok(stored)
+}
+
+fn insert_audit(
+    c: &Connection,
+    entry: &AuditEntry,
+    expires_at: Option<i64>,
+) -> Result<(), StoreError> {
+    exec(
+        c,
+        "INSERT INTO audit (id, at_key, referral_id, opportunity_id, outcome, expires_at, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            entry.id,
+            sortable(entry.at),
+            entry.referral_id,
+            entry.opportunity_id,
+            entry.outcome.as_str(),
+            expires_at,
+            encode(entry)?
+        ],
+    )
+    .map_err(|e| {
+        if is_constraint(&e) {
+            StoreError::conflict(format!("audit entry {} already exists", entry.id))
+        } else {
+            backend(e)
+        }
+    })?;
+    Ok(())
 }
 
 fn query_audit_rows(c: &Connection, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
@@ -267,33 +307,9 @@ impl Store for SqliteStore {
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         let entry = entry.clone();
-        let expires_at = self
-            .audit_retention
-            .map(|r| epoch_seconds(entry.at) + millis(r) / 1000);
+        let expires_at = self.audit_expiry(&entry);
         self.conn
-            .run(move |c| {
-                exec(c,
-                    "INSERT INTO audit (id, at_key, referral_id, opportunity_id, outcome, expires_at, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![
-                        entry.id,
-                        sortable(entry.at),
-                        entry.referral_id,
-                        entry.opportunity_id,
-                        entry.outcome.as_str(),
-                        expires_at,
-                        encode(&entry)?
-                    ],
-                )
-                .map_err(|e| {
-                    if is_constraint(&e) {
-                        StoreError::conflict(format!("audit entry {} already exists", entry.id))
-                    } else {
-                        backend(e)
-                    }
-                })?;
-                Ok(())
-            })
+            .run(move |c| insert_audit(c, &entry, expires_at))
             .await
     }
 
@@ -356,6 +372,37 @@ impl Store for SqliteStore {
             .run(move |c| {
                 exec(c, "DELETE FROM deliveries WHERE key = ?1", params![key]).map_err(backend)?;
                 Ok(())
+            })
+            .await
+    }
+
+    /// One transaction: the link, the audit entries and the lease release commit together.
+    async fn finish_sync(&self, record: SyncRecord<'_>) -> Result<Option<Link>, StoreError> {
+        let link = record.link.map(|w| (w.link.clone(), w.expected_version()));
+        let audit: Vec<(AuditEntry, Option<i64>)> = record
+            .audit
+            .iter()
+            .map(|e| (e.clone(), self.audit_expiry(e)))
+            .collect();
+        let release = record.release.to_owned();
+        self.conn
+            .run(move |c| {
+                let tx = c.transaction().map_err(backend)?;
+                let stored = match link {
+                    Some((link, expected)) => Some(write_link(&tx, link, expected)?),
+                    None => None,
+                };
+                for (entry, expires_at) in &audit {
+                    insert_audit(&tx, entry, *expires_at)?;
+                }
+                exec(
+                    &tx,
+                    "DELETE FROM deliveries WHERE key = ?1",
+                    params![release],
+                )
+                .map_err(backend)?;
+                tx.commit().map_err(backend)?;
+                Ok(stored)
             })
             .await
     }

@@ -3,7 +3,6 @@
 
 use crate::audit::{AuditEntry, Direction, Outcome};
 use crate::engine::SyncError;
-use crate::store::Store;
 
 use super::InboundOutcome;
 
@@ -53,7 +52,7 @@ impl Trail {
         }
     }
 
-    fn entry(&self, result: &Result<InboundOutcome, SyncError>) -> AuditEntry {
+    pub(super) fn entry(&self, result: &Result<InboundOutcome, SyncError>) -> AuditEntry {
         let outcome = match result {
             Err(_) => Outcome::Failed,
             Ok(InboundOutcome::Unchanged { .. } | InboundOutcome::Skipped { .. }) => {
@@ -78,18 +77,5 @@ impl Trail {
             entry = entry.error(e.to_string());
         }
         entry
-    }
-
-    /// Appends the entry. Best effort: the sync's own result matters more than its record,
-    /// and failing a finished sync here would only make the retry write the same data again.
-    pub(super) async fn record(
-        &self,
-        store: &dyn Store,
-        result: &Result<InboundOutcome, SyncError>,
-    ) {
-        let entry = self.entry(result);
-        if let Err(e) = store.append_audit(&entry).await {
-            tracing::warn!(referral_id = %self.referral_id, error = %e, "audit entry not written");
-        }
     }
 }

@@ -2,7 +2,7 @@
 //! into the opportunity's audit column with ✘ on the name, so the seller sees what Partner
 //! Center rejected without asking an operator.
 
-use crate::audit::Outcome;
+use crate::audit::{AuditEntry, Outcome};
 use crate::dataverse::Opportunity;
 use crate::engine::{Engine, SyncError};
 
@@ -11,13 +11,14 @@ use super::{record, writeback};
 /// Longest error text put in the audit column (a text column has a maximum length).
 const AUDIT_COLUMN_MAX: usize = 2000;
 
-/// Best effort: a failure to record the failure is logged, never returned.
+/// Shows the failure on the opportunity (best effort: logged, never returned) and returns
+/// the audit entry, which the caller writes with the lease release.
 pub(super) async fn record(
     engine: &Engine,
     opp: &Opportunity,
     referral_id: Option<&str>,
     error: &SyncError,
-) {
+) -> AuditEntry {
     let opportunity_id = opp.opportunityid.as_deref().unwrap_or_default();
     if error.is_permanent() {
         let text: String = error.reason().chars().take(AUDIT_COLUMN_MAX).collect();
@@ -38,8 +39,6 @@ pub(super) async fn record(
             "will retry"
         })
         .error(error.reason());
-    if let Err(e) = record::append(engine, &entry).await {
-        tracing::warn!(opportunity_id, error = %e, "could not append the failure to the audit trail");
-    }
     tracing::warn!(opportunity_id, referral_id, error = %error, "outbound sync failed");
+    entry
 }

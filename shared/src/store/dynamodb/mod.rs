@@ -33,7 +33,7 @@ use time::OffsetDateTime;
 
 use self::item::*;
 use super::time_key::{ceil_seconds, epoch_millis, epoch_seconds, millis, sortable};
-use super::{Store, StoreError, DEFAULT_AUDIT_RETENTION};
+use super::{Store, StoreError, SyncRecord, DEFAULT_AUDIT_RETENTION};
 use crate::audit::{AuditEntry, AuditQuery, Outcome};
 use crate::crosswalk::Link;
 
@@ -202,6 +202,54 @@ impl DynamoStore {
         }
     }
 
+    fn audit_expiry(&self, entry: &AuditEntry) -> Option<i64> {
+        self.audit_retention
+            .map(|r| epoch_seconds(entry.at) + millis(r) / 1000)
+    }
+
+    /// The items of a link write, for one transaction: the link on its version (or on not
+    /// existing yet) and the opportunity marker created, kept or moved.
+    fn link_items(
+        &self,
+        stored: &Link,
+        previous: Option<&Link>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let Some(previous) = previous else {
+            return Ok(vec![
+                self.put(
+                    link_to_item(stored),
+                    "attribute_not_exists(pk)",
+                    Item::new(),
+                )?,
+                self.put(
+                    opportunity_marker(stored),
+                    "attribute_not_exists(pk)",
+                    Item::new(),
+                )?,
+            ]);
+        };
+        let version_is = HashMap::from([(":v".to_owned(), n(previous.version))]);
+        let mut items = vec![self.put(link_to_item(stored), "version = :v", version_is)?];
+        // At that version the stored link points where `previous` does, so a move to
+        // another opportunity is known without reading it first.
+        if previous.opportunity_id != stored.opportunity_id {
+            let delete_old = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(opportunity_pk(&previous.opportunity_id), LINK_SK)))
+                .condition_expression("referral_id = :r")
+                .expression_attribute_values(":r", s(&stored.referral_id))
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            items.push(TransactWriteItem::builder().delete(delete_old).build());
+            items.push(self.put(
+                opportunity_marker(stored),
+                "attribute_not_exists(pk)",
+                Item::new(),
+            )?);
+        }
+        Ok(items)
+    }
+
     async fn conditional_put(
         &self,
         item: Item,
@@ -300,9 +348,7 @@ impl Store for DynamoStore {
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        let expires_at = self
-            .audit_retention
-            .map(|r| epoch_seconds(entry.at) + millis(r) / 1000);
+        let expires_at = self.audit_expiry(entry);
         let result = self
             .client
             .put_item()
@@ -455,5 +501,53 @@ impl Store for DynamoStore {
             .await
             .map_err(|e| backend("DeleteItem", e))?;
         Ok(())
+    }
+
+    /// One `TransactWriteItems`: the link items, the audit entries and the lease delete
+    /// succeed or fail together (at most 100 items, far more than a sync writes).
+    async fn finish_sync(&self, record: SyncRecord<'_>) -> Result<Option<Link>, StoreError> {
+        let stored = record.link.map(|w| {
+            let mut stored = w.link.clone();
+            stored.version = w.expected_version().unwrap_or(0) + 1;
+            stored.updated_at = OffsetDateTime::now_utc();
+            (stored, w.previous)
+        });
+        let mut items = match &stored {
+            Some((link, previous)) => self.link_items(link, *previous)?,
+            None => Vec::new(),
+        };
+        let link_items = items.len();
+        for entry in record.audit {
+            let item = audit_to_item(entry, self.audit_expiry(entry));
+            items.push(self.put(item, "attribute_not_exists(pk)", Item::new())?);
+        }
+        let release = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(delivery_key(record.release)))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        items.push(TransactWriteItem::builder().delete(release).build());
+        match self.transact(items).await {
+            Ok(()) => Ok(stored.map(|(link, _)| link)),
+            Err(e) => Err(match cancellation_codes(&e) {
+                Some(codes) => {
+                    let referral = stored.as_ref().map_or("", |(l, _)| l.referral_id.as_str());
+                    if codes
+                        .iter()
+                        .take(link_items)
+                        .any(|c| c == "ConditionalCheckFailed")
+                    {
+                        StoreError::conflict(format!(
+                            "link for referral {referral} changed or is taken (codes {codes:?})"
+                        ))
+                    } else {
+                        StoreError::conflict(format!(
+                            "sync record for referral {referral} cancelled (codes {codes:?})"
+                        ))
+                    }
+                }
+                None => backend("TransactWriteItems", e),
+            }),
+        }
     }
 }
