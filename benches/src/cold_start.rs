@@ -210,7 +210,7 @@ fn zip_size(release: &Path, function: &str) -> anyhow::Result<(u64, String)> {
 }
 
 /// The cold starts, and the median time of one DynamoDB call to moto from this process (the
-/// sync functions' first event makes four in a row).
+/// sync functions' first event makes three in a row).
 pub async fn run(runs: usize) -> anyhow::Result<(Vec<ColdStart>, Duration)> {
     let release = release_dir()?;
     let moto = start_moto().await?;

@@ -602,7 +602,7 @@ async fn finish_sync_writes_link_audit_and_release_together(backend: Backend) {
             previous: None,
         }),
         audit: &audit,
-        release: "lease/f",
+        release: Some("lease/f"),
     };
     let v1 = s.finish_sync(record).await.unwrap().expect("a stored link");
     assert_eq!(v1.version, 1);
@@ -634,7 +634,7 @@ async fn finish_sync_writes_link_audit_and_release_together(backend: Backend) {
             previous: Some(&v1),
         }),
         audit: &[],
-        release: "lease/f",
+        release: Some("lease/f"),
     };
     let v2 = s.finish_sync(record).await.unwrap().unwrap();
     assert_eq!((v2.version, v2.pc_hash.as_deref()), (2, Some("h2")));
@@ -642,13 +642,25 @@ async fn finish_sync_writes_link_audit_and_release_together(backend: Backend) {
     assert_eq!(s.get_link_by_opportunity("opp-f2").await.unwrap(), Some(v2));
     assert!(s.remember_delivery("lease/f", ttl).await.unwrap());
 
+    // Without a release the lease stays held (the sync goes on).
+    let a0 = sync_audit("ref-f", Outcome::Success);
+    s.finish_sync(SyncRecord {
+        link: None,
+        audit: std::slice::from_ref(&a0),
+        release: None,
+    })
+    .await
+    .unwrap();
+    assert!(audit_ids_for(s, "ref-f").await.contains(&a0.id));
+    assert!(!s.remember_delivery("lease/f", ttl).await.unwrap());
+
     // Without a link it only audits and releases.
     let a3 = sync_audit("ref-f", Outcome::Skipped);
     let stored = s
         .finish_sync(SyncRecord {
             link: None,
             audit: std::slice::from_ref(&a3),
-            release: "lease/f",
+            release: Some("lease/f"),
         })
         .await
         .unwrap();
@@ -689,7 +701,7 @@ async fn finish_sync_that_loses_its_race_writes_nothing(backend: Backend) {
             .finish_sync(SyncRecord {
                 link: Some(LinkWrite { link, previous }),
                 audit: std::slice::from_ref(&entry),
-                release: "lease/r",
+                release: Some("lease/r"),
             })
             .await;
         assert!(is_conflict(&result), "{result:?}");

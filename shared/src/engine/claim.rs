@@ -60,7 +60,7 @@ impl Lease {
         let record = SyncRecord {
             link: None,
             audit,
-            release: &self.key,
+            release: Some(&self.key),
         };
         if let Err(e) = store.finish_sync(record).await {
             tracing::warn!(key = %self.key, error = %e, "could not end the sync in one write; writing its parts one by one");

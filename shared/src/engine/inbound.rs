@@ -71,7 +71,7 @@ pub async fn sync_referral(
             let record = SyncRecord {
                 link: write.as_ref().map(PendingLink::as_write),
                 audit: std::slice::from_ref(&entry),
-                release: lease.key(),
+                release: Some(lease.key()),
             };
             match store.finish_sync(record).await {
                 Ok(_) => {
@@ -110,7 +110,13 @@ impl PendingLink {
 type Synced = (InboundOutcome, Option<PendingLink>);
 
 async fn run(engine: &Engine, referral_id: &str, trail: &mut Trail) -> Result<Synced, SyncError> {
-    let referral = match engine.pc.get_referral(referral_id).await {
+    // Both reads at once: the lease is held, so the link cannot change under us from this
+    // direction, and the two services answer independently.
+    let (referral, link) = tokio::join!(
+        engine.pc.get_referral(referral_id),
+        engine.store.get_link_by_referral(referral_id)
+    );
+    let referral = match referral {
         Ok(r) => r,
         // A pointer to nothing: retrying cannot make the referral exist.
         Err(PartnerCenterError::NotFound { .. }) => {
@@ -125,7 +131,7 @@ async fn run(engine: &Engine, referral_id: &str, trail: &mut Trail) -> Result<Sy
         Err(e) => return Err(e.into()),
     };
 
-    let link = engine.store.get_link_by_referral(referral_id).await?;
+    let link = link?;
     if let Some(link) = &link {
         trail.opportunity(&link.opportunity_id);
         if let Some(why) = gate::already_synced(&referral, link) {

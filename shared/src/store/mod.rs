@@ -90,8 +90,9 @@ pub trait Store: Send + Sync {
             }
         };
         let release = async {
-            if let Err(e) = self.forget_delivery(record.release).await {
-                tracing::warn!(key = record.release, error = %e, "could not release a sync lease; it expires on its own");
+            let Some(key) = record.release else { return };
+            if let Err(e) = self.forget_delivery(key).await {
+                tracing::warn!(key, error = %e, "could not release a sync lease; it expires on its own");
             }
         };
         tokio::join!(audit, release);

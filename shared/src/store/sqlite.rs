@@ -161,8 +161,8 @@ fn write_link(tx: &Connection, link: Link, expected: Option<u64>) -> Result<Link
             )))
         }
         Err(e) if is_constraint(&e) => {
-            let referral_taken = expected.is_none()
-                && link_where(tx, "referral_id", &stored.referral_id)?.is_some();
+            let referral_taken =
+                expected.is_none() && link_where(tx, "referral_id", &stored.referral_id)?.is_some();
             return Err(StoreError::conflict(if referral_taken {
                 format!("referral {} is already linked", stored.referral_id)
             } else {
@@ -384,7 +384,7 @@ impl Store for SqliteStore {
             .iter()
             .map(|e| (e.clone(), self.audit_expiry(e)))
             .collect();
-        let release = record.release.to_owned();
+        let release = record.release.map(str::to_owned);
         self.conn
             .run(move |c| {
                 let tx = c.transaction().map_err(backend)?;
@@ -395,12 +395,10 @@ impl Store for SqliteStore {
                 for (entry, expires_at) in &audit {
                     insert_audit(&tx, entry, *expires_at)?;
                 }
-                exec(
-                    &tx,
-                    "DELETE FROM deliveries WHERE key = ?1",
-                    params![release],
-                )
-                .map_err(backend)?;
+                if let Some(key) = release {
+                    exec(&tx, "DELETE FROM deliveries WHERE key = ?1", params![key])
+                        .map_err(backend)?;
+                }
                 tx.commit().map_err(backend)?;
                 Ok(stored)
             })

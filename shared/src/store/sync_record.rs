@@ -25,6 +25,7 @@ impl LinkWrite<'_> {
 pub struct SyncRecord<'a> {
     pub link: Option<LinkWrite<'a>>,
     pub audit: &'a [AuditEntry],
-    /// The delivery key that holds the sync's lease (forgotten with the rest).
-    pub release: &'a str,
+    /// The delivery key that holds the sync's lease, forgotten with the rest (`None`: the
+    /// sync goes on and releases it later).
+    pub release: Option<&'a str>,
 }

@@ -54,16 +54,6 @@ pub(super) async fn sync_unlinked(
     columns.extend(writeback::success_columns(engine, opp));
     let written = writeback::write(engine, opp, &columns).await?;
     let pc_hash = referral_hash(engine, &created).await?;
-    record::put_link(
-        engine,
-        Link::new(&referral_id, &opportunity_id),
-        Synced {
-            referral: Some((&created, pc_hash)),
-            sent: opp,
-            written: &written,
-        },
-    )
-    .await?;
     let entry = record::entry(
         "create_referral",
         Outcome::Success,
@@ -74,7 +64,17 @@ pub(super) async fn sync_unlinked(
         "co-sell referral created: {}",
         created.name.as_deref().unwrap_or_default()
     ));
-    record::append(engine, &entry).await?;
+    record::put_link(
+        engine,
+        Link::new(&referral_id, &opportunity_id),
+        Synced {
+            referral: Some((&created, pc_hash)),
+            sent: opp,
+            written: &written,
+        },
+        std::slice::from_ref(&entry),
+    )
+    .await?;
     Ok(OutboundOutcome::Created { referral_id })
 }
 

@@ -5,6 +5,7 @@ use crate::crosswalk::Link;
 use crate::dataverse::Opportunity;
 use crate::engine::{Engine, SyncError};
 use crate::partner_center::Referral;
+use crate::store::{LinkWrite, SyncRecord};
 
 /// Both sides as this sync leaves them.
 pub(super) struct Synced<'a> {
@@ -18,14 +19,17 @@ pub(super) struct Synced<'a> {
     pub written: &'a Opportunity,
 }
 
-/// Stores the link conditionally: created when `link.version` is 0, else only while it is
-/// still at the version read. A lost race is a retry.
+/// Stores the link conditionally (created when `link.version` is 0, else only while it is
+/// still at the version read) together with the sync's audit entries: both or neither. A
+/// lost race is a retry.
 pub(super) async fn put_link(
     engine: &Engine,
     mut link: Link,
     synced: Synced<'_>,
+    audit: &[AuditEntry],
 ) -> Result<Link, SyncError> {
-    let expected = (link.version > 0).then_some(link.version);
+    // The adapters use the previous link's version and opportunity (unchanged here).
+    let previous = (link.version > 0).then(|| link.clone());
     if let Some((referral, pc_hash)) = synced.referral {
         link.pc_etag = referral.e_tag.clone();
         link.pc_updated = referral.updated_date_time.as_ref().map(|t| t.0.clone());
@@ -34,7 +38,17 @@ pub(super) async fn put_link(
     link.dv_hash = Some(engine.mapping.outbound_hash(synced.sent, &engine.columns));
     link.dv_etag = synced.written.etag.clone();
     link.dv_modified = synced.written.modifiedon.clone();
-    Ok(engine.store.put_link(&link, expected).await?)
+    let record = SyncRecord {
+        link: Some(LinkWrite {
+            link: &link,
+            previous: previous.as_ref(),
+        }),
+        audit,
+        // The lease is released by `sync_opportunity` once everything is done.
+        release: None,
+    };
+    let stored = engine.store.finish_sync(record).await?;
+    stored.ok_or_else(|| SyncError::permanent("the store wrote a link but did not return it"))
 }
 
 pub(super) fn entry(

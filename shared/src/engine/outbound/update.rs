@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::audit::Outcome;
+use crate::audit::{AuditEntry, Outcome};
 use crate::crosswalk::{Link, NOT_SYNCED};
 use crate::dataverse::Opportunity;
 use crate::engine::error::CONFLICT_RETRY;
@@ -130,6 +130,7 @@ pub(super) async fn sync_with(
     columns.extend(writeback::success_columns(engine, opp));
     let written = writeback::write(engine, opp, &columns).await?;
     let referral_id = link.referral_id.clone();
+    let entries = audit(&opportunity_id, &referral_id, &progress);
     record::put_link(
         engine,
         link,
@@ -138,9 +139,9 @@ pub(super) async fn sync_with(
             sent: opp,
             written: &written,
         },
+        &entries,
     )
     .await?;
-    audit(engine, &opportunity_id, &referral_id, &progress).await?;
     if declined {
         // Closed/Declined maps to a lost (canceled) opportunity: apply that now through the
         // inbound direction, which knows the order (update, then LoseOpportunity).
@@ -217,13 +218,10 @@ async fn push(
     Ok(current)
 }
 
-async fn audit(
-    engine: &Engine,
-    opportunity_id: &str,
-    referral_id: &str,
-    progress: &Progress,
-) -> Result<(), SyncError> {
+/// The audit entries of this sync: the conflict settled, the fields sent, the status moves.
+fn audit(opportunity_id: &str, referral_id: &str, progress: &Progress) -> Vec<AuditEntry> {
     let rid = Some(referral_id);
+    let mut entries = Vec::new();
     if !progress.kept_by_pc.is_empty() {
         let detail = format!(
             "both sides changed; Partner Center wins: {}; CRM wins: {}",
@@ -236,21 +234,21 @@ async fn audit(
         );
         let e =
             record::entry("update_referral", Outcome::Conflict, opportunity_id, rid).detail(detail);
-        record::append(engine, &e).await?;
+        entries.push(e);
     }
     if !progress.sent.is_empty() {
         let e = record::entry("update_referral", Outcome::Success, opportunity_id, rid)
             .detail(format!("fields changed: {}", progress.sent.join(", ")));
-        record::append(engine, &e).await?;
+        entries.push(e);
     }
     for mv in &progress.moves {
         let mut e = record::entry(mv.action(), Outcome::Success, opportunity_id, rid);
         if let Move::Decline { reason } | Move::Close { reason, .. } = mv {
             e = e.detail(format!("reason: {reason}"));
         }
-        record::append(engine, &e).await?;
+        entries.push(e);
     }
-    Ok(())
+    entries
 }
 
 fn client_op(op: &JsonPatchOp) -> PatchOp {

@@ -521,12 +521,14 @@ impl Store for DynamoStore {
             let item = audit_to_item(entry, self.audit_expiry(entry));
             items.push(self.put(item, "attribute_not_exists(pk)", Item::new())?);
         }
-        let release = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(delivery_key(record.release)))
-            .build()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        items.push(TransactWriteItem::builder().delete(release).build());
+        if let Some(lease) = record.release {
+            let release = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(delivery_key(lease)))
+                .build()
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            items.push(TransactWriteItem::builder().delete(release).build());
+        }
         match self.transact(items).await {
             Ok(()) => Ok(stored.map(|(link, _)| link)),
             Err(e) => Err(match cancellation_codes(&e) {
