@@ -9,7 +9,8 @@ use cosell::entra::RefreshTokenStore;
 use cosell::store::aws_local;
 use cosell::Secret;
 use cosell_edge::secrets::{
-    read_secret, settings_from, SecretsManagerRefreshStore, PARTNER_CENTER_KEYS,
+    batch_read, read_secret, read_secrets, settings_from, SecretsManagerRefreshStore,
+    PARTNER_CENTER_KEYS,
 };
 use serde_json::json;
 
@@ -77,4 +78,39 @@ async fn an_unreadable_secret_is_named_without_its_value() {
         .await
         .unwrap_err();
     assert!(err.contains(missing), "{err}");
+}
+
+#[tokio::test]
+async fn several_secrets_come_back_in_order_from_one_batch_call() {
+    let Some(moto) = moto::url() else { return };
+    let sm = client(&moto).await;
+    let pc = create(&sm, &json!({"client_id": "pc-app"}).to_string()).await;
+    let dv = create(&sm, &json!({"client_id": "dv-app"}).to_string()).await;
+
+    let arns = vec![dv.clone(), pc.clone()];
+    let batch = batch_read(&sm, &arns)
+        .await
+        .expect("one call answers for both");
+    assert_eq!(batch[0]["client_id"], "dv-app");
+    assert_eq!(batch[1]["client_id"], "pc-app");
+    let read = read_secrets(&sm, &arns).await.unwrap();
+    assert_eq!(read, batch);
+}
+
+#[tokio::test]
+async fn a_batch_with_a_bad_secret_falls_back_and_names_it() {
+    let Some(moto) = moto::url() else { return };
+    let sm = client(&moto).await;
+    let good = create(&sm, &json!({"client_id": "pc-app"}).to_string()).await;
+    let unreadable = create(&sm, "client_secret=hunter2").await;
+    let missing =
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:cosell/none-AbCdEf".to_string();
+
+    for bad in [&unreadable, &missing] {
+        let arns = vec![good.clone(), bad.clone()];
+        assert!(batch_read(&sm, &arns).await.is_none(), "{bad}");
+        let err = read_secrets(&sm, &arns).await.unwrap_err().to_string();
+        assert!(err.contains(bad.as_str()), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 }

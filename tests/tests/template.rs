@@ -456,7 +456,14 @@ fn functions_read_only_the_secrets_they_are_given() {
             }
             if let Some(statements) = policy.get("Statement").and_then(Value::as_sequence) {
                 for s in statements {
-                    assert_ne!(s["Resource"], "*", "{name}: a statement on every resource");
+                    // BatchGetSecretValue takes no resource and grants nothing by itself:
+                    // each secret it returns needs its own GetSecretValue grant.
+                    if s["Resource"] == "*" {
+                        assert_eq!(
+                            s["Action"], "secretsmanager:BatchGetSecretValue",
+                            "{name}: a statement on every resource"
+                        );
+                    }
                     if s["Action"] == "secretsmanager:PutSecretValue" {
                         assert_eq!(reference(&s["Resource"]), Some("PartnerCenterSecretArn"));
                     }
@@ -464,6 +471,35 @@ fn functions_read_only_the_secrets_they_are_given() {
             }
         }
     }
+}
+
+#[test]
+fn functions_that_read_both_secrets_may_read_them_in_one_call() {
+    let t = template();
+    let mut seen = 0;
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        let policies = f["Properties"]["Policies"].as_sequence().unwrap();
+        let reads: BTreeSet<&str> = policies
+            .iter()
+            .filter_map(|p| p.get("AWSSecretsManagerGetSecretValuePolicy"))
+            .filter_map(|p| reference(&p["SecretArn"]))
+            .collect();
+        let batch = policies
+            .iter()
+            .filter_map(|p| p.get("Statement").and_then(Value::as_sequence))
+            .flatten()
+            .any(|s| s["Action"] == "secretsmanager:BatchGetSecretValue");
+        assert_eq!(
+            batch,
+            reads.len() == 2,
+            "{name}: reads {reads:?}, batch grant {batch}"
+        );
+        seen += usize::from(batch);
+    }
+    assert_eq!(
+        seen, 3,
+        "the two queue consumers and the poller read both secrets"
+    );
 }
 
 #[test]

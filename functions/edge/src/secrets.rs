@@ -116,6 +116,52 @@ pub async fn read_secret(client: &Client, arn: &str) -> Result<Map<String, Value
     parse_secret(arn, text)
 }
 
+/// Reads several secrets, in the order of `arns`: one `BatchGetSecretValue` call (a single
+/// round trip at cold start) when it answers for every ARN, else one `GetSecretValue` per
+/// secret, all at once. The fallback keeps roles without `secretsmanager:BatchGetSecretValue`
+/// working, and names the secret that fails.
+pub async fn read_secrets(
+    client: &Client,
+    arns: &[String],
+) -> Result<Vec<Map<String, Value>>, EdgeError> {
+    if arns.len() > 1 {
+        if let Some(all) = batch_read(client, arns).await {
+            return Ok(all);
+        }
+    }
+    let reads = arns.iter().map(|arn| read_secret(client, arn));
+    futures_util::future::try_join_all(reads).await
+}
+
+/// The values of `arns` from one `BatchGetSecretValue` call, in order; `None` unless it gave
+/// a JSON string value for every one of them (then [`read_secrets`] reads them one by one).
+pub async fn batch_read(client: &Client, arns: &[String]) -> Option<Vec<Map<String, Value>>> {
+    let out = match client
+        .batch_get_secret_value()
+        .set_secret_id_list(Some(arns.to_vec()))
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        Err(e) => {
+            tracing::debug!(error = %DisplayErrorContext(&e), "BatchGetSecretValue refused; reading the secrets one by one");
+            return None;
+        }
+    };
+    if !out.errors().is_empty() {
+        return None;
+    }
+    let values = out.secret_values();
+    arns.iter()
+        .map(|arn| {
+            let found = values
+                .iter()
+                .find(|v| v.arn() == Some(arn.as_str()) || v.name() == Some(arn.as_str()))?;
+            parse_secret(arn, found.secret_string()?).ok()
+        })
+        .collect()
+}
+
 /// Writes rotated Partner Center refresh tokens back into their secret, keeping its other
 /// keys (client id and secret) as they are.
 pub struct SecretsManagerRefreshStore {

@@ -9,7 +9,7 @@ use cosell::config::{Source, DEFAULT_CERT_HOSTS, DEFAULT_CERT_ORGANIZATION};
 use cosell::partner_center::webhook_verify::{HttpCertificateSource, WebhookVerifier};
 use cosell::Config;
 
-use crate::secrets::{read_secret, settings_from, DATAVERSE_KEYS, PARTNER_CENTER_KEYS};
+use crate::secrets::{read_secrets, settings_from, SecretKey, DATAVERSE_KEYS, PARTNER_CENTER_KEYS};
 use crate::EdgeError;
 
 pub const PC_SECRET_ARN: &str = "COSELL_PC_SECRET_ARN";
@@ -79,24 +79,18 @@ pub async fn load_config(
     services: Services,
 ) -> Result<Config, EdgeError> {
     let mut pairs = placeholders(services);
-    // Both secrets at once: each read is a network round trip of the cold start.
-    let read = |wanted: bool, var: &'static str| async move {
-        if !wanted {
-            return Ok(None);
-        }
-        let arn = required_var(var)?;
-        let secret = read_secret(secrets, &arn).await?;
-        Ok::<_, EdgeError>(Some((arn, secret)))
-    };
-    let (pc, dv) = tokio::join!(
-        read(services.partner_center, PC_SECRET_ARN),
-        read(services.dataverse, DV_SECRET_ARN)
-    );
-    if let Some((arn, secret)) = pc? {
-        pairs.extend(settings_from(&arn, &secret, &PARTNER_CENTER_KEYS)?);
+    let mut wanted: Vec<(String, &[SecretKey])> = Vec::new();
+    if services.partner_center {
+        wanted.push((required_var(PC_SECRET_ARN)?, &PARTNER_CENTER_KEYS));
     }
-    if let Some((arn, secret)) = dv? {
-        pairs.extend(settings_from(&arn, &secret, &DATAVERSE_KEYS)?);
+    if services.dataverse {
+        wanted.push((required_var(DV_SECRET_ARN)?, &DATAVERSE_KEYS));
+    }
+    // Every secret in one call: each read is a network round trip of the cold start.
+    let arns: Vec<String> = wanted.iter().map(|(arn, _)| arn.clone()).collect();
+    let values = read_secrets(secrets, &arns).await?;
+    for ((arn, keys), secret) in wanted.iter().zip(&values) {
+        pairs.extend(settings_from(arn, secret, keys)?);
     }
     Ok(Config::load(&Source::from_env_with(pairs))?)
 }
