@@ -145,8 +145,10 @@ fn build(f: &IntakeFixture, input: &Input) -> (HeaderMap, Vec<u8>, bool) {
                     Mutation::FlipSignatureChar(i) => {
                         if let Some(auth) = h.get("authorization").and_then(|v| v.to_str().ok()) {
                             let mut chars: Vec<char> = auth.chars().collect();
-                            let at =
-                                "Signature ".len() + i % (chars.len() - "Signature ".len()).max(1);
+                            // An earlier mutation may have left a header shorter than the
+                            // scheme name (even empty).
+                            let room = chars.len().saturating_sub("Signature ".len());
+                            let at = "Signature ".len() + i % room.max(1);
                             if let Some(c) = chars.get_mut(at) {
                                 *c = if *c == 'A' { 'B' } else { 'A' };
                             }
