@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use cosell::config::ColumnNames;
 use cosell::engine::{InboundMessage, InboundTrigger, OutboundMessage};
 use cosell::queue::sqs::SqsQueue;
 use cosell::store::aws_local;
@@ -128,7 +129,41 @@ fn uuid_like() -> String {
 }
 
 /// The first event each function gets: real work against the stand-ins and moto.
-fn event(function: &str, pc: &Pc, dv: &Dv, flag: &str) -> Value {
+fn row(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// A flagged open opportunity with every field a new referral needs, and its customer.
+fn flagged_opportunity(dv: &Dv, columns: &ColumnNames) -> Option<String> {
+    let account = dv.user_insert(
+        "accounts",
+        row(json!({"name": "Cold Start Ltd", "address1_city": "Redmond",
+                   "address1_postalcode": "98052", "address1_country": "USA"})),
+    )?;
+    let contact = dv.user_insert(
+        "contacts",
+        row(json!({"firstname": "Ada", "lastname": "Buyer",
+                   "emailaddress1": "ada@coldstart.example", "_parentcustomerid_value": account})),
+    )?;
+    let mut opp = row(json!({
+        "name": "Cold start deal", "estimatedvalue": 50000.0, "estimatedclosedate": "2026-09-30",
+        "statecode": 0, "statuscode": 1,
+        "_parentaccountid_value": account, "_customerid_value": account,
+        "_parentcontactid_value": contact,
+    }));
+    opp.insert(columns.sync_flag.clone(), json!(true));
+    opp.insert(
+        columns.solutions.clone(),
+        json!("Dynamics365forFieldService"),
+    );
+    opp.insert(columns.help_needed.clone(), json!(100000003));
+    dv.user_insert("opportunities", opp)
+}
+
+fn event(function: &str, pc: &Pc, dv: &Dv, columns: &ColumnNames) -> Value {
     match function {
         "webhook-intake" => {
             let id = env::create_referrals(pc, 1).remove(0);
@@ -151,13 +186,10 @@ fn event(function: &str, pc: &Pc, dv: &Dv, flag: &str) -> Value {
             }
             .to_body(),
         ),
-        // No customer contact: the sync runs and ends in a permanent failure, reported as a
-        // batch item failure; a full success needs more CRM rows than a cold start is about.
+        // A flagged deal with its customer account and contact: the first event creates its
+        // co-sell referral and writes the id and link back, as a seller's first sync would.
         "opportunity-sync" => {
-            let mut row = Map::new();
-            row.insert("name".into(), json!("Cold start deal"));
-            row.insert(flag.into(), json!(true));
-            let id = dv.user_insert("opportunities", row).unwrap_or_default();
+            let id = flagged_opportunity(dv, columns).unwrap_or_default();
             sqs_event(
                 OutboundMessage {
                     opportunity_id: id,
@@ -170,6 +202,12 @@ fn event(function: &str, pc: &Pc, dv: &Dv, flag: &str) -> Value {
         "webhook-registration" => json!({"action": "show"}),
         _ => json!({"task": "poll"}),
     }
+}
+
+fn has_item_failures(answer: &Value) -> bool {
+    answer["batchItemFailures"]
+        .as_array()
+        .is_some_and(|failures| !failures.is_empty())
 }
 
 fn peak_rss(pid: u32) -> u64 {
@@ -288,7 +326,7 @@ pub async fn run(runs: usize) -> anyhow::Result<(Vec<ColdStart>, Duration)> {
         }
         let (mut inits, mut firsts, mut rss, mut handled) = (Vec::new(), Vec::new(), 0, true);
         for _ in 0..runs {
-            let e = event(function, &pc, &dv, &config.columns.sync_flag);
+            let e = event(function, &pc, &dv, &config.columns);
             let api = RuntimeApi::start().await;
             let mut process = api.spawn_function(&binary, function, &vars)?;
             let spawned = Instant::now();
@@ -296,9 +334,18 @@ pub async fn run(runs: usize) -> anyhow::Result<(Vec<ColdStart>, Duration)> {
             let first = spawned.elapsed();
             let init = process.cold_start(Duration::from_secs(1)).await;
             rss = rss.max(peak_rss(process.id()));
-            if let Err(err) = &outcome {
-                eprintln!("cold start: {function} answered with an error: {err}");
-                handled = false;
+            match &outcome {
+                Err(err) => {
+                    eprintln!("cold start: {function} answered with an error: {err}");
+                    handled = false;
+                }
+                // A queue consumer reports a message it could not sync as a batch item
+                // failure, inside a successful answer.
+                Ok(answer) if has_item_failures(answer) => {
+                    eprintln!("cold start: {function} could not sync its message: {answer}");
+                    handled = false;
+                }
+                Ok(_) => {}
             }
             inits.push(init.unwrap_or(first));
             firsts.push(first);
