@@ -10,7 +10,9 @@ use cosell::audit::{AuditEntry, AuditQuery, Direction, Outcome};
 use cosell::crosswalk::Link;
 use cosell::store::dynamodb::DynamoStore;
 use cosell::store::sqlite::SqliteStore;
-use cosell::store::{aws_local, LinkWrite, Store, StoreError, SyncRecord, DEFAULT_AUDIT_RETENTION};
+use cosell::store::{
+    aws_local, LeaseClaim, LinkWrite, Store, StoreError, SyncRecord, DEFAULT_AUDIT_RETENTION,
+};
 use tempfile::TempDir;
 use time::OffsetDateTime;
 
@@ -732,6 +734,74 @@ async fn finish_sync_that_loses_its_race_writes_nothing(backend: Backend) {
     );
 }
 
+// ---- sync leases ---------------------------------------------------------------------
+
+async fn a_lease_has_one_holder_and_is_never_fresh_after_a_release(backend: Backend) {
+    let Some(o) = open(backend, None).await else {
+        return;
+    };
+    let s = o.store.as_ref();
+    let ttl = Duration::from_secs(60);
+    let first = s.claim_lease("lease/a", ttl).await.unwrap();
+    assert!(first.is_taken());
+    assert_eq!(
+        s.claim_lease("lease/a", ttl).await.unwrap(),
+        LeaseClaim::Held
+    );
+    s.release_lease("lease/a").await.unwrap();
+    assert_eq!(
+        s.claim_lease("lease/a", ttl).await.unwrap(),
+        LeaseClaim::Reclaimed,
+        "a read made before this claim may predate the last holder's writes"
+    );
+
+    // Released with the rest of a sync: the same.
+    s.finish_sync(SyncRecord {
+        link: None,
+        audit: &[],
+        release: Some("lease/a"),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.claim_lease("lease/a", ttl).await.unwrap(),
+        LeaseClaim::Reclaimed
+    );
+
+    // Expired without a release: taken again, and not fresh either.
+    assert!(s
+        .claim_lease("lease/b", Duration::from_millis(50))
+        .await
+        .unwrap()
+        .is_taken());
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(
+        s.claim_lease("lease/b", ttl).await.unwrap(),
+        LeaseClaim::Reclaimed
+    );
+}
+
+async fn concurrent_claims_have_one_holder(backend: Backend) {
+    let Some(o) = open(backend, None).await else {
+        return;
+    };
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = o.store.clone();
+            tokio::spawn(async move {
+                s.claim_lease("lease/race", Duration::from_secs(60))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut taken = 0;
+    for t in tasks {
+        taken += usize::from(t.await.unwrap().is_taken());
+    }
+    assert_eq!(taken, 1);
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -772,7 +842,30 @@ contract!(
     forgotten_delivery_is_new_again,
     finish_sync_writes_link_audit_and_release_together,
     finish_sync_that_loses_its_race_writes_nothing,
+    a_lease_has_one_holder_and_is_never_fresh_after_a_release,
+    concurrent_claims_have_one_holder,
 );
+
+/// DynamoDB tells a key no lease was ever taken on (so a read made while claiming it is
+/// current), which saves the sync functions a round trip on a first sync.
+#[tokio::test]
+async fn dynamodb_a_first_claim_is_fresh() {
+    let Some(s) = dynamo(None).await else { return };
+    let ttl = Duration::from_secs(60);
+    assert_eq!(
+        s.claim_lease("lease/new", ttl).await.unwrap(),
+        LeaseClaim::Fresh
+    );
+    assert_eq!(
+        s.claim_lease("lease/new", ttl).await.unwrap(),
+        LeaseClaim::Held
+    );
+    s.release_lease("lease/new").await.unwrap();
+    assert_eq!(
+        s.claim_lease("lease/new", ttl).await.unwrap(),
+        LeaseClaim::Reclaimed
+    );
+}
 
 // ---- adapter specifics -------------------------------------------------------------------
 

@@ -3,16 +3,16 @@
 //! `referral-updated`, a webhook and the sweep) can be handled at the same moment. Without
 //! the lease both would find no link and both would create an opportunity, or a worker
 //! holding an older read could write it after a newer sync recorded its fingerprints (and
-//! the newer values would then count as synced). The lease is a de-duplication key in the
-//! store: exactly one caller gets it, the other tries again shortly. A worker that dies
-//! while holding it only delays the record until the lease expires; crash recovery (adopting
-//! what it created) then takes over.
+//! the newer values would then count as synced). The lease is a key in the store
+//! ([`Store::claim_lease`]): exactly one caller gets it, the other tries again shortly. A
+//! worker that dies while holding it only delays the record until the lease expires; crash
+//! recovery (adopting what it created) then takes over.
 
 use std::time::Duration;
 
 use crate::audit::AuditEntry;
 use crate::engine::SyncError;
-use crate::store::{Store, SyncRecord};
+use crate::store::{LeaseClaim, Store, SyncRecord};
 
 /// The default lease: longer than one sync takes (with its in-process retries), short
 /// enough that a crashed holder does not stall a record for long.
@@ -23,19 +23,22 @@ pub const LEASE_RETRY: Duration = Duration::from_secs(2);
 
 pub struct Lease {
     key: String,
+    fresh: bool,
 }
 
 /// Takes the lease on `what` (e.g. `inbound/<referral id>`), or asks the caller to retry
 /// shortly when another worker holds it.
 pub async fn take(store: &dyn Store, what: &str, ttl: Duration) -> Result<Lease, SyncError> {
     let key = format!("lease/sync/{what}");
-    if store.remember_delivery(&key, ttl).await? {
-        Ok(Lease { key })
-    } else {
-        Err(SyncError::retry(
+    match store.claim_lease(&key, ttl).await? {
+        LeaseClaim::Held => Err(SyncError::retry(
             Some(LEASE_RETRY),
             format!("another worker is syncing {what}; looking again shortly"),
-        ))
+        )),
+        claim => Ok(Lease {
+            key,
+            fresh: claim == LeaseClaim::Fresh,
+        }),
     }
 }
 
@@ -46,9 +49,15 @@ impl Lease {
         &self.key
     }
 
+    /// True when nobody held this lease recently, so a read made while it was being taken
+    /// is as current as one made after (see [`LeaseClaim`]).
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
     /// Gives the lease back when the sync is over, whatever its outcome.
     pub async fn release(self, store: &dyn Store) {
-        if let Err(e) = store.forget_delivery(&self.key).await {
+        if let Err(e) = store.release_lease(&self.key).await {
             tracing::warn!(key = %self.key, error = %e, "could not release a sync lease; it expires on its own");
         }
     }

@@ -22,7 +22,7 @@ use crate::engine::referral_context::inbound_context;
 use crate::engine::{Engine, InboundMessage, SyncError};
 use crate::mapping::{with_checkmark, TargetState};
 use crate::partner_center::{PartnerCenterError, Referral};
-use crate::store::{LinkWrite, SyncRecord};
+use crate::store::{LinkWrite, StoreError, SyncRecord};
 
 use trail::Trail;
 
@@ -54,15 +54,19 @@ pub async fn sync_referral(
     // One sync per referral at a time: two parallel deliveries would both create the
     // opportunity, or a slower worker holding an older read of the referral could write it
     // over a newer one after that newer sync recorded its fingerprints.
-    let lease = claim::take(
-        engine.store.as_ref(),
-        &format!("inbound/{referral_id}"),
-        engine.options.sync_lease,
-    )
-    .await?;
-    let mut trail = Trail::new(referral_id);
     let store = engine.store.as_ref();
-    let result = match run(engine, referral_id, &mut trail).await {
+    // The link is read while the lease is being taken, and kept only when the claim shows
+    // no earlier holder can have written it since (a first sync); otherwise it is read
+    // again under the lease.
+    let what = format!("inbound/{referral_id}");
+    let (lease, early_link) = tokio::join!(
+        claim::take(store, &what, engine.options.sync_lease),
+        store.get_link_by_referral(referral_id)
+    );
+    let lease = lease?;
+    let early_link = lease.is_fresh().then_some(early_link);
+    let mut trail = Trail::new(referral_id);
+    let result = match run(engine, referral_id, early_link, &mut trail).await {
         // The link, the audit entry saying so and the lease release in one store write; a
         // link that lost its race leaves nothing behind and the sync is retried.
         Ok((outcome, write)) => {
@@ -109,13 +113,24 @@ impl PendingLink {
 
 type Synced = (InboundOutcome, Option<PendingLink>);
 
-async fn run(engine: &Engine, referral_id: &str, trail: &mut Trail) -> Result<Synced, SyncError> {
+/// A read of the link that is still current, if the caller has one.
+type EarlyLink = Option<Result<Option<Link>, StoreError>>;
+
+async fn run(
+    engine: &Engine,
+    referral_id: &str,
+    early_link: EarlyLink,
+    trail: &mut Trail,
+) -> Result<Synced, SyncError> {
     // Both reads at once: the lease is held, so the link cannot change under us from this
     // direction, and the two services answer independently.
-    let (referral, link) = tokio::join!(
-        engine.pc.get_referral(referral_id),
-        engine.store.get_link_by_referral(referral_id)
-    );
+    let link = async {
+        match early_link {
+            Some(read) => read,
+            None => engine.store.get_link_by_referral(referral_id).await,
+        }
+    };
+    let (referral, link) = tokio::join!(engine.pc.get_referral(referral_id), link);
     let referral = match referral {
         Ok(r) => r,
         // A pointer to nothing: retrying cannot make the referral exist.

@@ -44,14 +44,25 @@ pub async fn sync_opportunity(
     let id = message.opportunity_id.trim();
     // One sync per opportunity at a time: otherwise a slower worker holding an older read of
     // the row can write stale values after a newer sync recorded its fingerprints.
-    let lease = claim::take(
-        engine.store.as_ref(),
-        &format!("outbound/{id}"),
-        engine.options.sync_lease,
-    )
-    .await?;
+    let store = engine.store.as_ref();
+    // The link is read while the lease is being taken (two round trips: the opportunity's
+    // marker, then the link), and kept only when no earlier holder can have written it
+    // since; otherwise it is read again under the lease.
+    let what = format!("outbound/{id}");
+    let (lease, early_link) = tokio::join!(
+        claim::take(store, &what, engine.options.sync_lease),
+        store.get_link_by_opportunity(id)
+    );
+    let lease = lease?;
+    let link = match early_link {
+        Ok(link) if lease.is_fresh() => Ok(link),
+        _ => store.get_link_by_opportunity(id).await,
+    };
     let mut failure = None;
-    let result = sync_held(engine, message, id, &mut failure).await;
+    let result = match link {
+        Ok(link) => sync_held(engine, message, id, link, &mut failure).await,
+        Err(e) => Err(e.into()),
+    };
     // A failure's audit entry goes with the release: one store write, not two.
     lease
         .release_with(engine.store.as_ref(), failure.as_slice())
@@ -64,9 +75,9 @@ async fn sync_held(
     engine: &Engine,
     message: &OutboundMessage,
     id: &str,
+    link: Option<Link>,
     failure: &mut Option<AuditEntry>,
 ) -> Result<OutboundOutcome, SyncError> {
-    let link = engine.store.get_link_by_opportunity(id).await?;
     if message.deleted {
         return skip(
             engine,

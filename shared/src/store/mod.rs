@@ -9,6 +9,7 @@
 pub mod aws_local;
 pub mod dynamodb;
 mod error;
+mod lease_claim;
 pub mod sqlite;
 pub(crate) mod sqlite_connection;
 mod sync_record;
@@ -22,6 +23,7 @@ use crate::audit::{AuditEntry, AuditQuery};
 use crate::crosswalk::Link;
 
 pub use error::StoreError;
+pub use lease_claim::LeaseClaim;
 pub use sync_record::{LinkWrite, SyncRecord};
 
 /// How long audit entries are kept unless an adapter is told otherwise.
@@ -70,6 +72,23 @@ pub trait Store: Send + Sync {
     /// was claimed but could not be handed on). Forgetting an unknown key is not an error.
     async fn forget_delivery(&self, key: &str) -> Result<(), StoreError>;
 
+    /// Takes the sync lease `key` for `ttl` (exclusive like [`Store::remember_delivery`]).
+    /// This default cannot tell a new key from a released one, so it never answers
+    /// [`LeaseClaim::Fresh`]: callers then read again under the lease.
+    async fn claim_lease(&self, key: &str, ttl: Duration) -> Result<LeaseClaim, StoreError> {
+        Ok(if self.remember_delivery(key, ttl).await? {
+            LeaseClaim::Reclaimed
+        } else {
+            LeaseClaim::Held
+        })
+    }
+
+    /// Gives a sync lease back. An adapter that answers [`LeaseClaim::Fresh`] must leave a
+    /// marker behind so the next claim answers [`LeaseClaim::Reclaimed`].
+    async fn release_lease(&self, key: &str) -> Result<(), StoreError> {
+        self.forget_delivery(key).await
+    }
+
     /// Ends a sync: the link write, the audit entries and the lease release of `record`.
     /// When the link write fails (a [`StoreError::Conflict`] for a lost race) nothing else
     /// is written and the caller records the failure and releases the lease itself.
@@ -91,7 +110,7 @@ pub trait Store: Send + Sync {
         };
         let release = async {
             let Some(key) = record.release else { return };
-            if let Err(e) = self.forget_delivery(key).await {
+            if let Err(e) = self.release_lease(key).await {
                 tracing::warn!(key, error = %e, "could not release a sync lease; it expires on its own");
             }
         };
