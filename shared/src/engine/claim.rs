@@ -8,11 +8,12 @@
 //! worker that dies while holding it only delays the record until the lease expires; crash
 //! recovery (adopting what it created) then takes over.
 
+use std::future::Future;
 use std::time::Duration;
 
 use crate::audit::AuditEntry;
 use crate::engine::SyncError;
-use crate::store::{LeaseClaim, Store, SyncRecord};
+use crate::store::{LeaseClaim, Store, StoreError, SyncRecord};
 
 /// The default lease: longer than one sync takes (with its in-process retries), short
 /// enough that a crashed holder does not stall a record for long.
@@ -42,17 +43,26 @@ pub async fn take(store: &dyn Store, what: &str, ttl: Duration) -> Result<Lease,
     }
 }
 
+/// Takes the lease on `what` and makes `read` at the same time. The read comes back only
+/// when the claim shows it is current ([`LeaseClaim::Fresh`]); `None` means read again now
+/// that the lease is held.
+pub async fn take_reading<T>(
+    store: &dyn Store,
+    what: &str,
+    ttl: Duration,
+    read: impl Future<Output = Result<T, StoreError>>,
+) -> Result<(Lease, Option<Result<T, StoreError>>), SyncError> {
+    let (lease, early) = tokio::join!(take(store, what, ttl), read);
+    let lease = lease?;
+    let early = lease.fresh.then_some(early);
+    Ok((lease, early))
+}
+
 impl Lease {
     /// The delivery key that holds it, for a [`SyncRecord`](crate::store::SyncRecord) that
     /// releases it together with the sync's other writes.
     pub fn key(&self) -> &str {
         &self.key
-    }
-
-    /// True when nobody held this lease recently, so a read made while it was being taken
-    /// is as current as one made after (see [`LeaseClaim`]).
-    pub fn is_fresh(&self) -> bool {
-        self.fresh
     }
 
     /// Gives the lease back when the sync is over, whatever its outcome.

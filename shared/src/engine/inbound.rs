@@ -58,13 +58,13 @@ pub async fn sync_referral(
     // The link is read while the lease is being taken, and kept only when the claim shows
     // no earlier holder can have written it since (a first sync); otherwise it is read
     // again under the lease.
-    let what = format!("inbound/{referral_id}");
-    let (lease, early_link) = tokio::join!(
-        claim::take(store, &what, engine.options.sync_lease),
-        store.get_link_by_referral(referral_id)
-    );
-    let lease = lease?;
-    let early_link = lease.is_fresh().then_some(early_link);
+    let (lease, early_link) = claim::take_reading(
+        store,
+        &format!("inbound/{referral_id}"),
+        engine.options.sync_lease,
+        store.get_link_by_referral(referral_id),
+    )
+    .await?;
     let mut trail = Trail::new(referral_id);
     let result = match run(engine, referral_id, early_link, &mut trail).await {
         // The link, the audit entry saying so and the lease release in one store write; a

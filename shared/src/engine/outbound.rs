@@ -48,15 +48,16 @@ pub async fn sync_opportunity(
     // The link is read while the lease is being taken (two round trips: the opportunity's
     // marker, then the link), and kept only when no earlier holder can have written it
     // since; otherwise it is read again under the lease.
-    let what = format!("outbound/{id}");
-    let (lease, early_link) = tokio::join!(
-        claim::take(store, &what, engine.options.sync_lease),
-        store.get_link_by_opportunity(id)
-    );
-    let lease = lease?;
+    let (lease, early_link) = claim::take_reading(
+        store,
+        &format!("outbound/{id}"),
+        engine.options.sync_lease,
+        store.get_link_by_opportunity(id),
+    )
+    .await?;
     let link = match early_link {
-        Ok(link) if lease.is_fresh() => Ok(link),
-        _ => store.get_link_by_opportunity(id).await,
+        Some(read) => read,
+        None => store.get_link_by_opportunity(id).await,
     };
     let mut failure = None;
     let result = match link {

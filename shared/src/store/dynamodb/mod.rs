@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 
@@ -483,29 +483,8 @@ impl Store for DynamoStore {
     }
 
     async fn remember_delivery(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let now = OffsetDateTime::now_utc();
-        let expires_ms = epoch_millis(now).saturating_add(millis(ttl));
-        let mut item = delivery_key(key);
-        // The TTL attribute only drives DynamoDB's lazy clean-up; the exact expiry decides.
-        item.insert(
-            EXPIRES_AT.into(),
-            n(epoch_seconds(now).saturating_add(ceil_seconds(ttl))),
-        );
-        item.insert("expires_at_ms".into(), n(expires_ms));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR expires_at_ms <= :now")
-            .expression_attribute_values(":now", AttributeValue::N(epoch_millis(now).to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(backend("PutItem", e)),
-        }
+        // The same conditional put as a lease: a delivery key is taken once per window.
+        Ok(self.claim_lease(key, ttl).await?.is_taken())
     }
 
     /// One conditional `PutItem` that returns the item it replaced: none at all means no
@@ -513,6 +492,7 @@ impl Store for DynamoStore {
     async fn claim_lease(&self, key: &str, ttl: Duration) -> Result<LeaseClaim, StoreError> {
         let now = OffsetDateTime::now_utc();
         let mut item = delivery_key(key);
+        // The TTL attribute only drives DynamoDB's lazy clean-up; the exact expiry decides.
         item.insert(
             EXPIRES_AT.into(),
             n(epoch_seconds(now).saturating_add(ceil_seconds(ttl))),
@@ -562,7 +542,7 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    /// One `TransactWriteItems`: the link items, the audit entries and the lease delete
+    /// One `TransactWriteItems`: the link items, the audit entries and the lease's release marker
     /// succeed or fail together (at most 100 items, far more than a sync writes).
     async fn finish_sync(&self, record: SyncRecord<'_>) -> Result<Option<Link>, StoreError> {
         let stored = record.link.map(|w| {
