@@ -9,6 +9,7 @@
 //! recovery (adopting what it created) then takes over.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::audit::AuditEntry;
@@ -25,6 +26,9 @@ pub const LEASE_RETRY: Duration = Duration::from_secs(2);
 pub struct Lease {
     key: String,
     fresh: bool,
+    /// Set once a [`SyncRecord`] gave it back: releasing again could free a later holder's
+    /// lease.
+    released: AtomicBool,
 }
 
 /// Takes the lease on `what` (e.g. `inbound/<referral id>`), or asks the caller to retry
@@ -39,6 +43,7 @@ pub async fn take(store: &dyn Store, what: &str, ttl: Duration) -> Result<Lease,
         claim => Ok(Lease {
             key,
             fresh: claim == LeaseClaim::Fresh,
+            released: AtomicBool::new(false),
         }),
     }
 }
@@ -65,8 +70,20 @@ impl Lease {
         &self.key
     }
 
+    /// Notes that a [`SyncRecord`] naming [`Lease::key`] was stored: the lease is back.
+    pub fn mark_released(&self) {
+        self.released.store(true, Ordering::SeqCst);
+    }
+
+    fn is_released(&self) -> bool {
+        self.released.load(Ordering::SeqCst)
+    }
+
     /// Gives the lease back when the sync is over, whatever its outcome.
     pub async fn release(self, store: &dyn Store) {
+        if self.is_released() {
+            return;
+        }
         if let Err(e) = store.release_lease(&self.key).await {
             tracing::warn!(key = %self.key, error = %e, "could not release a sync lease; it expires on its own");
         }
@@ -79,7 +96,7 @@ impl Lease {
         let record = SyncRecord {
             link: None,
             audit,
-            release: Some(&self.key),
+            release: (!self.is_released()).then_some(self.key.as_str()),
         };
         if let Err(e) = store.finish_sync(record).await {
             tracing::warn!(key = %self.key, error = %e, "could not end the sync in one write; writing its parts one by one");
@@ -90,5 +107,31 @@ impl Lease {
             }
             self.release(store).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn a_lease_given_back_with_a_record_is_not_released_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
+        let ttl = Duration::from_secs(60);
+        let first = take(&store, "inbound/r1", ttl).await.unwrap();
+        let record = SyncRecord {
+            link: None,
+            audit: &[],
+            release: Some(first.key()),
+        };
+        store.finish_sync(record).await.unwrap();
+        first.mark_released();
+
+        let _second = take(&store, "inbound/r1", ttl).await.expect("free again");
+        // The first holder's late release must not free the second holder's lease.
+        first.release_with(&store, &[]).await;
+        assert!(take(&store, "inbound/r1", ttl).await.is_err());
     }
 }

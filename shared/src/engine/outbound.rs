@@ -61,10 +61,11 @@ pub async fn sync_opportunity(
     };
     let mut failure = None;
     let result = match link {
-        Ok(link) => sync_held(engine, message, id, link, &mut failure).await,
+        Ok(link) => sync_held(engine, message, id, link, &lease, &mut failure).await,
         Err(e) => Err(e.into()),
     };
-    // A failure's audit entry goes with the release: one store write, not two.
+    // A failure's audit entry goes with the release: one store write, not two. (A sync
+    // that stored its link may have given the lease back with it already.)
     lease
         .release_with(engine.store.as_ref(), failure.as_slice())
         .await;
@@ -77,6 +78,7 @@ async fn sync_held(
     message: &OutboundMessage,
     id: &str,
     link: Option<Link>,
+    lease: &claim::Lease,
     failure: &mut Option<AuditEntry>,
 ) -> Result<OutboundOutcome, SyncError> {
     if message.deleted {
@@ -113,9 +115,9 @@ async fn sync_held(
                     referral_id: Some(link.referral_id),
                 });
             }
-            update::sync_linked(engine, &opp, link).await
+            update::sync_linked(engine, &opp, link, lease).await
         }
-        None => create::sync_unlinked(engine, &opp).await,
+        None => create::sync_unlinked(engine, &opp, lease).await,
     };
     if let Err(e) = &result {
         *failure = Some(failure::record(engine, &opp, referral_id.as_deref(), e).await);

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use crate::audit::Outcome;
 use crate::crosswalk::Link;
 use crate::dataverse::Opportunity;
+use crate::engine::claim::Lease;
 use crate::engine::referral_context::{referral_hash, referral_link};
 use crate::engine::{Engine, SyncError};
 use crate::partner_center::{ListQuery, PartnerCenterError, Referral};
@@ -22,6 +23,7 @@ const CLOCK_SKEW: time::Duration = time::Duration::minutes(10);
 pub(super) async fn sync_unlinked(
     engine: &Engine,
     opp: &Opportunity,
+    lease: &Lease,
 ) -> Result<OutboundOutcome, SyncError> {
     let opportunity_id = opp
         .opportunityid
@@ -73,6 +75,7 @@ pub(super) async fn sync_unlinked(
             written: &written,
         },
         std::slice::from_ref(&entry),
+        Some(lease),
     )
     .await?;
     Ok(OutboundOutcome::Created { referral_id })
@@ -155,7 +158,9 @@ async fn adopt(
     }
     let mut link = Link::new(&referral_id, opportunity_id);
     link.pc_hash = Some(referral_hash(engine, &referral).await?);
-    let outcome = update::sync_with(engine, opp, link, link_columns(engine, &referral_id)).await?;
+    // Not released with the link: the adoption's own audit entry follows.
+    let columns = link_columns(engine, &referral_id);
+    let outcome = update::sync_with(engine, opp, link, columns, None).await?;
     let entry = record::entry(
         "adopt_referral",
         Outcome::Success,

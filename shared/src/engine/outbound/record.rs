@@ -3,6 +3,7 @@
 use crate::audit::{AuditEntry, Direction, Outcome};
 use crate::crosswalk::Link;
 use crate::dataverse::Opportunity;
+use crate::engine::claim::Lease;
 use crate::engine::{Engine, SyncError};
 use crate::partner_center::Referral;
 use crate::store::{LinkWrite, SyncRecord};
@@ -20,13 +21,15 @@ pub(super) struct Synced<'a> {
 }
 
 /// Stores the link conditionally (created when `link.version` is 0, else only while it is
-/// still at the version read) together with the sync's audit entries: both or neither. A
-/// lost race is a retry.
+/// still at the version read) together with the sync's audit entries and, when this is the
+/// sync's last store write, the release of its `lease`: all or nothing. A lost race is a
+/// retry.
 pub(super) async fn put_link(
     engine: &Engine,
     mut link: Link,
     synced: Synced<'_>,
     audit: &[AuditEntry],
+    lease: Option<&Lease>,
 ) -> Result<Link, SyncError> {
     // The adapters use the previous link's version and opportunity (unchanged here).
     let previous = (link.version > 0).then(|| link.clone());
@@ -44,10 +47,12 @@ pub(super) async fn put_link(
             previous: previous.as_ref(),
         }),
         audit,
-        // The lease is released by `sync_opportunity` once everything is done.
-        release: None,
+        release: lease.map(Lease::key),
     };
     let stored = engine.store.finish_sync(record).await?;
+    if let Some(lease) = lease {
+        lease.mark_released();
+    }
     stored.ok_or_else(|| SyncError::permanent("the store wrote a link but did not return it"))
 }
 

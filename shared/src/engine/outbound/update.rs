@@ -13,6 +13,8 @@ use crate::engine::{Engine, InboundMessage, InboundTrigger, SyncError};
 use crate::mapping::{CrmRows, JsonPatchOp, PatchOp as MappingOp, Side};
 use crate::partner_center::{PartnerCenterError, PatchOp, Referral};
 
+use crate::engine::claim::Lease;
+
 use super::customer::{self, Customer};
 use super::record::{self, Synced};
 use super::status::{self, Move};
@@ -58,15 +60,18 @@ pub(super) async fn sync_linked(
     engine: &Engine,
     opp: &Opportunity,
     link: Link,
+    lease: &Lease,
 ) -> Result<OutboundOutcome, SyncError> {
-    sync_with(engine, opp, link, Map::new()).await
+    sync_with(engine, opp, link, Map::new(), Some(lease)).await
 }
 
+/// `lease` is released with the link when nothing follows it.
 pub(super) async fn sync_with(
     engine: &Engine,
     opp: &Opportunity,
     mut link: Link,
     extra: Map<String, Value>,
+    lease: Option<&Lease>,
 ) -> Result<OutboundOutcome, SyncError> {
     let opportunity_id = opp.opportunityid.clone().unwrap_or_default();
     let customer = customer::read(engine, opp).await?;
@@ -140,6 +145,8 @@ pub(super) async fn sync_with(
             written: &written,
         },
         &entries,
+        // A decline is applied by the inbound direction next, which needs the lease held.
+        lease.filter(|_| !declined),
     )
     .await?;
     if declined {
