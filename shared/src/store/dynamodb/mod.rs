@@ -106,18 +106,7 @@ impl DynamoStore {
     }
 
     async fn create_link(&self, stored: Link) -> Result<Link, StoreError> {
-        let items = vec![
-            self.put(
-                link_to_item(&stored),
-                "attribute_not_exists(pk)",
-                Item::new(),
-            )?,
-            self.put(
-                opportunity_marker(&stored),
-                "attribute_not_exists(pk)",
-                Item::new(),
-            )?,
-        ];
+        let items = self.link_items(&stored, None)?;
         match self.transact(items).await {
             Ok(()) => Ok(stored),
             Err(e) => Err(match cancellation_codes(&e) {
@@ -173,22 +162,7 @@ impl DynamoStore {
             };
         }
         // Re-linked to another opportunity: move the marker in the same transaction.
-        let delete_old = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(opportunity_pk(&current.opportunity_id), LINK_SK)))
-            .condition_expression("referral_id = :r")
-            .expression_attribute_values(":r", s(&stored.referral_id))
-            .build()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let items = vec![
-            self.put(link_to_item(&stored), "version = :v", version_is)?,
-            TransactWriteItem::builder().delete(delete_old).build(),
-            self.put(
-                opportunity_marker(&stored),
-                "attribute_not_exists(pk)",
-                Item::new(),
-            )?,
-        ];
+        let items = self.link_items(&stored, Some(&current))?;
         match self.transact(items).await {
             Ok(()) => Ok(stored),
             Err(e) => Err(match cancellation_codes(&e) {
