@@ -869,6 +869,36 @@ async fn dynamodb_a_first_claim_is_fresh() {
 
 // ---- adapter specifics -------------------------------------------------------------------
 
+/// A sync that gave its lease back with its link ends with an empty record. DynamoDB rejects
+/// a transaction of no items, so the adapter must not send one: against an endpoint where
+/// nothing listens, an empty record still succeeds and a non-empty one fails.
+#[tokio::test]
+async fn dynamodb_an_empty_sync_record_makes_no_call() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let config =
+        aws_sdk_dynamodb::config::Builder::from(&aws_local::sdk_config(&closed, "us-east-1").await)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+    let s = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), "nowhere");
+    let empty = SyncRecord {
+        link: None,
+        audit: &[],
+        release: None,
+    };
+    assert!(matches!(s.finish_sync(empty).await, Ok(None)));
+    let release_only = SyncRecord {
+        release: Some("lease/x"),
+        ..empty
+    };
+    assert!(matches!(
+        s.finish_sync(release_only).await,
+        Err(StoreError::Backend(_))
+    ));
+}
+
 /// AWS deletes expired items lazily, so check the TTL attribute and setting themselves.
 #[tokio::test]
 async fn dynamodb_audit_items_carry_the_ttl_attribute() {

@@ -93,6 +93,9 @@ impl Lease {
     /// the store allows. Best effort, like [`Lease::release`]: on failure each part is
     /// tried on its own.
     pub async fn release_with(self, store: &dyn Store, audit: &[AuditEntry]) {
+        if audit.is_empty() && self.is_released() {
+            return;
+        }
         let record = SyncRecord {
             link: None,
             audit,

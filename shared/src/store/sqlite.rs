@@ -378,6 +378,9 @@ impl Store for SqliteStore {
 
     /// One transaction: the link, the audit entries and the lease release commit together.
     async fn finish_sync(&self, record: SyncRecord<'_>) -> Result<Option<Link>, StoreError> {
+        if record.is_empty() {
+            return Ok(None);
+        }
         let link = record.link.map(|w| (w.link.clone(), w.expected_version()));
         let audit: Vec<(AuditEntry, Option<i64>)> = record
             .audit

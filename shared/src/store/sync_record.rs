@@ -29,3 +29,11 @@ pub struct SyncRecord<'a> {
     /// sync goes on and releases it later).
     pub release: Option<&'a str>,
 }
+
+impl SyncRecord<'_> {
+    /// Nothing to write: adapters return at once (DynamoDB refuses a transaction of no
+    /// items, and a sync that gave its lease back with its link ends with such a record).
+    pub fn is_empty(&self) -> bool {
+        self.link.is_none() && self.audit.is_empty() && self.release.is_none()
+    }
+}

@@ -519,6 +519,9 @@ impl Store for DynamoStore {
     /// One `TransactWriteItems`: the link items, the audit entries and the lease's release marker
     /// succeed or fail together (at most 100 items, far more than a sync writes).
     async fn finish_sync(&self, record: SyncRecord<'_>) -> Result<Option<Link>, StoreError> {
+        if record.is_empty() {
+            return Ok(None);
+        }
         let stored = record.link.map(|w| {
             let mut stored = w.link.clone();
             stored.version = w.expected_version().unwrap_or(0) + 1;
