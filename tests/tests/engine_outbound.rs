@@ -392,6 +392,8 @@ async fn the_seller_declines_a_microsoft_referral() {
     let (opp, rid) = linked_incoming(&h).await;
     let decision = h.engine.columns.decision.clone();
     user_edit(&h, &opp, json!({ decision: DECLINE }));
+    // The decline's inbound pass runs inside this outbound sync, under the pair's lease: it
+    // must not wait for that lease itself.
     sync(&h, &opp).await.unwrap();
     let r = referral(&h, &rid);
     assert_eq!(r["status"], "Closed");
@@ -708,4 +710,143 @@ async fn a_referral_created_before_a_crash_is_found_by_its_external_reference() 
         rid.as_str()
     );
     assert_eq!(link(&h, &opp).await.unwrap().referral_id, rid);
+}
+
+async fn referral_trail(h: &Harness, referral_id: &str) -> Vec<AuditEntry> {
+    h.store
+        .query_audit(&AuditQuery {
+            referral_id: Some(referral_id.to_string()),
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit")
+}
+
+/// The echo of our own create: Partner Center's `referral-created` webhook can arrive while
+/// the outbound sync that made the referral has not written the id back nor recorded the
+/// link. The inbound sync must wait for it, not create a second opportunity.
+#[tokio::test]
+async fn the_webhook_of_a_referral_still_being_created_waits_for_its_link() {
+    let h = Harness::start().await;
+    let opp = opportunity(&h, true);
+    let opportunities = h.dv.rows("opportunities").len();
+    // The outbound sync is at work: its lease is held and the referral exists.
+    let in_flight = cosell::engine::claim::take(
+        h.store.as_ref(),
+        &cosell::engine::claim::outbound(&opp),
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let rid = orphan(&h, &opp).await.id.unwrap();
+
+    let err = sync_referral(&h.engine, &inbound_message(&rid))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SyncError::Retry { .. }), "{err:?}");
+    assert_eq!(
+        h.dv.rows("opportunities").len(),
+        opportunities,
+        "no second row"
+    );
+    assert!(link(&h, &opp).await.is_none());
+    assert!(
+        referral_trail(&h, &rid).await.is_empty(),
+        "a wait is no failure"
+    );
+
+    // The outbound sync ends (here: its retry adopts the referral by its external
+    // reference); the webhook's retry then sees the link and leaves the row alone.
+    in_flight.release(h.store.as_ref()).await;
+    let out = sync(&h, &opp).await.unwrap();
+    assert!(!matches!(out, OutboundOutcome::Created { .. }), "{out:?}");
+    let etag = opp_row(&h, &opp)["@odata.etag"].clone();
+    let out = sync_referral(&h.engine, &inbound_message(&rid))
+        .await
+        .unwrap();
+    assert!(matches!(out, InboundOutcome::Unchanged { .. }), "{out:?}");
+    assert_eq!(opp_row(&h, &opp)["@odata.etag"], etag, "no CRM write");
+    assert_eq!(h.dv.rows("opportunities").len(), opportunities);
+    assert_eq!(h.pc.referrals().len(), 1);
+}
+
+/// An outbound sync that stopped after creating the referral (no write-back, no link): the
+/// referral's webhook adopts the opportunity it was made from, and the outbound direction
+/// then finds the pair linked.
+#[tokio::test]
+async fn a_referral_made_from_an_unlinked_opportunity_is_adopted_by_the_inbound_direction() {
+    let h = Harness::start().await;
+    let opp = opportunity(&h, true);
+    let opportunities = h.dv.rows("opportunities").len();
+    let rid = orphan(&h, &opp).await.id.unwrap();
+
+    let out = sync_referral(&h.engine, &inbound_message(&rid))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        InboundOutcome::Updated {
+            opportunity_id: opp.clone()
+        }
+    );
+    assert_eq!(
+        h.dv.rows("opportunities").len(),
+        opportunities,
+        "no second row"
+    );
+    assert_eq!(link(&h, &opp).await.unwrap().referral_id, rid);
+    assert_eq!(
+        opp_row(&h, &opp)[&h.engine.columns.referral_id],
+        rid.as_str()
+    );
+    let entries = referral_trail(&h, &rid).await;
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action.starts_with("adopt_opportunity") && e.outcome == Outcome::Success),
+        "{entries:?}"
+    );
+    // The outbound lease taken on the way is free again.
+    let free = cosell::engine::claim::take(
+        h.store.as_ref(),
+        &cosell::engine::claim::outbound(&opp),
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .expect("the outbound lease is free");
+    free.release(h.store.as_ref()).await;
+
+    assert!(!matches!(
+        sync(&h, &opp).await.unwrap(),
+        OutboundOutcome::Created { .. }
+    ));
+    assert_eq!(h.pc.referrals().len(), 1, "still one referral");
+}
+
+/// Another system's reference in `externalReferenceId` (not a CRM row id) changes nothing.
+#[tokio::test]
+async fn a_foreign_external_reference_gets_an_opportunity_of_its_own() {
+    let h = Harness::start().await;
+    let opp = opportunity(&h, true);
+    let mut r = orphan(&h, &opp).await;
+    let rid = r.id.clone().unwrap();
+    let current = h.engine.pc.get_referral(&rid).await.unwrap();
+    r = h
+        .engine
+        .pc
+        .update_referral(
+            &rid,
+            current.e_tag.as_deref().unwrap(),
+            &[PatchOp::replace("/externalReferenceId", "SF-0061234")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.external_reference_id.as_deref(), Some("SF-0061234"));
+    match sync_referral(&h.engine, &inbound_message(&rid))
+        .await
+        .unwrap()
+    {
+        InboundOutcome::Created { opportunity_id } => assert_ne!(opportunity_id, opp),
+        other => panic!("{other:?}"),
+    }
 }

@@ -34,18 +34,34 @@ pub struct Lease {
 /// Takes the lease on `what` (e.g. `inbound/<referral id>`), or asks the caller to retry
 /// shortly when another worker holds it.
 pub async fn take(store: &dyn Store, what: &str, ttl: Duration) -> Result<Lease, SyncError> {
-    let key = format!("lease/sync/{what}");
-    match store.claim_lease(&key, ttl).await? {
-        LeaseClaim::Held => Err(SyncError::retry(
+    try_take(store, what, ttl).await?.ok_or_else(|| {
+        SyncError::retry(
             Some(LEASE_RETRY),
             format!("another worker is syncing {what}; looking again shortly"),
-        )),
-        claim => Ok(Lease {
+        )
+    })
+}
+
+/// Takes the lease on `what`, or `None` while another worker holds it.
+pub async fn try_take(
+    store: &dyn Store,
+    what: &str,
+    ttl: Duration,
+) -> Result<Option<Lease>, StoreError> {
+    let key = format!("lease/sync/{what}");
+    Ok(match store.claim_lease(&key, ttl).await? {
+        LeaseClaim::Held => None,
+        claim => Some(Lease {
             key,
             fresh: claim == LeaseClaim::Fresh,
             released: AtomicBool::new(false),
         }),
-    }
+    })
+}
+
+/// The lease key outbound syncs of `opportunity_id` take.
+pub fn outbound(opportunity_id: &str) -> String {
+    format!("outbound/{opportunity_id}")
 }
 
 /// Takes the lease on `what` and makes `read` at the same time. The read comes back only
@@ -68,6 +84,12 @@ impl Lease {
     /// releases it together with the sync's other writes.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// No lease was held or given back on this key lately: nothing written under an
+    /// earlier holder can have been missed.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
     }
 
     /// Notes that a [`SyncRecord`] naming [`Lease::key`] was stored: the lease is back.

@@ -8,6 +8,8 @@
 
 mod conflict;
 mod gate;
+mod origin;
+mod pair;
 mod parties;
 mod state;
 mod trail;
@@ -50,6 +52,16 @@ pub async fn sync_referral(
     engine: &Engine,
     message: &InboundMessage,
 ) -> Result<InboundOutcome, SyncError> {
+    sync_referral_within(engine, message, None).await
+}
+
+/// [`sync_referral`] run by an outbound sync that holds the lease of `outbound_held` (the
+/// opportunity), which the inbound sync of a linked pair otherwise takes itself.
+pub(crate) async fn sync_referral_within(
+    engine: &Engine,
+    message: &InboundMessage,
+    outbound_held: Option<&str>,
+) -> Result<InboundOutcome, SyncError> {
     let referral_id = message.referral_id.trim();
     // One sync per referral at a time: two parallel deliveries would both create the
     // opportunity, or a slower worker holding an older read of the referral could write it
@@ -66,7 +78,18 @@ pub async fn sync_referral(
     )
     .await?;
     let mut trail = Trail::new(referral_id);
-    let result = match run(engine, referral_id, early_link, &mut trail).await {
+    // Other records' leases this sync took on the way (see `origin`).
+    let mut held = Vec::new();
+    let result = run(
+        engine,
+        referral_id,
+        early_link,
+        outbound_held,
+        &mut trail,
+        &mut held,
+    )
+    .await;
+    let result = match result {
         // The link, the audit entry saying so and the lease release in one store write; a
         // link that lost its race leaves nothing behind and the sync is retried.
         Ok((outcome, write)) => {
@@ -77,7 +100,9 @@ pub async fn sync_referral(
                 audit: std::slice::from_ref(&entry),
                 release: Some(lease.key()),
             };
-            match store.finish_sync(record).await {
+            let finished = store.finish_sync(record).await;
+            release_all(store, held).await;
+            match finished {
                 Ok(_) => {
                     tracing::info!(referral_id, outcome = ?done, "inbound sync done");
                     return done;
@@ -85,15 +110,30 @@ pub async fn sync_referral(
                 Err(e) => Err(e.into()),
             }
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            release_all(store, std::mem::take(&mut held)).await;
+            Err(e)
+        }
     };
-    if let Err(e) = &result {
-        tracing::warn!(referral_id, error = %e, "inbound sync failed");
-    }
-    lease
-        .release_with(store, std::slice::from_ref(&trail.entry(&result)))
-        .await;
+    let audit = match &result {
+        Err(e) if trail.is_deferred() => {
+            tracing::info!(referral_id, reason = %e, "inbound sync put off");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::warn!(referral_id, error = %e, "inbound sync failed");
+            vec![trail.entry(&result)]
+        }
+        Ok(_) => vec![trail.entry(&result)],
+    };
+    lease.release_with(store, &audit).await;
     result
+}
+
+async fn release_all(store: &dyn crate::store::Store, leases: Vec<claim::Lease>) {
+    for lease in leases {
+        lease.release(store).await;
+    }
 }
 
 /// The crosswalk write a sync ends with: the new link and the one it replaces.
@@ -120,7 +160,9 @@ async fn run(
     engine: &Engine,
     referral_id: &str,
     early_link: EarlyLink,
+    outbound_held: Option<&str>,
     trail: &mut Trail,
+    held: &mut Vec<claim::Lease>,
 ) -> Result<Synced, SyncError> {
     // Both reads at once: the lease is held, so the link cannot change under us from this
     // direction, and the two services answer independently.
@@ -164,6 +206,17 @@ async fn run(
             None,
         ));
     }
+
+    // A referral made from one of our opportunities takes that row, never a new one; a
+    // linked pair is synced one direction at a time.
+    let made_from = match &link {
+        None => origin::made_from(engine, &referral, referral_id, trail, held).await?,
+        Some(link) if outbound_held != Some(link.opportunity_id.as_str()) => {
+            pair::hold_outbound(engine, link, trail, held).await?;
+            None
+        }
+        Some(_) => None,
+    };
 
     // The context comes from the helper the outbound direction uses too, so both compute
     // the same fingerprint for the same referral.
@@ -216,10 +269,15 @@ async fn run(
         // Crash recovery: a worker may have created the opportunity and died before the
         // crosswalk was written. Adopt that row; never create a second one.
         None => {
-            let found = engine
-                .dv
-                .find_opportunity_by_referral_id(referral_id)
-                .await?;
+            let found = match made_from {
+                Some(opp) => Some(opp),
+                None => {
+                    engine
+                        .dv
+                        .find_opportunity_by_referral_id(referral_id)
+                        .await?
+                }
+            };
             if found.is_some() {
                 trail.step("adopt_opportunity");
             }

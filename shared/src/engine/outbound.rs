@@ -50,7 +50,7 @@ pub async fn sync_opportunity(
     // since; otherwise it is read again under the lease.
     let (lease, early_link) = claim::take_reading(
         store,
-        &format!("outbound/{id}"),
+        &claim::outbound(id),
         engine.options.sync_lease,
         store.get_link_by_opportunity(id),
     )

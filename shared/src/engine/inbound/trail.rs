@@ -12,6 +12,7 @@ pub(super) struct Trail {
     steps: Vec<&'static str>,
     notes: Vec<String>,
     conflict: bool,
+    deferred: bool,
 }
 
 impl Trail {
@@ -22,6 +23,7 @@ impl Trail {
             steps: Vec::new(),
             notes: Vec::new(),
             conflict: false,
+            deferred: false,
         }
     }
 
@@ -42,6 +44,16 @@ impl Trail {
     pub(super) fn conflict(&mut self, note: impl Into<String>) {
         self.conflict = true;
         self.note(note);
+    }
+
+    /// The sync was put off for a reason that is no failure (see `origin`): it leaves no
+    /// audit entry, like a sync that finds its lease taken.
+    pub(super) fn defer(&mut self) {
+        self.deferred = true;
+    }
+
+    pub(super) fn is_deferred(&self) -> bool {
+        self.deferred
     }
 
     fn action(&self) -> String {

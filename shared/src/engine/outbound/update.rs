@@ -157,7 +157,7 @@ pub(super) async fn sync_with(
             trigger: InboundTrigger::Manual,
             changed_at: None,
         };
-        inbound::sync_referral(engine, &message).await?;
+        inbound::sync_referral_within(engine, &message, Some(&opportunity_id)).await?;
     }
     Ok(if progress.sent.is_empty() && progress.moves.is_empty() {
         OutboundOutcome::Unchanged {
