@@ -96,7 +96,7 @@ async fn the_demo_converges_on_every_step() {
         );
     }
     assert!(report.succeeded(), "{report:?}");
-    assert_eq!(report.steps.len(), 5);
+    assert_eq!(report.steps.len(), 6);
     // Four deals' worth of syncs each left at least one audit entry.
     assert!(report.audit.len() >= 4, "{:?}", report.audit);
 }

@@ -59,12 +59,13 @@ impl DemoReport {
     }
 }
 
-const STEPS: [&str; 5] = [
+const STEPS: [&str; 6] = [
     "a. Microsoft shares a referral -> opportunity in the CRM",
     "b. seller edits deal value and close date -> referral updated",
     "c. seller accepts the referral in the CRM -> referral accepted",
     "d. seller flags a new opportunity -> referral created",
     "e. seller closes the deal as won -> referral closed as won",
+    "f. both sides at rest: nothing duplicated, nothing dead-lettered",
 ];
 
 const OPPORTUNITIES: &str = "opportunities";
@@ -181,7 +182,16 @@ async fn walk_through(
 
     let started = Instant::now();
     let won = step_won(s, &referral_id, &opportunity_id, t).await;
-    record(&mut reports, 4, started, won, runtime).await;
+    if record(&mut reports, 4, started, won, runtime)
+        .await
+        .is_none()
+    {
+        return reports;
+    }
+
+    let started = Instant::now();
+    let settled = super::demo_settled::step(s, columns, runtime, t).await;
+    record(&mut reports, 5, started, settled, runtime).await;
     reports
 }
 

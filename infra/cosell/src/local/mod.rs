@@ -2,6 +2,7 @@
 //! both stand-ins, in this process) and `demo` (a scripted walk-through on the sandbox).
 
 pub mod demo;
+mod demo_settled;
 pub mod handlers;
 pub mod keyed;
 pub mod logging;
