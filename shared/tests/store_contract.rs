@@ -592,6 +592,8 @@ async fn finish_sync_writes_link_audit_and_release_together(backend: Backend) {
     let s = o.store.as_ref();
     let ttl = Duration::from_secs(60);
     assert!(s.remember_delivery("lease/f", ttl).await.unwrap());
+    // A second lease (the pair's other direction) goes back in the same write.
+    assert!(s.remember_delivery("lease/f-pair", ttl).await.unwrap());
     let link = Link::new("ref-f", "opp-f");
     let (a1, a2) = (
         sync_audit("ref-f", Outcome::Success),
@@ -604,7 +606,7 @@ async fn finish_sync_writes_link_audit_and_release_together(backend: Backend) {
             previous: None,
         }),
         audit: &audit,
-        release: Some("lease/f"),
+        release: &["lease/f", "lease/f-pair"],
     };
     let v1 = s.finish_sync(record).await.unwrap().expect("a stored link");
     assert_eq!(v1.version, 1);
@@ -621,10 +623,12 @@ async fn finish_sync_writes_link_audit_and_release_together(backend: Backend) {
     let mut want = vec![a1.id.clone(), a2.id.clone()];
     want.sort();
     assert_eq!(ids, want);
-    assert!(
-        s.remember_delivery("lease/f", ttl).await.unwrap(),
-        "the lease was released"
-    );
+    for key in ["lease/f", "lease/f-pair"] {
+        assert!(
+            s.remember_delivery(key, ttl).await.unwrap(),
+            "{key} was released"
+        );
+    }
 
     // An update that moves the link to another opportunity frees the old one.
     let mut moved = v1.clone();
@@ -636,7 +640,7 @@ async fn finish_sync_writes_link_audit_and_release_together(backend: Backend) {
             previous: Some(&v1),
         }),
         audit: &[],
-        release: Some("lease/f"),
+        release: &["lease/f"],
     };
     let v2 = s.finish_sync(record).await.unwrap().unwrap();
     assert_eq!((v2.version, v2.pc_hash.as_deref()), (2, Some("h2")));
@@ -649,7 +653,7 @@ async fn finish_sync_writes_link_audit_and_release_together(backend: Backend) {
     s.finish_sync(SyncRecord {
         link: None,
         audit: std::slice::from_ref(&a0),
-        release: None,
+        release: &[],
     })
     .await
     .unwrap();
@@ -662,7 +666,7 @@ async fn finish_sync_writes_link_audit_and_release_together(backend: Backend) {
         .finish_sync(SyncRecord {
             link: None,
             audit: std::slice::from_ref(&a3),
-            release: Some("lease/f"),
+            release: &["lease/f"],
         })
         .await
         .unwrap();
@@ -703,7 +707,7 @@ async fn finish_sync_that_loses_its_race_writes_nothing(backend: Backend) {
             .finish_sync(SyncRecord {
                 link: Some(LinkWrite { link, previous }),
                 audit: std::slice::from_ref(&entry),
-                release: Some("lease/r"),
+                release: &["lease/r"],
             })
             .await;
         assert!(is_conflict(&result), "{result:?}");
@@ -759,7 +763,7 @@ async fn a_lease_has_one_holder_and_is_never_fresh_after_a_release(backend: Back
     s.finish_sync(SyncRecord {
         link: None,
         audit: &[],
-        release: Some("lease/a"),
+        release: &["lease/a"],
     })
     .await
     .unwrap();
@@ -886,11 +890,11 @@ async fn dynamodb_an_empty_sync_record_makes_no_call() {
     let empty = SyncRecord {
         link: None,
         audit: &[],
-        release: None,
+        release: &[],
     };
     assert!(matches!(s.finish_sync(empty).await, Ok(None)));
     let release_only = SyncRecord {
-        release: Some("lease/x"),
+        release: &["lease/x"],
         ..empty
     };
     assert!(matches!(

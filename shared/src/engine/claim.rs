@@ -118,10 +118,11 @@ impl Lease {
         if audit.is_empty() && self.is_released() {
             return;
         }
+        let key = [self.key.as_str()];
         let record = SyncRecord {
             link: None,
             audit,
-            release: (!self.is_released()).then_some(self.key.as_str()),
+            release: if self.is_released() { &[] } else { &key },
         };
         if let Err(e) = store.finish_sync(record).await {
             tracing::warn!(key = %self.key, error = %e, "could not end the sync in one write; writing its parts one by one");
@@ -149,7 +150,7 @@ mod tests {
         let record = SyncRecord {
             link: None,
             audit: &[],
-            release: Some(first.key()),
+            release: &[first.key()],
         };
         store.finish_sync(record).await.unwrap();
         first.mark_released();

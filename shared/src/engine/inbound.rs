@@ -95,12 +95,19 @@ pub(crate) async fn sync_referral_within(
         Ok((outcome, write)) => {
             let done = Ok(outcome);
             let entry = trail.entry(&done);
+            // The other leases taken on the way go back in the same write.
+            let keys: Vec<&str> = std::iter::once(lease.key())
+                .chain(held.iter().map(claim::Lease::key))
+                .collect();
             let record = SyncRecord {
                 link: write.as_ref().map(PendingLink::as_write),
                 audit: std::slice::from_ref(&entry),
-                release: Some(lease.key()),
+                release: &keys,
             };
             let finished = store.finish_sync(record).await;
+            if finished.is_ok() {
+                held.iter().for_each(claim::Lease::mark_released);
+            }
             release_all(store, held).await;
             match finished {
                 Ok(_) => {

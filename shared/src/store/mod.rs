@@ -109,9 +109,10 @@ pub trait Store: Send + Sync {
             }
         };
         let release = async {
-            let Some(key) = record.release else { return };
-            if let Err(e) = self.release_lease(key).await {
-                tracing::warn!(key, error = %e, "could not release a sync lease; it expires on its own");
+            for key in record.release {
+                if let Err(e) = self.release_lease(key).await {
+                    tracing::warn!(key, error = %e, "could not release a sync lease; it expires on its own");
+                }
             }
         };
         tokio::join!(audit, release);

@@ -387,7 +387,7 @@ impl Store for SqliteStore {
             .iter()
             .map(|e| (e.clone(), self.audit_expiry(e)))
             .collect();
-        let release = record.release.map(str::to_owned);
+        let release: Vec<String> = record.release.iter().map(|k| k.to_string()).collect();
         self.conn
             .run(move |c| {
                 let tx = c.transaction().map_err(backend)?;
@@ -398,7 +398,7 @@ impl Store for SqliteStore {
                 for (entry, expires_at) in &audit {
                     insert_audit(&tx, entry, *expires_at)?;
                 }
-                if let Some(key) = release {
+                for key in &release {
                     exec(&tx, "DELETE FROM deliveries WHERE key = ?1", params![key])
                         .map_err(backend)?;
                 }

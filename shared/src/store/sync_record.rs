@@ -25,15 +25,15 @@ impl LinkWrite<'_> {
 pub struct SyncRecord<'a> {
     pub link: Option<LinkWrite<'a>>,
     pub audit: &'a [AuditEntry],
-    /// The delivery key that holds the sync's lease, forgotten with the rest (`None`: the
-    /// sync goes on and releases it later).
-    pub release: Option<&'a str>,
+    /// The delivery keys that hold the sync's leases, forgotten with the rest (empty: the
+    /// sync goes on and releases them later).
+    pub release: &'a [&'a str],
 }
 
 impl SyncRecord<'_> {
     /// Nothing to write: adapters return at once (DynamoDB refuses a transaction of no
     /// items, and a sync that gave its lease back with its link ends with such a record).
     pub fn is_empty(&self) -> bool {
-        self.link.is_none() && self.audit.is_empty() && self.release.is_none()
+        self.link.is_none() && self.audit.is_empty() && self.release.is_empty()
     }
 }

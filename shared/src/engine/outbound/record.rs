@@ -41,13 +41,14 @@ pub(super) async fn put_link(
     link.dv_hash = Some(engine.mapping.outbound_hash(synced.sent, &engine.columns));
     link.dv_etag = synced.written.etag.clone();
     link.dv_modified = synced.written.modifiedon.clone();
+    let release: Vec<&str> = lease.map(Lease::key).into_iter().collect();
     let record = SyncRecord {
         link: Some(LinkWrite {
             link: &link,
             previous: previous.as_ref(),
         }),
         audit,
-        release: lease.map(Lease::key),
+        release: &release,
     };
     let stored = engine.store.finish_sync(record).await?;
     if let Some(lease) = lease {

@@ -537,7 +537,7 @@ impl Store for DynamoStore {
             let item = audit_to_item(entry, self.audit_expiry(entry));
             items.push(self.put(item, "attribute_not_exists(pk)", Item::new())?);
         }
-        if let Some(lease) = record.release {
+        for lease in record.release {
             let marker = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(released_lease(lease)))
