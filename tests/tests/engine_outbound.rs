@@ -109,13 +109,18 @@ async fn link(h: &Harness, opportunity_id: &str) -> Option<Link> {
 }
 
 async fn trail(h: &Harness, opportunity_id: &str) -> Vec<AuditEntry> {
-    h.store
-        .query_audit(&AuditQuery {
+    audit_where(
+        h,
+        AuditQuery {
             opportunity_id: Some(opportunity_id.to_string()),
             ..AuditQuery::default()
-        })
-        .await
-        .expect("audit")
+        },
+    )
+    .await
+}
+
+async fn audit_where(h: &Harness, query: AuditQuery) -> Vec<AuditEntry> {
+    h.store.query_audit(&query).await.expect("audit")
 }
 
 fn has(trail: &[AuditEntry], action: &str, outcome: Outcome) -> bool {
@@ -713,13 +718,14 @@ async fn a_referral_created_before_a_crash_is_found_by_its_external_reference() 
 }
 
 async fn referral_trail(h: &Harness, referral_id: &str) -> Vec<AuditEntry> {
-    h.store
-        .query_audit(&AuditQuery {
+    audit_where(
+        h,
+        AuditQuery {
             referral_id: Some(referral_id.to_string()),
             ..AuditQuery::default()
-        })
-        .await
-        .expect("audit")
+        },
+    )
+    .await
 }
 
 /// The echo of our own create: Partner Center's `referral-created` webhook can arrive while

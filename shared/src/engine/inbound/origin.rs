@@ -5,10 +5,11 @@
 //! it then would duplicate the one it was made from.
 
 use crate::dataverse::{DataverseError, Opportunity};
-use crate::engine::claim::{self, Lease};
+use crate::engine::claim::Lease;
 use crate::engine::{Engine, SyncError};
 use crate::partner_center::Referral;
 
+use super::pair::{outbound_lease, put_off};
 use super::trail::Trail;
 
 /// The opportunity an unlinked referral was made from, when it should take that row instead
@@ -35,21 +36,14 @@ pub(super) async fn made_from(
     };
     let store = engine.store.as_ref();
     let in_flight = |trail: &mut Trail| {
-        trail.defer();
-        SyncError::retry(
-            Some(claim::LEASE_RETRY),
+        put_off(
+            trail,
             format!(
                 "referral {referral_id} was made from opportunity {opportunity_id}, whose outbound sync has not recorded the link yet"
             ),
         )
     };
-    let Some(lease) = claim::try_take(
-        store,
-        &claim::outbound(opportunity_id),
-        engine.options.sync_lease,
-    )
-    .await?
-    else {
+    let Some(lease) = outbound_lease(engine, opportunity_id).await? else {
         return Err(in_flight(trail));
     };
     // Read under the lease: an outbound sync that ended since has recorded its link.

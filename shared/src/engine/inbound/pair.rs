@@ -6,8 +6,28 @@
 use crate::crosswalk::Link;
 use crate::engine::claim::{self, Lease};
 use crate::engine::{Engine, SyncError};
+use crate::store::StoreError;
 
 use super::trail::Trail;
+
+/// The outbound lease of `opportunity_id`, or `None` while an outbound sync holds it.
+pub(super) async fn outbound_lease(
+    engine: &Engine,
+    opportunity_id: &str,
+) -> Result<Option<Lease>, StoreError> {
+    claim::try_take(
+        engine.store.as_ref(),
+        &claim::outbound(opportunity_id),
+        engine.options.sync_lease,
+    )
+    .await
+}
+
+/// Puts the sync off: a retry shortly, with `trail` marked deferred (nothing went wrong).
+pub(super) fn put_off(trail: &mut Trail, reason: String) -> SyncError {
+    trail.defer();
+    SyncError::retry(Some(claim::LEASE_RETRY), reason)
+}
 
 /// Takes the outbound lease of `link`'s opportunity onto `held`. While an outbound sync of
 /// the pair runs, or when one has changed the link since `link` was read, the sync is put
@@ -20,21 +40,9 @@ pub(super) async fn hold_outbound(
 ) -> Result<(), SyncError> {
     let store = engine.store.as_ref();
     let opportunity_id = link.opportunity_id.as_str();
-    let put_off = |trail: &mut Trail, why: &str| {
-        trail.defer();
-        SyncError::retry(
-            Some(claim::LEASE_RETRY),
-            format!("opportunity {opportunity_id} {why}; looking again shortly"),
-        )
-    };
-    let Some(lease) = claim::try_take(
-        store,
-        &claim::outbound(opportunity_id),
-        engine.options.sync_lease,
-    )
-    .await?
-    else {
-        return Err(put_off(trail, "is being synced to Partner Center"));
+    let why = |what: &str| format!("opportunity {opportunity_id} {what}; looking again shortly");
+    let Some(lease) = outbound_lease(engine, opportunity_id).await? else {
+        return Err(put_off(trail, why("is being synced to Partner Center")));
     };
     // A lease nobody held before cannot have let a link write through since our read.
     if !lease.is_fresh() {
@@ -43,7 +51,10 @@ pub(super) async fn hold_outbound(
         if !unchanged {
             lease.release(store).await;
             now?;
-            return Err(put_off(trail, "was synced to Partner Center meanwhile"));
+            return Err(put_off(
+                trail,
+                why("was synced to Partner Center meanwhile"),
+            ));
         }
     }
     held.push(lease);
