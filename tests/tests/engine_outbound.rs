@@ -109,17 +109,19 @@ async fn link(h: &Harness, opportunity_id: &str) -> Option<Link> {
 }
 
 async fn trail(h: &Harness, opportunity_id: &str) -> Vec<AuditEntry> {
-    audit_where(
-        h,
-        AuditQuery {
-            opportunity_id: Some(opportunity_id.to_string()),
-            ..AuditQuery::default()
-        },
-    )
-    .await
+    audit_where(h, None, Some(opportunity_id)).await
 }
 
-async fn audit_where(h: &Harness, query: AuditQuery) -> Vec<AuditEntry> {
+async fn audit_where(
+    h: &Harness,
+    referral_id: Option<&str>,
+    opportunity_id: Option<&str>,
+) -> Vec<AuditEntry> {
+    let query = AuditQuery {
+        referral_id: referral_id.map(str::to_string),
+        opportunity_id: opportunity_id.map(str::to_string),
+        ..AuditQuery::default()
+    };
     h.store.query_audit(&query).await.expect("audit")
 }
 
@@ -718,14 +720,7 @@ async fn a_referral_created_before_a_crash_is_found_by_its_external_reference() 
 }
 
 async fn referral_trail(h: &Harness, referral_id: &str) -> Vec<AuditEntry> {
-    audit_where(
-        h,
-        AuditQuery {
-            referral_id: Some(referral_id.to_string()),
-            ..AuditQuery::default()
-        },
-    )
-    .await
+    audit_where(h, Some(referral_id), None).await
 }
 
 /// The echo of our own create: Partner Center's `referral-created` webhook can arrive while
