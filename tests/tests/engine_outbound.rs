@@ -546,16 +546,21 @@ fn inbound_message(referral_id: &str) -> InboundMessage {
     }
 }
 
+/// The inbound sync of `rid` finds nothing new and leaves the opportunity untouched.
+async fn inbound_echo_writes_nothing(h: &Harness, rid: &str, opp: &str) {
+    let etag = opp_row(h, opp)["@odata.etag"].clone();
+    let out = sync_referral(&h.engine, &inbound_message(rid))
+        .await
+        .unwrap();
+    assert!(matches!(out, InboundOutcome::Unchanged { .. }), "{out:?}");
+    assert_eq!(opp_row(h, opp)["@odata.etag"], etag, "no CRM write");
+}
+
 #[tokio::test]
 async fn the_inbound_direction_sees_a_created_referral_as_its_echo() {
     let h = Harness::start().await;
     let (opp, rid) = created(&h).await;
-    let etag = opp_row(&h, &opp)["@odata.etag"].clone();
-    let out = sync_referral(&h.engine, &inbound_message(&rid))
-        .await
-        .unwrap();
-    assert!(matches!(out, InboundOutcome::Unchanged { .. }), "{out:?}");
-    assert_eq!(opp_row(&h, &opp)["@odata.etag"], etag, "no CRM write");
+    inbound_echo_writes_nothing(&h, &rid, &opp).await;
 
     user_edit(&h, &opp, json!({"description": "Scope grew"}));
     sync(&h, &opp).await.unwrap();
@@ -761,12 +766,7 @@ async fn the_webhook_of_a_referral_still_being_created_waits_for_its_link() {
     in_flight.release(h.store.as_ref()).await;
     let out = sync(&h, &opp).await.unwrap();
     assert!(!matches!(out, OutboundOutcome::Created { .. }), "{out:?}");
-    let etag = opp_row(&h, &opp)["@odata.etag"].clone();
-    let out = sync_referral(&h.engine, &inbound_message(&rid))
-        .await
-        .unwrap();
-    assert!(matches!(out, InboundOutcome::Unchanged { .. }), "{out:?}");
-    assert_eq!(opp_row(&h, &opp)["@odata.etag"], etag, "no CRM write");
+    inbound_echo_writes_nothing(&h, &rid, &opp).await;
     assert_eq!(h.dv.rows("opportunities").len(), opportunities);
     assert_eq!(h.pc.referrals().len(), 1);
 }
