@@ -216,18 +216,21 @@ async fn run(
 
     // A referral made from one of our opportunities takes that row, never a new one; a
     // linked pair is synced one direction at a time.
-    let made_from = match &link {
-        None => origin::made_from(engine, &referral, referral_id, trail, held).await?,
-        Some(link) if outbound_held != Some(link.opportunity_id.as_str()) => {
-            pair::hold_outbound(engine, link, trail, held).await?;
-            None
+    let made_from = async {
+        match &link {
+            None => origin::made_from(engine, &referral, referral_id, trail, held).await,
+            Some(link) if outbound_held != Some(link.opportunity_id.as_str()) => {
+                pair::hold_outbound(engine, link, trail, held).await?;
+                Ok(None)
+            }
+            Some(_) => Ok(None),
         }
-        Some(_) => None,
     };
-
     // The context comes from the helper the outbound direction uses too, so both compute
-    // the same fingerprint for the same referral.
-    let ctx = inbound_context(&engine.dv, &referral).await?;
+    // the same fingerprint for the same referral. Read while the store answers.
+    let (made_from, ctx) = tokio::join!(made_from, inbound_context(&engine.dv, &referral));
+    let made_from = made_from?;
+    let ctx = ctx?;
     let mut plan = engine.mapping.inbound(&referral, &engine.columns, &ctx);
     for w in &plan.warnings {
         trail.note(format!("warning: {w}"));
