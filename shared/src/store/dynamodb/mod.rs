@@ -516,7 +516,7 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    /// One `TransactWriteItems`: the link items, the audit entries and the lease's release marker
+    /// One `TransactWriteItems`: the link items, the audit entries and each lease's release marker
     /// succeed or fail together (at most 100 items, far more than a sync writes).
     async fn finish_sync(&self, record: SyncRecord<'_>) -> Result<Option<Link>, StoreError> {
         if record.is_empty() {
