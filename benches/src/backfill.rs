@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cosell::engine::{InboundMessage, InboundTrigger};
+use cosell::engine::disposition::queued;
+use cosell::engine::{Origin, SyncMessage};
 use cosell::queue::{OutMessage, Queue};
 use cosell_cli::local::{handlers, worker};
 use tokio::sync::{watch, Notify};
@@ -43,21 +44,13 @@ pub async fn run(n: usize, syncs_per_second: f64, workers: usize) -> anyhow::Res
     // Tokens first (the token endpoints are not limited, but keep the count clean).
     c.engine.dv.who_am_i().await?;
 
-    let messages: Vec<OutMessage> = ids
-        .iter()
-        .map(|id| {
-            OutMessage::new(
-                InboundMessage {
-                    referral_id: id.clone(),
-                    trigger: InboundTrigger::Manual,
-                    changed_at: None,
-                }
-                .to_body(),
-            )
-        })
-        .collect();
+    let mut messages: Vec<OutMessage> = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let m = SyncMessage::for_referral(c.store.as_ref(), id, Origin::Operator, None).await?;
+        messages.push(queued(&m));
+    }
     for chunk in messages.chunks(500) {
-        c.inbound.send_batch(chunk).await?;
+        c.queue.send_batch(chunk).await?;
     }
 
     let allowed = (syncs_per_second, syncs_per_second * DV_PER_SYNC);
@@ -83,19 +76,19 @@ pub async fn run(n: usize, syncs_per_second: f64, workers: usize) -> anyhow::Res
         visibility: Duration::from_secs(300),
         receive_wait: Duration::from_millis(500),
         fail_delay: Duration::from_secs(1),
-        key: handlers::inbound_key,
+        max_attempts: 8,
     };
     let (engine, d) = (c.engine.clone(), done.clone());
     let started = Instant::now();
     let worker_task = tokio::spawn(worker::run(
-        c.inbound.clone(),
+        c.queue.clone(),
         settings,
         stopped,
         move |body: String| {
             let (engine, d) = (engine.clone(), d.clone());
             async move {
-                let handled = handlers::inbound(&engine, &body).await;
-                if matches!(handled, Ok(Ok(()))) {
+                let handled = handlers::sync(&engine, &body).await;
+                if matches!(handled, Ok(Ok(_))) {
                     d.0.fetch_add(1, Ordering::Relaxed);
                     d.1.notify_one();
                 }
@@ -109,7 +102,7 @@ pub async fn run(n: usize, syncs_per_second: f64, workers: usize) -> anyhow::Res
         if done.0.load(Ordering::Relaxed) >= n {
             break;
         }
-        let depth = c.inbound.depth().await?;
+        let depth = c.queue.depth().await?;
         if depth.visible + depth.in_flight + depth.delayed == 0 || Instant::now() >= deadline {
             break;
         }
@@ -143,7 +136,7 @@ pub async fn run(n: usize, syncs_per_second: f64, workers: usize) -> anyhow::Res
         .iter()
         .filter(|id| per_referral.get(id.as_str()) != Some(&1))
         .count();
-    let dead_letters = c.inbound.depth().await?.dead;
+    let dead_letters = c.queue.depth().await?.dead;
     let synced = done.0.load(Ordering::Relaxed);
     dv.shutdown().await;
     pc.shutdown().await;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use cosell::config::ColumnNames;
-use cosell::engine::{InboundMessage, InboundTrigger, OutboundMessage};
+use cosell::engine::SyncMessage;
 use cosell::queue::sqs::SqsQueue;
 use cosell::store::aws_local;
 use cosell::store::dynamodb::DynamoStore;
@@ -20,10 +20,9 @@ use serde_json::{json, Map, Value};
 
 use crate::env::{self, Dv, Pc};
 
-pub const FUNCTIONS: [&str; 5] = [
+pub const FUNCTIONS: [&str; 4] = [
     "webhook-intake",
-    "referral-sync",
-    "opportunity-sync",
+    "pair-sync",
     "opportunity-poller",
     "webhook-registration",
 ];
@@ -178,26 +177,11 @@ fn event(function: &str, pc: &Pc, dv: &Dv, columns: &ColumnNames) -> Value {
             e["body"] = json!(String::from_utf8_lossy(&body));
             e
         }
-        "referral-sync" => sqs_event(
-            InboundMessage {
-                referral_id: env::create_referrals(pc, 1).remove(0),
-                trigger: InboundTrigger::ReferralCreated,
-                changed_at: None,
-            }
-            .to_body(),
-        ),
         // A flagged deal with its customer account and contact: the first event creates its
         // co-sell referral and writes the id and link back, as a seller's first sync would.
-        "opportunity-sync" => {
+        "pair-sync" => {
             let id = flagged_opportunity(dv, columns).unwrap_or_default();
-            sqs_event(
-                OutboundMessage {
-                    opportunity_id: id,
-                    modified_on: None,
-                    deleted: false,
-                }
-                .to_body(),
-            )
+            sqs_event(SyncMessage::for_opportunity(&id, None).to_body())
         }
         "webhook-registration" => json!({"action": "show"}),
         _ => json!({"task": "poll"}),
@@ -267,11 +251,8 @@ pub async fn run(runs: usize) -> anyhow::Result<(Vec<ColdStart>, Duration)> {
     calls.sort();
     let moto_call = calls[calls.len() / 2];
     let sqs = aws_local::sqs_client(&moto.1, REGION).await;
-    let inbound =
-        SqsQueue::create_queues_if_missing(sqs.clone(), "bench-in", 5, Duration::from_secs(60))
-            .await?;
-    let outbound =
-        SqsQueue::create_queues_if_missing(sqs, "bench-out", 5, Duration::from_secs(60)).await?;
+    let queue =
+        SqsQueue::create_queues_if_missing(sqs, "bench-sync", 10, Duration::from_secs(60)).await?;
     let dir = tempfile::tempdir()?;
     let config = env::Connector::open(&pc, &dv, dir.path())?.config;
     let pc_cfg = pc.config();
@@ -302,10 +283,8 @@ pub async fn run(runs: usize) -> anyhow::Result<(Vec<ColdStart>, Duration)> {
         ("AWS_SECRET_ACCESS_KEY", "test"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
         ("COSELL_TABLE_NAME", table.as_str()),
-        ("COSELL_INBOUND_QUEUE_URL", inbound.queue_url()),
-        ("COSELL_INBOUND_DLQ_URL", inbound.dlq_url()),
-        ("COSELL_OUTBOUND_QUEUE_URL", outbound.queue_url()),
-        ("COSELL_OUTBOUND_DLQ_URL", outbound.dlq_url()),
+        ("COSELL_SYNC_QUEUE_URL", queue.queue_url()),
+        ("COSELL_SYNC_DLQ_URL", queue.dlq_url()),
         ("COSELL_PC_SECRET_ARN", pc_arn.as_str()),
         ("COSELL_DV_SECRET_ARN", dv_arn.as_str()),
     ] {

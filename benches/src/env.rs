@@ -33,8 +33,8 @@ pub struct Connector {
     pub config: Config,
     pub http: reqwest::Client,
     pub store: Arc<SqliteStore>,
-    pub inbound: Arc<SqliteQueue>,
-    pub outbound: Arc<SqliteQueue>,
+    /// The sync queue.
+    pub queue: Arc<SqliteQueue>,
     pub engine: Engine,
 }
 
@@ -44,16 +44,14 @@ impl Connector {
         let config = Config::load(&Source::from_pairs(settings))?;
         let db = dir.join("cosell.db");
         let store = Arc::new(SqliteStore::open(&db).context("open store")?);
-        let inbound = Arc::new(SqliteQueue::open(&db, "inbound", 5)?);
-        let outbound = Arc::new(SqliteQueue::open(&db, "outbound", 5)?);
+        let queue = Arc::new(cosell_cli::local::runtime::open_sync_queue(&db, 8)?);
         let http = wiring::http_client(&config)?;
         let engine = Engine::from_config(&config, &http, store.clone() as Arc<dyn Store>, None)?;
         Ok(Connector {
             config,
             http,
             store,
-            inbound,
-            outbound,
+            queue,
             engine,
         })
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use cosell::engine::InboundMessage;
+use cosell::engine::SyncMessage;
 use cosell::partner_center::webhook_verify::WebhookVerifier;
 use cosell_cli::local::server::{self, Intake, WEBHOOK_PATH};
 use cosell_cli::local::{handlers, worker};
@@ -118,7 +118,7 @@ pub async fn run(
     let intake = Arc::new(Intake {
         verifier,
         store: c.store.clone(),
-        inbound: c.inbound.clone(),
+        inbound: c.queue.clone(),
     });
     let listener = tokio::net::TcpListener::bind(env::loopback()).await?;
     let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
@@ -134,20 +134,22 @@ pub async fn run(
         visibility: Duration::from_secs(120),
         receive_wait: Duration::from_millis(500),
         fail_delay: Duration::from_secs(1),
-        key: handlers::inbound_key,
+        max_attempts: 8,
     };
     let (engine, w) = (c.engine.clone(), waiters.clone());
     let worker_task = tokio::spawn(worker::run(
-        c.inbound.clone(),
+        c.queue.clone(),
         settings,
         stopped,
         move |body: String| {
             let (engine, w) = (engine.clone(), w.clone());
             async move {
                 let started = Instant::now();
-                let handled = handlers::inbound(&engine, &body).await;
-                if let (Ok(Ok(())), Ok(m)) = (&handled, InboundMessage::parse(&body)) {
-                    w.done(&m.referral_id, started);
+                let handled = handlers::sync(&engine, &body).await;
+                if let (Ok(Ok(_)), Ok(m)) = (&handled, SyncMessage::parse(&body)) {
+                    if let Some(referral_id) = &m.referral_id {
+                        w.done(referral_id, started);
+                    }
                 }
                 handled
             }

@@ -42,7 +42,7 @@ pub async fn run(table: usize, changes: &[usize]) -> anyhow::Result<OutboundRun>
         poll_opportunities(
             &c.engine.dv,
             c.store.as_ref(),
-            c.outbound.as_ref(),
+            c.queue.as_ref(),
             &c.config.columns,
         )
     };

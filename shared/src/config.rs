@@ -77,9 +77,12 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Local runner: how often referrals are swept for missed webhooks.
     pub sweep_interval: Duration,
-    /// How long a worker may hold the lease on syncing a record before another may take
-    /// over (see `engine::claim`): longer than one sync, short enough for quick recovery.
+    /// How long a local worker holds a pair's message (its queue visibility) before another
+    /// may take it: longer than one reconcile, whose in-call retries stop before it ends.
     pub sync_lease: Duration,
+    /// Failed attempts of one message, whatever the error, before it goes to the
+    /// dead-letter queue with its last reason.
+    pub sync_max_attempts: u32,
     pub data_dir: PathBuf,
     pub http_timeout: Duration,
     pub max_retries: u32,
@@ -290,6 +293,17 @@ impl Config {
             name: "COSELL_LISTEN",
             reason: format!("'{listen_raw}' is not host:port (e.g. 127.0.0.1:8080)"),
         })?;
+        let attempts_raw = src
+            .get("COSELL_SYNC_MAX_ATTEMPTS")
+            .unwrap_or_else(|| "8".into());
+        let sync_max_attempts = attempts_raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "COSELL_SYNC_MAX_ATTEMPTS",
+                reason: format!("'{attempts_raw}' is not a whole number from 1 to 100"),
+            })?;
         let max_retries_raw = src.get("COSELL_MAX_RETRIES").unwrap_or_else(|| "5".into());
         let max_retries = max_retries_raw
             .parse::<u32>()
@@ -350,6 +364,7 @@ impl Config {
             poll_interval: duration("COSELL_POLL_INTERVAL", "60s")?,
             sweep_interval: duration("COSELL_SWEEP_INTERVAL", "15m")?,
             sync_lease: duration("COSELL_SYNC_LEASE", "120s")?,
+            sync_max_attempts,
             data_dir: PathBuf::from(
                 src.get("COSELL_DATA_DIR")
                     .unwrap_or_else(|| "./.cosell".into()),

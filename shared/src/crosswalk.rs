@@ -1,33 +1,46 @@
 //! The crosswalk: which Partner Center referral is synced with which Dataverse opportunity,
-//! and what each side looked like the last time the two were reconciled. A link is 1:1 in
-//! both directions; the [`Store`](crate::store::Store) enforces that.
+//! and what the pair looked like the last time it was reconciled (the [`Base`]). A link is
+//! 1:1 in both directions; the [`Store`](crate::store::Store) enforces that.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use time::OffsetDateTime;
 
-/// A fingerprint no referral or opportunity has, recorded as `pc_hash` / `dv_hash` when that
-/// side holds changes the other side has not taken yet although its current fingerprint is
-/// the one last synced (a conflict resolved for the other side's winners can bring it back
-/// to exactly that). Keeping the old fingerprint would then make the side look synced, and
-/// neither direction would ever look at the pair again.
-pub const NOT_SYNCED: &str = "not-synced";
+/// The pair as of its last successful reconcile: what a three-way merge compares each side
+/// against to tell which side changed which field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Base {
+    /// Every mapped opportunity field's value, keyed by its referral path, in the CRM's
+    /// canonical form (the mapping's transforms applied, checkmark stripped). A field
+    /// without a value on either side is absent.
+    #[serde(default)]
+    pub fields: BTreeMap<String, Value>,
+    /// The referral's `Status/Substatus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referral_status: Option<String>,
+    /// The opportunity's `statecode/statuscode/decision`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opportunity_status: Option<String>,
+}
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Link {
     pub referral_id: String,
     pub opportunity_id: String,
-    /// Referral eTag seen at the last sync (for `If-Match` on the next write).
+    /// Referral eTag seen at the last reconcile.
     pub pc_etag: Option<String>,
-    /// Opportunity `@odata.etag` seen at the last sync.
+    /// Opportunity `@odata.etag` seen at the last reconcile.
     pub dv_etag: Option<String>,
-    /// Referral `updatedDateTime` last synced.
+    /// Referral `updatedDateTime` last reconciled.
     pub pc_updated: Option<String>,
-    /// Opportunity `modifiedon` last synced.
+    /// Opportunity `modifiedon` last reconciled.
     pub dv_modified: Option<String>,
-    /// Hash of the mapped fields last written to / read from Partner Center.
-    pub pc_hash: Option<String>,
-    /// Hash of the mapped fields last written to / read from Dataverse.
-    pub dv_hash: Option<String>,
+    /// `None` for a link written by a version before pair sync: its first reconcile takes
+    /// both sides' values as the base where they agree, and the conflict rules elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<Base>,
     /// Optimistic-concurrency counter owned by the store: 0 before the first write, 1 after
     /// creation, +1 on every successful `put_link`. Callers pass back what they read.
     pub version: u64,
@@ -46,8 +59,7 @@ impl Link {
             dv_etag: None,
             pc_updated: None,
             dv_modified: None,
-            pc_hash: None,
-            dv_hash: None,
+            base: None,
             version: 0,
             updated_at: OffsetDateTime::now_utc(),
         }

@@ -31,24 +31,8 @@ pub async fn sdk_config() -> SdkConfig {
         .await
 }
 
-/// The two queues of the template, each with its dead-letter queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueName {
-    /// Partner Center -> Dataverse work.
-    Inbound,
-    /// Dataverse -> Partner Center work.
-    Outbound,
-}
-
-impl QueueName {
-    /// The variables holding the queue's URL and its DLQ's URL.
-    pub fn variables(self) -> (&'static str, &'static str) {
-        match self {
-            QueueName::Inbound => ("COSELL_INBOUND_QUEUE_URL", "COSELL_INBOUND_DLQ_URL"),
-            QueueName::Outbound => ("COSELL_OUTBOUND_QUEUE_URL", "COSELL_OUTBOUND_DLQ_URL"),
-        }
-    }
-}
+/// The variables holding the sync queue's URL and its dead-letter queue's URL.
+pub const SYNC_QUEUE_VARIABLES: (&str, &str) = ("COSELL_SYNC_QUEUE_URL", "COSELL_SYNC_DLQ_URL");
 
 /// The store on the table named by `COSELL_TABLE_NAME`.
 pub fn store(config: &SdkConfig) -> Result<DynamoStore, EdgeError> {
@@ -59,9 +43,10 @@ pub fn store(config: &SdkConfig) -> Result<DynamoStore, EdgeError> {
     ))
 }
 
-/// The queue (with its DLQ) named by its two `COSELL_*_URL` variables.
-pub fn queue(config: &SdkConfig, which: QueueName) -> Result<SqsQueue, EdgeError> {
-    let (url, dlq) = which.variables();
+/// The FIFO sync queue (with its DLQ) named by `COSELL_SYNC_QUEUE_URL` and
+/// `COSELL_SYNC_DLQ_URL`: every change of a pair, from either side, goes there.
+pub fn sync_queue(config: &SdkConfig) -> Result<SqsQueue, EdgeError> {
+    let (url, dlq) = SYNC_QUEUE_VARIABLES;
     Ok(SqsQueue::new(
         aws_sdk_sqs::Client::new(config),
         required_var(url)?,

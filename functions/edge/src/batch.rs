@@ -1,48 +1,80 @@
-//! One SQS batch from a Lambda event source mapping: each message parsed and synced on its
-//! own (a few at a time), its result turned into a [`Disposition`], and the answer Lambda
+//! One SQS batch from a Lambda event source mapping on the FIFO sync queue: each message
+//! parsed and reconciled, its result turned into a [`Disposition`], and the answer Lambda
 //! expects for partial batch failures (`ReportBatchItemFailures`).
 //!
-//! | outcome                        | what happens                                     | reported as failed |
-//! |--------------------------------|--------------------------------------------------|--------------------|
-//! | done                           | nothing (Lambda deletes the message)             | no                 |
-//! | unreadable body (poison)       | sent to the DLQ with the reason                  | only if that fails |
-//! | throttled / raced (`Requeue`)  | a delayed copy sent to the same queue            | only if that fails |
-//! | transient (`Fail`)             | left for SQS to redeliver after its visibility   | yes                |
-//! | permanent (`DeadLetter`)       | sent to the DLQ with the reason                  | only if that fails |
+//! | outcome                         | what happens                                         | reported as failed |
+//! |---------------------------------|------------------------------------------------------|--------------------|
+//! | done                            | nothing (Lambda deletes the message)                 | no                 |
+//! | forwarded to another pair       | sent to the queue under that pair's key              | only if that fails |
+//! | unreadable body (poison)        | sent to the DLQ with the reason                      | only if that fails |
+//! | retry (throttled, timed out...) | its visibility extended to the wait                  | yes                |
+//! | permanent, or attempts used up  | sent to the DLQ with the reason                      | only if that fails |
+//! | after a failure in its group    | not processed                                        | yes                |
 //!
-//! Requeueing a copy, rather than failing the message, keeps a throttled message from using
-//! up its receive count (and reaching the DLQ) while it waits.
+//! Lambda's FIFO rule: once a message of a group fails, the later messages of that group
+//! in the batch must fail with it, or they would overtake it. Groups (pairs) are
+//! independent, so they run at the same time, each in its own order.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use cosell::engine::{BadMessage, Disposition, SyncError};
-use cosell::queue::{OutMessage, Queue, QueueError, Received};
+use cosell::engine::disposition::queued;
+use cosell::engine::{BadMessage, Disposition, PairOutcome, SyncError};
+use cosell::queue::{Queue, QueueError, Received};
 use futures_util::stream::{self, StreamExt};
 
-/// Messages of one batch synced at the same time: enough to overlap the waits on Partner
+/// Pairs of one batch reconciled at the same time: enough to overlap the waits on Partner
 /// Center and Dataverse, few enough not to trip their per-tenant throttling.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
-/// The attribute on a requeued copy that says why it was requeued.
-pub const REQUEUED_BECAUSE: &str = "requeued_because";
+/// How a batch's messages are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryRules {
+    /// Failed attempts before a message is dead-lettered.
+    pub max_attempts: u32,
+    /// Wait before retrying a transient failure that named none.
+    pub fallback: Duration,
+}
+
+impl Default for RetryRules {
+    fn default() -> Self {
+        RetryRules {
+            max_attempts: cosell::engine::disposition::DEFAULT_MAX_ATTEMPTS,
+            fallback: Duration::from_secs(30),
+        }
+    }
+}
 
 /// What became of one message; for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
     Done,
-    Requeued {
+    Forwarded,
+    /// Left for SQS to deliver again after `delay` (reported in `batchItemFailures`).
+    Retried {
         delay: Duration,
-    },
-    /// Left for SQS to redeliver (reported in `batchItemFailures`).
-    Failed {
         reason: String,
     },
     DeadLettered {
         reason: String,
     },
+    /// Not processed: an earlier message of its pair failed in this batch (reported).
+    Held,
+    /// The queue call that would have settled it failed (reported, delivered again).
+    Unsettled {
+        reason: String,
+    },
+}
+
+impl Handled {
+    fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Handled::Retried { .. } | Handled::Held | Handled::Unsettled { .. }
+        )
+    }
 }
 
 /// The outcome of every message, in the batch's order, and the answer for Lambda.
@@ -71,46 +103,49 @@ fn received(record: &SqsMessage) -> Received {
     }
 }
 
-/// Carries out the disposition of one message on the queue it came from. `Err` means the
-/// message must be reported as failed so SQS delivers it again.
-async fn dispose(
-    queue: &dyn Queue,
-    message: &Received,
-    disposition: Disposition,
-) -> Result<Handled, (Handled, QueueError)> {
-    match disposition {
-        Disposition::Done => Ok(Handled::Done),
-        Disposition::Requeue { delay, reason } => {
-            let mut copy = OutMessage::new(message.body.clone()).delay(delay);
-            copy.attributes = message.attributes.clone();
-            copy.attributes.insert(
-                REQUEUED_BECAUSE.into(),
-                cosell::retry::truncate(&reason, 256),
-            );
-            match queue.send(&copy).await {
-                Ok(_) => Ok(Handled::Requeued { delay }),
-                Err(e) => Err((Handled::Failed { reason }, e)),
-            }
-        }
-        Disposition::Fail { reason } => Ok(Handled::Failed { reason }),
-        Disposition::DeadLetter { reason } => match queue.dead_letter(message, &reason).await {
-            Ok(()) => Ok(Handled::DeadLettered { reason }),
-            Err(e) => Err((Handled::Failed { reason }, e)),
+fn group_of(record: &SqsMessage) -> Option<String> {
+    record.attributes.get("MessageGroupId").cloned()
+}
+
+/// Carries out the disposition of one message on the queue it came from.
+async fn dispose(queue: &dyn Queue, message: &Received, disposition: Disposition) -> Handled {
+    let settled = |r: Result<(), QueueError>, ok: Handled| match r {
+        Ok(()) => ok,
+        Err(e) => Handled::Unsettled {
+            reason: e.to_string(),
         },
+    };
+    match disposition {
+        Disposition::Done => Handled::Done,
+        Disposition::Forward { to } => {
+            settled(queue.send(&queued(&to)).await.map(|_| ()), Handled::Forwarded)
+        }
+        Disposition::Retry { delay, reason } => {
+            // Reported as failed either way; the visibility is what makes it wait.
+            if let Err(e) = queue.release(&message.receipt, delay).await {
+                tracing::warn!(message_id = %message.id, error = %e, "could not extend the visibility; SQS delivers it after its own timeout");
+            }
+            Handled::Retried { delay, reason }
+        }
+        Disposition::DeadLetter { reason } => settled(
+            queue.dead_letter(message, &reason).await,
+            Handled::DeadLettered { reason },
+        ),
     }
 }
 
-/// Parses, syncs and disposes of one message.
+/// Parses, reconciles and disposes of one message.
 async fn handle_one<M, P, S, Fut>(
     queue: &dyn Queue,
     record: &SqsMessage,
     parse: &P,
     sync: &S,
+    rules: RetryRules,
 ) -> Handled
 where
     P: Fn(&str) -> Result<M, BadMessage>,
     S: Fn(M) -> Fut,
-    Fut: Future<Output = Result<(), SyncError>>,
+    Fut: Future<Output = Result<PairOutcome, SyncError>>,
 {
     let message = received(record);
     let disposition = match record.body.as_deref().map(parse) {
@@ -120,46 +155,42 @@ where
         Some(Err(bad)) => Disposition::DeadLetter {
             reason: format!("poison message: {bad}"),
         },
-        Some(Ok(parsed)) => Disposition::of(&sync(parsed).await),
+        Some(Ok(parsed)) => Disposition::of(
+            &sync(parsed).await,
+            message.receive_count,
+            rules.max_attempts,
+            rules.fallback,
+        ),
     };
-    match dispose(queue, &message, disposition).await {
-        Ok(handled) => {
-            match &handled {
-                Handled::Done => {
-                    tracing::debug!(message_id = %message.id, "message done")
-                }
-                Handled::Requeued { delay } => tracing::info!(
-                    message_id = %message.id,
-                    delay_s = delay.as_secs(),
-                    "message requeued with a delay"
-                ),
-                Handled::Failed { reason } => tracing::warn!(
-                    message_id = %message.id,
-                    receive_count = message.receive_count,
-                    reason = %reason,
-                    "message failed; SQS will deliver it again"
-                ),
-                Handled::DeadLettered { reason } => tracing::error!(
-                    message_id = %message.id,
-                    reason = %reason,
-                    "message sent to the dead-letter queue"
-                ),
-            }
-            handled
+    let handled = dispose(queue, &message, disposition).await;
+    match &handled {
+        Handled::Done | Handled::Forwarded | Handled::Held => {
+            tracing::debug!(message_id = %message.id, ?handled, "message handled")
         }
-        Err((handled, e)) => {
-            tracing::error!(
-                message_id = %message.id,
-                error = %e,
-                "could not requeue or dead-letter the message; SQS will deliver it again"
-            );
-            handled
-        }
+        Handled::Retried { delay, reason } => tracing::warn!(
+            message_id = %message.id,
+            attempt = message.receive_count,
+            delay_s = delay.as_secs(),
+            reason = %reason,
+            "reconcile failed; SQS will deliver it again"
+        ),
+        Handled::DeadLettered { reason } => tracing::error!(
+            message_id = %message.id,
+            reason = %reason,
+            "message sent to the dead-letter queue"
+        ),
+        Handled::Unsettled { reason } => tracing::error!(
+            message_id = %message.id,
+            error = %reason,
+            "could not forward or dead-letter the message; SQS will deliver it again"
+        ),
     }
+    handled
 }
 
-/// Handles every record of `event` with at most `concurrency` at a time. `parse` reads a
-/// body (an error makes it a poison message for the DLQ); `sync` does the work.
+/// Handles every record of `event`: the records of one group in order, at most
+/// `concurrency` groups at a time. `parse` reads a body (an error makes it a poison message
+/// for the DLQ); `sync` does the work.
 ///
 /// A record without a message id is reported with an empty identifier, which Lambda treats
 /// as a failure of the whole batch: better all again than one lost.
@@ -167,26 +198,55 @@ pub async fn drive<M, P, S, Fut>(
     queue: &dyn Queue,
     event: &SqsEvent,
     concurrency: usize,
+    rules: RetryRules,
     parse: P,
     sync: S,
 ) -> BatchOutcome
 where
     P: Fn(&str) -> Result<M, BadMessage>,
     S: Fn(M) -> Fut,
-    Fut: Future<Output = Result<(), SyncError>>,
+    Fut: Future<Output = Result<PairOutcome, SyncError>>,
 {
+    // The records of each group, in the batch's order; a record without a group (a
+    // standard queue) is a group of its own.
+    let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+    for (i, record) in event.records.iter().enumerate() {
+        match group_of(record) {
+            Some(g) => match groups.iter_mut().find(|(k, _)| k.as_deref() == Some(&g)) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((Some(g), vec![i])),
+            },
+            None => groups.push((None, vec![i])),
+        }
+    }
     let (parse, sync) = (&parse, &sync);
-    let handled: Vec<(String, Handled)> = stream::iter(event.records.iter())
-        .map(|record| async move {
-            let id = record.message_id.clone().unwrap_or_default();
-            (id, handle_one(queue, record, parse, sync).await)
+    let per_group: Vec<Vec<(usize, Handled)>> = stream::iter(groups)
+        .map(|(_, members)| async move {
+            let mut out = Vec::with_capacity(members.len());
+            let mut failed = false;
+            for i in members {
+                let handled = if failed {
+                    Handled::Held
+                } else {
+                    handle_one(queue, &event.records[i], parse, sync, rules).await
+                };
+                failed |= handled.is_failure();
+                out.push((i, handled));
+            }
+            out
         })
-        .buffered(concurrency.max(1))
+        .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
+    let mut by_index: Vec<(usize, Handled)> = per_group.into_iter().flatten().collect();
+    by_index.sort_by_key(|(i, _)| *i);
+    let handled: Vec<(String, Handled)> = by_index
+        .into_iter()
+        .map(|(i, h)| (event.records[i].message_id.clone().unwrap_or_default(), h))
+        .collect();
     let mut response = SqsBatchResponse::default();
     for (id, h) in &handled {
-        if matches!(h, Handled::Failed { .. }) || id.is_empty() {
+        if h.is_failure() || id.is_empty() {
             response.add_failure(id.clone());
         }
     }

@@ -1,6 +1,6 @@
 //! The poller's handler: the schedule's input names the task, `{"task":"poll"}` (Dataverse
-//! changes -> outbound queue) or `{"task":"reconcile"}` (Partner Center sweep -> inbound
-//! queue), and the answer is a small JSON report of what was enqueued.
+//! changes) or `{"task":"reconcile"}` (the Partner Center sweep), both onto the sync queue,
+//! and the answer is a small JSON report of what was enqueued.
 
 use std::time::Duration;
 
@@ -44,13 +44,12 @@ impl Task {
 pub async fn run_task(
     task: Task,
     engine: &Engine,
-    outbound: &dyn Queue,
-    inbound: &dyn Queue,
+    queue: &dyn Queue,
 ) -> Result<Value, PollerError> {
     match task {
         Task::Poll => {
             let r =
-                poll_opportunities(&engine.dv, engine.store.as_ref(), outbound, &engine.columns)
+                poll_opportunities(&engine.dv, engine.store.as_ref(), queue, &engine.columns)
                     .await?;
             tracing::info!(
                 enqueued = r.enqueued,
@@ -67,7 +66,7 @@ pub async fn run_task(
         }
         Task::Reconcile => {
             let r =
-                sweep_referrals(&engine.pc, engine.store.as_ref(), inbound, SWEEP_OVERLAP).await?;
+                sweep_referrals(&engine.pc, engine.store.as_ref(), queue, SWEEP_OVERLAP).await?;
             tracing::info!(
                 enqueued = r.enqueued,
                 pages = r.pages,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cosell_edge::aws::{self, QueueName};
+use cosell_edge::aws;
 use cosell_edge::settings::IntakeSettings;
 use lambda_http::{service_fn, Error, Request};
 use webhook_intake::Intake;
@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let intake = Arc::new(Intake {
         verifier: IntakeSettings::from_env()?.verifier()?,
         store: Box::new(aws::store(&sdk)?),
-        inbound: Box::new(aws::queue(&sdk, QueueName::Inbound)?),
+        inbound: Box::new(aws::sync_queue(&sdk)?),
     });
     lambda_http::run(service_fn(move |request: Request| {
         let intake = intake.clone();

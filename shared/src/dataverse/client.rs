@@ -18,7 +18,7 @@ use crate::entra::TokenProvider;
 use crate::retry::{self, RetryPolicy};
 
 const API_PATH: &str = "api/data/v9.2/";
-const RETURN_REPRESENTATION: &str = "return=representation";
+pub(super) const RETURN_REPRESENTATION: &str = "return=representation";
 /// Rows per page when the caller doesn't say.
 const DEFAULT_PAGE_SIZE: u32 = 500;
 
@@ -60,7 +60,7 @@ pub(super) struct PageBody {
 }
 
 pub struct DataverseClient {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     tokens: Arc<TokenProvider>,
     api_base: Url,
     columns: ColumnNames,
@@ -129,7 +129,7 @@ impl DataverseClient {
             .expect("entity paths join onto the API base")
     }
 
-    fn entity_url(&self, set: &str, entity: &str, id: &str) -> Result<Url, DataverseError> {
+    pub(super) fn entity_url(&self, set: &str, entity: &str, id: &str) -> Result<Url, DataverseError> {
         let id = query::guid(id).ok_or_else(|| DataverseError::NotFound {
             entity: entity.to_string(),
             id: id.to_string(),
@@ -211,7 +211,7 @@ impl DataverseClient {
 
     /// POST or PATCH `body` asking for the row back; falls back to a GET when the service
     /// answers 204 (it may ignore the preference).
-    async fn write_returning<T: DeserializeOwned>(
+    pub(super) async fn write_returning<T: DeserializeOwned>(
         &self,
         call: &str,
         target: Target<'_>,
@@ -549,7 +549,7 @@ impl DataverseClient {
 
 /// A model row as a request body: read-only parts (etag, `_x_value` lookups, annotations)
 /// dropped, since Dataverse rejects them on write.
-fn writable<T: serde::Serialize>(row: &T) -> Result<Map<String, Value>, DataverseError> {
+pub(super) fn writable<T: serde::Serialize>(row: &T) -> Result<Map<String, Value>, DataverseError> {
     let Value::Object(mut map) =
         serde_json::to_value(row).map_err(|e| DataverseError::Malformed {
             call: "serialize row".into(),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config::ColumnNames;
 use crate::dataverse::DataverseClient;
+use crate::engine::pair::Currencies;
 use crate::mapping::Mapping;
 use crate::partner_center::PartnerCenterClient;
 use crate::store::Store;
@@ -16,8 +17,6 @@ pub struct SyncOptions {
     pub cosell_only: bool,
     /// Prefix the opportunity name with ✔ when in sync (✘ when the last sync failed).
     pub checkmark: bool,
-    /// See [`crate::engine::claim`].
-    pub sync_lease: std::time::Duration,
 }
 
 impl Default for SyncOptions {
@@ -25,7 +24,6 @@ impl Default for SyncOptions {
         SyncOptions {
             cosell_only: false,
             checkmark: true,
-            sync_lease: crate::engine::claim::LEASE_TTL,
         }
     }
 }
@@ -38,6 +36,8 @@ pub struct Engine {
     pub mapping: Arc<Mapping>,
     pub columns: ColumnNames,
     pub options: SyncOptions,
+    /// The org's currency rows, read once per process.
+    pub currencies: Arc<Currencies>,
 }
 
 impl Engine {

@@ -13,11 +13,12 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::engine::messages::{InboundMessage, InboundTrigger};
+use crate::engine::disposition;
+use crate::engine::messages::{Origin, SyncMessage};
 use crate::engine::registration::overwrite_state;
 use crate::partner_center::event::{REFERRAL_CREATED, REFERRAL_UPDATED, TEST_CREATED};
 use crate::partner_center::webhook_verify::{VerifiedEvent, WebhookVerifier};
-use crate::queue::{OutMessage, Queue};
+use crate::queue::Queue;
 use crate::store::{Store, StoreError};
 
 /// How long a delivery is remembered for de-duplication.
@@ -102,7 +103,7 @@ pub async fn handle_webhook(
     if name == TEST_CREATED {
         return record_test_event(store, &verified).await;
     }
-    let Some(message) = inbound_message(&name, &verified) else {
+    let Some(event) = referral_event(&name, &verified) else {
         return IntakeResponse::error(
             400,
             "unknown_event",
@@ -114,15 +115,27 @@ pub async fn handle_webhook(
     match store.remember_delivery(&key, DEDUPE_TTL).await {
         Ok(true) => {}
         Ok(false) => {
-            tracing::info!(referral_id = %message.referral_id, "duplicate webhook delivery");
+            tracing::info!(referral_id = %event.referral_id, "duplicate webhook delivery");
             return IntakeResponse::ok(
-                json!({"status": "duplicate", "referral_id": message.referral_id}),
+                json!({"status": "duplicate", "referral_id": event.referral_id}),
             );
         }
         Err(e) => return store_unavailable(&e),
     }
-    if let Err(e) = inbound.send(&OutMessage::new(message.to_body())).await {
-        tracing::error!(error = %e, referral_id = %message.referral_id, "could not enqueue webhook event");
+    // Keyed by the pair: the linked opportunity, else the id the referral's opportunity gets.
+    let queued = match SyncMessage::for_referral(
+        store,
+        &event.referral_id,
+        Origin::Referral,
+        event.changed_at.clone(),
+    )
+    .await
+    {
+        Ok(message) => inbound.send(&disposition::queued(&message)).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = queued {
+        tracing::error!(error = %e, referral_id = %event.referral_id, "could not enqueue webhook event");
         // Un-mark it, or Partner Center's retry of this very delivery would be a "duplicate".
         if let Err(forget) = store.forget_delivery(&key).await {
             tracing::error!(error = %forget, "could not forget the delivery; the sweep will pick the referral up");
@@ -133,24 +146,26 @@ pub async fn handle_webhook(
             "the event could not be queued; retry later",
         );
     }
-    tracing::info!(referral_id = %message.referral_id, trigger = ?message.trigger, "webhook event queued");
-    IntakeResponse::ok(json!({"status": "queued", "referral_id": message.referral_id}))
+    tracing::info!(referral_id = %event.referral_id, event = name, "webhook event queued");
+    IntakeResponse::ok(json!({"status": "queued", "referral_id": event.referral_id}))
 }
 
-/// The message for a referral event; `None` for an event name we do not route.
-fn inbound_message(name: &str, verified: &VerifiedEvent) -> Option<InboundMessage> {
-    let trigger = if name == REFERRAL_CREATED {
-        InboundTrigger::ReferralCreated
-    } else if name == REFERRAL_UPDATED || name.starts_with("related-referral-") {
-        // A related referral's event points at that referral: "look at it" is all it says.
-        InboundTrigger::ReferralUpdated
-    } else {
+/// What a referral event points at.
+struct ReferralEvent {
+    referral_id: String,
+    changed_at: Option<String>,
+}
+
+/// The referral an event names; `None` for an event name we do not route.
+fn referral_event(name: &str, verified: &VerifiedEvent) -> Option<ReferralEvent> {
+    // A related referral's event points at that referral: "look at it" is all it says.
+    let routed =
+        name == REFERRAL_CREATED || name == REFERRAL_UPDATED || name.starts_with("related-referral-");
+    if !routed {
         return None;
-    };
-    let referral_id = verified.referral_id.clone()?;
-    Some(InboundMessage {
-        referral_id,
-        trigger,
+    }
+    Some(ReferralEvent {
+        referral_id: verified.referral_id.clone()?,
         changed_at: verified.event.resource_change_utc_date.clone(),
     })
 }

@@ -1,40 +1,39 @@
-//! What travels on the queues. Messages are pointers, never state: a worker always reads the
-//! current referral or opportunity, so a late or duplicated message cannot write old data.
+//! What travels on the sync queue. Messages are pointers, never state: a reconcile always
+//! reads the current referral and opportunity, so a late or duplicated message cannot
+//! write old data. Every message names its pair by the key (the opportunity id), which is
+//! also its FIFO message group.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-/// Why an inbound message exists.
+use crate::engine::pair::key;
+use crate::store::{Store, StoreError};
+
+/// Which side said something changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum InboundTrigger {
-    /// A `referral-created` webhook.
-    ReferralCreated,
-    /// A `referral-updated` webhook.
-    ReferralUpdated,
-    /// The periodic sweep found the referral updated since its watermark.
-    Reconcile,
-    /// An operator asked for it (backfill, replay).
-    Manual,
+pub enum Origin {
+    /// A Partner Center webhook, or the sweep that catches missed ones.
+    Referral,
+    /// The Dataverse poll.
+    Opportunity,
+    /// An operator (backfill, replay) or a forward between keys: both sides are read.
+    Operator,
 }
 
-/// Inbound queue: "look at this referral".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InboundMessage {
-    pub referral_id: String,
-    pub trigger: InboundTrigger,
-    /// `ResourceChangeUtcDate` or the referral's `updatedDateTime`, when known.
+pub struct SyncMessage {
+    /// The pair key: the opportunity id (for an unlinked referral, the id its opportunity
+    /// gets).
+    pub key: String,
+    pub origin: Origin,
+    /// The referral, when the sender knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referral_id: Option<String>,
+    /// The change's own time (`ResourceChangeUtcDate`, `updatedDateTime`, `modifiedon`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_at: Option<String>,
-}
-
-/// Outbound queue: "look at this opportunity".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutboundMessage {
-    pub opportunity_id: String,
-    /// `modifiedon` seen by the poller, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified_on: Option<String>,
-    /// The row was deleted in the CRM.
+    /// The opportunity was deleted in the CRM.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
 }
@@ -44,10 +43,49 @@ pub struct OutboundMessage {
 #[error("unreadable message body: {0}")]
 pub struct BadMessage(pub String);
 
-impl InboundMessage {
+impl SyncMessage {
+    /// "Look at this referral": keyed by its link, else by the id its opportunity gets.
+    pub async fn for_referral(
+        store: &dyn Store,
+        referral_id: &str,
+        origin: Origin,
+        changed_at: Option<String>,
+    ) -> Result<SyncMessage, StoreError> {
+        Ok(SyncMessage {
+            key: key::key_for_referral(store, referral_id).await?,
+            origin,
+            referral_id: Some(referral_id.trim().to_string()),
+            changed_at,
+            deleted: false,
+        })
+    }
+
+    /// "Look at this opportunity".
+    pub fn for_opportunity(opportunity_id: &str, modified_on: Option<String>) -> SyncMessage {
+        SyncMessage {
+            key: opportunity_id.trim().to_string(),
+            origin: Origin::Opportunity,
+            referral_id: None,
+            changed_at: modified_on,
+            deleted: false,
+        }
+    }
+
+    /// The same pair under the key that owns it: both sides are read there.
+    pub fn forwarded_to(&self, key: &str) -> SyncMessage {
+        SyncMessage {
+            key: key.trim().to_string(),
+            origin: Origin::Operator,
+            ..self.clone()
+        }
+    }
+
     pub fn parse(body: &str) -> Result<Self, BadMessage> {
         let m: Self = serde_json::from_str(body).map_err(|e| BadMessage(e.to_string()))?;
-        if m.referral_id.trim().is_empty() {
+        if m.key.trim().is_empty() {
+            return Err(BadMessage("empty key".into()));
+        }
+        if m.referral_id.as_deref().is_some_and(|r| r.trim().is_empty()) {
             return Err(BadMessage("empty referral_id".into()));
         }
         Ok(m)
@@ -56,19 +94,12 @@ impl InboundMessage {
     pub fn to_body(&self) -> String {
         serde_json::to_string(self).expect("plain struct serializes")
     }
-}
 
-impl OutboundMessage {
-    pub fn parse(body: &str) -> Result<Self, BadMessage> {
-        let m: Self = serde_json::from_str(body).map_err(|e| BadMessage(e.to_string()))?;
-        if m.opportunity_id.trim().is_empty() {
-            return Err(BadMessage("empty opportunity_id".into()));
-        }
-        Ok(m)
-    }
-
-    pub fn to_body(&self) -> String {
-        serde_json::to_string(self).expect("plain struct serializes")
+    /// The FIFO de-duplication id: the same change sent twice within five minutes (a
+    /// webhook and the sweep seeing one update) is queued once.
+    pub fn dedup_id(&self) -> String {
+        let digest = Sha256::digest(self.to_body().as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -77,32 +108,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inbound_round_trips_and_rejects_garbage() {
-        let m = InboundMessage {
-            referral_id: "r1".into(),
-            trigger: InboundTrigger::ReferralUpdated,
+    fn round_trips_and_rejects_garbage() {
+        let m = SyncMessage {
+            key: "o1".into(),
+            origin: Origin::Referral,
+            referral_id: Some("r1".into()),
             changed_at: Some("2026-01-01T00:00:00Z".into()),
+            deleted: false,
         };
         let body = m.to_body();
-        assert!(body.contains("\"referral-updated\""));
-        assert_eq!(InboundMessage::parse(&body).unwrap(), m);
-        assert!(InboundMessage::parse("{}").is_err());
-        assert!(InboundMessage::parse("not json").is_err());
-        assert!(InboundMessage::parse(r#"{"referral_id":" ","trigger":"manual"}"#).is_err());
-        assert!(InboundMessage::parse(r#"{"referral_id":"x","trigger":"bogus"}"#).is_err());
+        assert!(body.contains("\"referral\""));
+        assert!(!body.contains("deleted"));
+        assert_eq!(SyncMessage::parse(&body).unwrap(), m);
+        assert!(SyncMessage::parse("{}").is_err());
+        assert!(SyncMessage::parse("not json").is_err());
+        assert!(SyncMessage::parse(r#"{"key":" ","origin":"referral"}"#).is_err());
+        assert!(SyncMessage::parse(r#"{"key":"o","origin":"bogus"}"#).is_err());
+        assert!(SyncMessage::parse(r#"{"key":"o","origin":"referral","referral_id":""}"#).is_err());
     }
 
     #[test]
-    fn outbound_round_trips_and_omits_defaults() {
-        let m = OutboundMessage {
-            opportunity_id: "o1".into(),
-            modified_on: None,
-            deleted: false,
-        };
-        assert_eq!(m.to_body(), r#"{"opportunity_id":"o1"}"#);
-        assert_eq!(OutboundMessage::parse(&m.to_body()).unwrap(), m);
-        let d = OutboundMessage::parse(r#"{"opportunity_id":"o2","deleted":true}"#).unwrap();
-        assert!(d.deleted);
-        assert!(OutboundMessage::parse(r#"{"opportunity_id":""}"#).is_err());
+    fn a_forward_keeps_the_referral_and_reads_both_sides() {
+        let m = SyncMessage::for_opportunity("o1", None);
+        let f = m.forwarded_to("o2");
+        assert_eq!(f.key, "o2");
+        assert_eq!(f.origin, Origin::Operator);
+        assert_ne!(m.dedup_id(), f.dedup_id());
     }
 }

@@ -1,22 +1,19 @@
 //! The sync engine: plain async functions that take their clients, store and queues as
 //! arguments. The Lambda functions and the local runner are thin edges around these.
 //!
-//! - [`intake`]: a webhook delivery in, an [`InboundMessage`] out (or a 4xx).
-//! - [`inbound`]: one referral -> its opportunity (with account and contact).
-//! - [`outbound`]: one opportunity -> its referral.
-//! - [`poller`]: Dataverse changes since the stored delta link -> [`OutboundMessage`]s.
-//! - [`reconcile`]: referrals updated since the sweep watermark -> [`InboundMessage`]s.
+//! - [`intake`]: a webhook delivery in, a [`SyncMessage`] out (or a 4xx).
+//! - [`pair`]: one reconcile of a referral/opportunity pair, both directions.
+//! - [`poller`]: Dataverse changes since the stored delta link -> [`SyncMessage`]s.
+//! - [`reconcile`]: referrals updated since the sweep watermark -> [`SyncMessage`]s.
 //! - [`registration`]: the webhook registration kept in line with the configured URL.
-//! - [`disposition`]: what a queue worker does with a message after a sync attempt.
+//! - [`disposition`]: what a queue worker does with a message after a reconcile.
 
-pub mod claim;
 pub mod context;
 pub mod disposition;
 pub mod error;
-pub mod inbound;
 pub mod intake;
 pub mod messages;
-pub mod outbound;
+pub mod pair;
 pub mod poller;
 pub mod reconcile;
 pub mod referral_context;
@@ -26,4 +23,5 @@ pub mod wiring;
 pub use context::{Engine, SyncOptions};
 pub use disposition::Disposition;
 pub use error::SyncError;
-pub use messages::{BadMessage, InboundMessage, InboundTrigger, OutboundMessage};
+pub use messages::{BadMessage, Origin, SyncMessage};
+pub use pair::{reconcile as reconcile_pair, PairOutcome};

@@ -15,7 +15,8 @@ use time::OffsetDateTime;
 use crate::config::ColumnNames;
 use crate::dataverse::model::Opportunity;
 use crate::dataverse::{DataverseClient, DataverseError};
-use crate::engine::messages::OutboundMessage;
+use crate::engine::disposition::queued;
+use crate::engine::messages::SyncMessage;
 use crate::engine::SyncError;
 use crate::queue::{OutMessage, Queue};
 use crate::store::Store;
@@ -141,7 +142,7 @@ async fn poll_delta(
         }
         other => other?,
     };
-    let mut messages: Vec<OutboundMessage> = set
+    let mut messages: Vec<SyncMessage> = set
         .upserts
         .iter()
         .filter(|o| wants_sync(o, columns))
@@ -151,11 +152,9 @@ async fn poll_delta(
     for id in &set.deleted {
         // A delete matters only for an opportunity that is linked to a referral.
         if store.get_link_by_opportunity(id).await?.is_some() {
-            messages.push(OutboundMessage {
-                opportunity_id: id.clone(),
-                modified_on: None,
-                deleted: true,
-            });
+            let mut message = SyncMessage::for_opportunity(id, None);
+            message.deleted = true;
+            messages.push(message);
             deleted += 1;
         }
     }
@@ -243,19 +242,15 @@ fn wants_sync(o: &Opportunity, columns: &ColumnNames) -> bool {
     flagged || linked
 }
 
-fn upsert_message(o: &Opportunity) -> Option<OutboundMessage> {
-    Some(OutboundMessage {
-        opportunity_id: o.opportunityid.clone()?,
-        modified_on: o.modifiedon.clone(),
-        deleted: false,
-    })
+fn upsert_message(o: &Opportunity) -> Option<SyncMessage> {
+    Some(SyncMessage::for_opportunity(
+        o.opportunityid.as_deref()?,
+        o.modifiedon.clone(),
+    ))
 }
 
-async fn send_all(outbound: &dyn Queue, messages: &[OutboundMessage]) -> Result<(), SyncError> {
-    let out: Vec<OutMessage> = messages
-        .iter()
-        .map(|m| OutMessage::new(m.to_body()))
-        .collect();
+async fn send_all(outbound: &dyn Queue, messages: &[SyncMessage]) -> Result<(), SyncError> {
+    let out: Vec<OutMessage> = messages.iter().map(queued).collect();
     for chunk in out.chunks(BATCH) {
         outbound.send_batch(chunk).await?;
     }

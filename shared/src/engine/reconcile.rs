@@ -16,10 +16,11 @@ use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::engine::messages::{InboundMessage, InboundTrigger};
+use crate::engine::disposition::queued;
+use crate::engine::messages::{Origin, SyncMessage};
 use crate::engine::SyncError;
 use crate::partner_center::{ListQuery, PartnerCenterClient};
-use crate::queue::{OutMessage, Queue};
+use crate::queue::Queue;
 use crate::store::Store;
 
 /// Sync-state key of the Partner Center sweep watermark.
@@ -86,12 +87,9 @@ pub async fn sweep_referrals_paged(
                     newest = Some((t, rfc3339(t)));
                 }
             }
-            let message = InboundMessage {
-                referral_id: id,
-                trigger: InboundTrigger::Reconcile,
-                changed_at,
-            };
-            messages.push(OutMessage::new(message.to_body()));
+            let message =
+                SyncMessage::for_referral(store, &id, Origin::Referral, changed_at).await?;
+            messages.push(queued(&message));
         }
         for chunk in messages.chunks(BATCH) {
             inbound.send_batch(chunk).await?;

@@ -136,8 +136,8 @@ impl Engine {
             options: SyncOptions {
                 cosell_only: config.sync_cosell_only,
                 checkmark: config.checkmark,
-                sync_lease: config.sync_lease,
             },
+            currencies: Default::default(),
         })
     }
 }

@@ -10,6 +10,7 @@ mod error;
 mod hash;
 mod inbound;
 mod outbound;
+mod pair;
 mod path;
 mod schema;
 mod spec;
@@ -25,6 +26,7 @@ pub use country::to_iso2;
 pub use error::MappingError;
 pub use inbound::{InboundContext, InboundPlan};
 pub use outbound::{CrmRows, JsonPatchOp, PatchOp};
+pub use pair::{FieldValues, Flow};
 pub use schema::resolve_column;
 pub use spec::{
     ConflictSpec, Direction, FieldSpec, MappingFile, SchemaExtras, Side, StatusInbound,

@@ -86,9 +86,13 @@ pub(super) struct CallIds {
 }
 
 impl CallIds {
-    fn new() -> Self {
+    /// `request_id`: the id of a logical call sent again on its retries (a create the
+    /// caller may repeat after a lost response); a fresh one otherwise.
+    fn new(request_id: Option<&str>) -> Self {
         CallIds {
-            request_id: Uuid::new_v4().to_string(),
+            request_id: request_id
+                .map(str::to_string)
+                .unwrap_or_else(|| Uuid::new_v4().to_string()),
             correlation_id: Uuid::new_v4().to_string(),
         }
     }
@@ -138,7 +142,18 @@ impl PartnerCenterClient {
         resource: &str,
         build: &(dyn Fn() -> RequestBuilder + Sync),
     ) -> Result<Response, PartnerCenterError> {
-        let ids = CallIds::new();
+        self.send_as(call, resource, None, build).await
+    }
+
+    /// [`Self::send`] with the caller's `MS-RequestId` for the logical call.
+    async fn send_as(
+        &self,
+        call: &str,
+        resource: &str,
+        request_id: Option<&str>,
+        build: &(dyn Fn() -> RequestBuilder + Sync),
+    ) -> Result<Response, PartnerCenterError> {
+        let ids = CallIds::new(request_id);
         let mut renewed = false;
         loop {
             let token = self.tokens.token().await?;
@@ -251,10 +266,20 @@ impl PartnerCenterClient {
         &self,
         referral: &Referral,
     ) -> Result<Referral, PartnerCenterError> {
+        self.create_referral_as(referral, None).await
+    }
+
+    /// Creates a referral with the caller's `MS-RequestId` (the same on every retry of one
+    /// logical create).
+    pub async fn create_referral_as(
+        &self,
+        referral: &Referral,
+        request_id: Option<&str>,
+    ) -> Result<Referral, PartnerCenterError> {
         let url = self.referrals_url(None);
         let body = to_body(referral)?;
         let resp = self
-            .send("create referral", "", &|| {
+            .send_as("create referral", "", request_id, &|| {
                 self.http
                     .post(url.clone())
                     .header("Content-Type", "application/json")

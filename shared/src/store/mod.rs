@@ -1,5 +1,6 @@
-//! The state port: crosswalk links, the audit trail, small versioned state values (delta
-//! links, watermarks, webhook registration) and delivery de-duplication.
+//! The state port: crosswalk links (with each pair's merge base), the audit trail, small
+//! versioned state values (delta links, watermarks, webhook registration) and delivery
+//! de-duplication.
 //!
 //! Two adapters implement it with the same semantics, checked by one contract test suite
 //! (`shared/tests/store_contract.rs`): [`dynamodb::DynamoStore`] for AWS and
@@ -9,7 +10,6 @@
 pub mod aws_local;
 pub mod dynamodb;
 mod error;
-mod lease_claim;
 pub mod sqlite;
 pub(crate) mod sqlite_connection;
 mod sync_record;
@@ -23,7 +23,6 @@ use crate::audit::{AuditEntry, AuditQuery};
 use crate::crosswalk::Link;
 
 pub use error::StoreError;
-pub use lease_claim::LeaseClaim;
 pub use sync_record::{LinkWrite, SyncRecord};
 
 /// How long audit entries are kept unless an adapter is told otherwise.
@@ -72,50 +71,22 @@ pub trait Store: Send + Sync {
     /// was claimed but could not be handed on). Forgetting an unknown key is not an error.
     async fn forget_delivery(&self, key: &str) -> Result<(), StoreError>;
 
-    /// Takes the sync lease `key` for `ttl` (exclusive like [`Store::remember_delivery`]).
-    /// This default cannot tell a new key from a released one, so it never answers
-    /// [`LeaseClaim::Fresh`]: callers then read again under the lease.
-    async fn claim_lease(&self, key: &str, ttl: Duration) -> Result<LeaseClaim, StoreError> {
-        Ok(if self.remember_delivery(key, ttl).await? {
-            LeaseClaim::Reclaimed
-        } else {
-            LeaseClaim::Held
-        })
-    }
-
-    /// Gives a sync lease back. An adapter that answers [`LeaseClaim::Fresh`] must leave a
-    /// marker behind so the next claim answers [`LeaseClaim::Reclaimed`].
-    async fn release_lease(&self, key: &str) -> Result<(), StoreError> {
-        self.forget_delivery(key).await
-    }
-
-    /// Ends a sync: the link write, the audit entries and the lease release of `record`.
-    /// When the link write fails (a [`StoreError::Conflict`] for a lost race) nothing else
-    /// is written and the caller records the failure and releases the lease itself.
+    /// Ends a reconcile: the link write and its audit entries. When the link write fails (a
+    /// [`StoreError::Conflict`] for a lost race) nothing else is written.
     ///
-    /// This default makes the writes one after the other (the link first, then the rest
-    /// together, best effort as [`Store::append_audit`] callers treat them); adapters that
-    /// can write several items atomically do it in one round trip. Returns the stored link.
+    /// This default makes the writes one after the other (the link first, then the entries,
+    /// best effort as [`Store::append_audit`] callers treat them); adapters that can write
+    /// several items atomically do it in one round trip. Returns the stored link.
     async fn finish_sync(&self, record: SyncRecord<'_>) -> Result<Option<Link>, StoreError> {
         let stored = match record.link {
             Some(w) => Some(self.put_link(w.link, w.expected_version()).await?),
             None => None,
         };
-        let audit = async {
-            for entry in record.audit {
-                if let Err(e) = self.append_audit(entry).await {
-                    tracing::warn!(entry = %entry.id, error = %e, "audit entry not written");
-                }
+        for entry in record.audit {
+            if let Err(e) = self.append_audit(entry).await {
+                tracing::warn!(entry = %entry.id, error = %e, "audit entry not written");
             }
-        };
-        let release = async {
-            for key in record.release {
-                if let Err(e) = self.release_lease(key).await {
-                    tracing::warn!(key, error = %e, "could not release a sync lease; it expires on its own");
-                }
-            }
-        };
-        tokio::join!(audit, release);
+        }
         Ok(stored)
     }
 }

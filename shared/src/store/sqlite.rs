@@ -376,7 +376,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    /// One transaction: the link, the audit entries and the lease release commit together.
+    /// One transaction: the link and the audit entries commit together.
     async fn finish_sync(&self, record: SyncRecord<'_>) -> Result<Option<Link>, StoreError> {
         if record.is_empty() {
             return Ok(None);
@@ -387,7 +387,6 @@ impl Store for SqliteStore {
             .iter()
             .map(|e| (e.clone(), self.audit_expiry(e)))
             .collect();
-        let release: Vec<String> = record.release.iter().map(|k| k.to_string()).collect();
         self.conn
             .run(move |c| {
                 let tx = c.transaction().map_err(backend)?;
@@ -397,10 +396,6 @@ impl Store for SqliteStore {
                 };
                 for (entry, expires_at) in &audit {
                     insert_audit(&tx, entry, *expires_at)?;
-                }
-                for key in &release {
-                    exec(&tx, "DELETE FROM deliveries WHERE key = ?1", params![key])
-                        .map_err(backend)?;
                 }
                 tx.commit().map_err(backend)?;
                 Ok(stored)

@@ -1,7 +1,6 @@
-//! What one sync leaves in the store when it ends: the crosswalk write (if it made one), its
-//! audit entries and the release of its lease. Written together so a sync ends in one round
-//! trip to the store instead of three, and so a link that loses its race leaves no audit
-//! entry claiming success.
+//! What one reconcile leaves in the store when it ends: the crosswalk write (if it made one)
+//! and its audit entries. Written together so a reconcile ends in one round trip, and so a
+//! link that loses its race leaves no audit entry claiming success.
 
 use crate::audit::AuditEntry;
 use crate::crosswalk::Link;
@@ -25,15 +24,12 @@ impl LinkWrite<'_> {
 pub struct SyncRecord<'a> {
     pub link: Option<LinkWrite<'a>>,
     pub audit: &'a [AuditEntry],
-    /// The delivery keys that hold the sync's leases, forgotten with the rest (empty: the
-    /// sync goes on and releases them later).
-    pub release: &'a [&'a str],
 }
 
 impl SyncRecord<'_> {
     /// Nothing to write: adapters return at once (DynamoDB refuses a transaction of no
-    /// items, and a sync that gave its lease back with its link ends with such a record).
+    /// items).
     pub fn is_empty(&self) -> bool {
-        self.link.is_none() && self.audit.is_empty() && self.release.is_empty()
+        self.link.is_none() && self.audit.is_empty()
     }
 }

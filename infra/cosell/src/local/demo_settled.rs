@@ -47,8 +47,7 @@ async fn check(
     runtime: &Runtime,
 ) -> Result<String, Unsettled> {
     let queues = [
-        ("inbound", runtime.inbound()),
-        ("outbound", runtime.outbound()),
+        ("sync", runtime.queue()),
     ];
     for (name, queue) in &queues {
         let depth = queue

@@ -1,57 +1,32 @@
-//! One message body in, one sync out: the same engine calls as the Lambda workers.
+//! One message body in, one reconcile out: the same engine call as the Lambda function.
 
-use cosell::engine::inbound::{self, InboundOutcome};
-use cosell::engine::outbound::{self, OutboundOutcome};
-use cosell::engine::{Engine, InboundMessage, OutboundMessage};
+use cosell::engine::{reconcile_pair, Engine, PairOutcome, SyncMessage};
 
 use super::worker::Handled;
 
-pub async fn inbound(engine: &Engine, body: &str) -> Handled {
-    let message = InboundMessage::parse(body)?;
-    let result = inbound::sync_referral(engine, &message).await;
+pub async fn sync(engine: &Engine, body: &str) -> Handled {
+    let message = SyncMessage::parse(body)?;
+    let result = reconcile_pair(engine, &message).await;
     match &result {
-        Ok(InboundOutcome::Created { opportunity_id }) => {
-            tracing::info!(referral = %message.referral_id, opportunity = %opportunity_id, "opportunity created")
+        Ok(PairOutcome::OpportunityCreated {
+            referral_id,
+            opportunity_id,
+        }) => tracing::info!(referral = %referral_id, opportunity = %opportunity_id, "opportunity created"),
+        Ok(PairOutcome::ReferralCreated {
+            referral_id,
+            opportunity_id,
+        }) => tracing::info!(opportunity = %opportunity_id, referral = %referral_id, "referral created"),
+        Ok(PairOutcome::Updated {
+            referral_id,
+            opportunity_id,
+        }) => tracing::info!(referral = %referral_id, opportunity = %opportunity_id, "pair updated"),
+        Ok(PairOutcome::Skipped { reason }) => {
+            tracing::debug!(key = %message.key, %reason, "pair skipped")
         }
-        Ok(InboundOutcome::Updated { opportunity_id }) => {
-            tracing::info!(referral = %message.referral_id, opportunity = %opportunity_id, "opportunity updated")
+        Ok(PairOutcome::Forwarded { to }) => {
+            tracing::debug!(key = %message.key, to = %to.key, "forwarded to its pair's key")
         }
-        Ok(InboundOutcome::Skipped { reason }) => {
-            tracing::info!(referral = %message.referral_id, %reason, "referral skipped")
-        }
-        Ok(InboundOutcome::Unchanged { .. }) | Err(_) => {}
+        Ok(PairOutcome::Unchanged { .. }) | Err(_) => {}
     }
-    Ok(result.map(|_| ()))
-}
-
-pub async fn outbound(engine: &Engine, body: &str) -> Handled {
-    let message = OutboundMessage::parse(body)?;
-    let result = outbound::sync_opportunity(engine, &message).await;
-    match &result {
-        Ok(OutboundOutcome::Created { referral_id }) => {
-            tracing::info!(opportunity = %message.opportunity_id, referral = %referral_id, "referral created")
-        }
-        Ok(OutboundOutcome::Updated { referral_id }) => {
-            tracing::info!(opportunity = %message.opportunity_id, referral = %referral_id, "referral updated")
-        }
-        Ok(OutboundOutcome::Skipped { reason }) => {
-            tracing::debug!(opportunity = %message.opportunity_id, %reason, "opportunity skipped")
-        }
-        Ok(OutboundOutcome::Unchanged { .. }) | Err(_) => {}
-    }
-    Ok(result.map(|_| ()))
-}
-
-/// The referral an inbound body is about (unreadable bodies have none).
-pub fn inbound_key(body: &str) -> Option<String> {
-    InboundMessage::parse(body)
-        .ok()
-        .map(|m| m.referral_id.to_ascii_lowercase())
-}
-
-/// The opportunity an outbound body is about.
-pub fn outbound_key(body: &str) -> Option<String> {
-    OutboundMessage::parse(body)
-        .ok()
-        .map(|m| m.opportunity_id.to_ascii_lowercase())
+    Ok(result)
 }

@@ -4,7 +4,6 @@
 pub mod demo;
 mod demo_settled;
 pub mod handlers;
-pub mod keyed;
 pub mod logging;
 pub mod refresh_file;
 pub mod runtime;

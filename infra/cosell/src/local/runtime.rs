@@ -1,6 +1,7 @@
-//! The whole connector in one process: webhook endpoint, inbound and outbound workers on
-//! embedded durable queues, the opportunity poller and the referral sweep, all sharing one
-//! SQLite file under the data dir. The same engine functions as the Lambda functions.
+//! The whole connector in one process: webhook endpoint, the pair worker on an embedded
+//! durable FIFO queue (one message per pair at a time), the opportunity poller and the
+//! referral sweep, all sharing one SQLite file under the data dir. The same engine
+//! functions as the Lambda functions.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,15 +25,15 @@ use super::server::{self, Intake, WEBHOOK_PATH};
 use super::worker::{self, WorkerSettings};
 use super::{handlers, schedule};
 
-/// The database file in the data dir that holds the store and both queues.
+/// The database file in the data dir that holds the store and the sync queue.
 pub const DATABASE_FILE: &str = "cosell.db";
-pub const INBOUND_QUEUE: &str = "inbound";
-pub const OUTBOUND_QUEUE: &str = "outbound";
+/// The FIFO queue every change of a pair goes to, from either side.
+pub const SYNC_QUEUE: &str = "sync";
 
 /// How the runner runs, beyond the settings.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
-    /// Syncs running at once, per queue.
+    /// Reconciles running at once (of different pairs).
     pub concurrency: usize,
     /// How long a received message stays hidden; after a crash, in-flight messages come back
     /// once it has passed.
@@ -40,8 +41,8 @@ pub struct RuntimeOptions {
     pub receive_wait: Duration,
     /// Retry delay of a transient failure that gave no wait of its own.
     pub fail_delay: Duration,
-    /// Receives before a message goes to the dead-letter queue.
-    pub max_receive_count: u32,
+    /// Failed attempts before a message goes to the dead-letter queue with its reason.
+    pub max_attempts: u32,
     /// How far back each sweep looks before its watermark.
     pub sweep_overlap: Duration,
     /// With no `COSELL_WEBHOOK_URL`, register this runner's own address (sandbox and demo).
@@ -58,7 +59,7 @@ impl Default for RuntimeOptions {
             visibility: Duration::from_secs(120),
             receive_wait: Duration::from_millis(500),
             fail_delay: Duration::from_secs(5),
-            max_receive_count: 5,
+            max_attempts: cosell::engine::disposition::DEFAULT_MAX_ATTEMPTS,
             sweep_overlap: Duration::from_secs(300),
             register_own_url: false,
             schedules: true,
@@ -71,8 +72,7 @@ pub struct Runtime {
     addr: SocketAddr,
     engine: Engine,
     store: Arc<SqliteStore>,
-    inbound: Arc<SqliteQueue>,
-    outbound: Arc<SqliteQueue>,
+    queue: Arc<SqliteQueue>,
     data_dir: PathBuf,
     webhook_url: Option<Url>,
     stop: watch::Sender<bool>,
@@ -88,16 +88,7 @@ impl Runtime {
         let store = Arc::new(
             SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
         );
-        let inbound = Arc::new(SqliteQueue::open(
-            &db,
-            INBOUND_QUEUE,
-            options.max_receive_count,
-        )?);
-        let outbound = Arc::new(SqliteQueue::open(
-            &db,
-            OUTBOUND_QUEUE,
-            options.max_receive_count,
-        )?);
+        let queue = Arc::new(open_sync_queue(&db, options.max_attempts)?);
 
         let (config, refresh_store) = with_stored_refresh_token(config)?;
         let http = wiring::http_client(&config)?;
@@ -116,7 +107,7 @@ impl Runtime {
         let intake = Arc::new(Intake {
             verifier: wiring::webhook_verifier(&config, &http),
             store: store.clone(),
-            inbound: inbound.clone(),
+            inbound: queue.clone(),
         });
         let mut server_stop = stopped.clone();
         let server = tokio::spawn(async move {
@@ -140,8 +131,7 @@ impl Runtime {
             addr,
             engine,
             store,
-            inbound,
-            outbound,
+            queue,
             data_dir: config.data_dir.clone(),
             webhook_url,
             stop,
@@ -183,32 +173,22 @@ impl Runtime {
         options: &RuntimeOptions,
         stopped: watch::Receiver<bool>,
     ) {
-        let settings = |name, key| WorkerSettings {
-            name,
-            key,
+        let settings = WorkerSettings {
+            name: SYNC_QUEUE,
             concurrency: options.concurrency,
             visibility: options.visibility,
             receive_wait: options.receive_wait,
             fail_delay: options.fail_delay,
+            max_attempts: options.max_attempts,
         };
         let engine = self.engine.clone();
         self.loops.push(tokio::spawn(worker::run(
-            self.inbound.clone(),
-            settings(INBOUND_QUEUE, handlers::inbound_key),
+            self.queue.clone(),
+            settings,
             stopped.clone(),
             move |body: String| {
                 let engine = engine.clone();
-                async move { handlers::inbound(&engine, &body).await }
-            },
-        )));
-        let engine = self.engine.clone();
-        self.loops.push(tokio::spawn(worker::run(
-            self.outbound.clone(),
-            settings(OUTBOUND_QUEUE, handlers::outbound_key),
-            stopped.clone(),
-            move |body: String| {
-                let engine = engine.clone();
-                async move { handlers::outbound(&engine, &body).await }
+                async move { handlers::sync(&engine, &body).await }
             },
         )));
         if !options.schedules {
@@ -218,7 +198,7 @@ impl Runtime {
         let (engine, store, outbound) = (
             self.engine.clone(),
             self.store.clone(),
-            self.outbound.clone(),
+            self.queue.clone(),
         );
         self.loops.push(tokio::spawn(schedule::every(
             "poll",
@@ -258,7 +238,7 @@ impl Runtime {
         let (engine, store, inbound) = (
             self.engine.clone(),
             self.store.clone(),
-            self.inbound.clone(),
+            self.queue.clone(),
         );
         let overlap = options.sweep_overlap;
         self.loops.push(tokio::spawn(schedule::every(
@@ -312,12 +292,9 @@ impl Runtime {
         self.store.clone()
     }
 
-    pub fn inbound(&self) -> Arc<SqliteQueue> {
-        self.inbound.clone()
-    }
-
-    pub fn outbound(&self) -> Arc<SqliteQueue> {
-        self.outbound.clone()
+    /// The sync queue (FIFO, grouped by pair).
+    pub fn queue(&self) -> Arc<SqliteQueue> {
+        self.queue.clone()
     }
 
     pub fn data_dir(&self) -> &std::path::Path {
@@ -343,6 +320,12 @@ impl Runtime {
         }
         tracing::info!("stopped");
     }
+}
+
+/// The local runner's FIFO sync queue in `db`. Its own receive limit is a backstop above
+/// the attempts the worker allows: the worker dead-letters with the last reason first.
+pub fn open_sync_queue(db: &std::path::Path, max_attempts: u32) -> anyhow::Result<SqliteQueue> {
+    Ok(SqliteQueue::open(db, SYNC_QUEUE, max_attempts + 2)?)
 }
 
 fn local_webhook_url(addr: SocketAddr) -> Url {

@@ -1,38 +1,38 @@
-//! A queue worker: receives batches, runs a bounded number of syncs at once, and carries out
-//! each result's [`Disposition`]. On shutdown it stops receiving and waits for the syncs in
+//! A queue worker: receives batches, runs a bounded number of reconciles at once, and
+//! carries out each result's [`Disposition`]. The sync queue is FIFO with the pair key as
+//! the group, so it hands out one message per pair at a time: two reconciles of one pair
+//! never run together. On shutdown it stops receiving and waits for the reconciles in
 //! flight, so a message is either finished or still on the queue.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cosell::engine::{BadMessage, Disposition, SyncError};
+use cosell::engine::{BadMessage, Disposition, PairOutcome, SyncError};
 use cosell::queue::{Queue, Received};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use super::keyed::KeyedLocks;
-
 /// What handling one message body came to.
-pub type Handled = Result<Result<(), SyncError>, BadMessage>;
+pub type Handled = Result<Result<PairOutcome, SyncError>, BadMessage>;
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     /// Queue name, for the logs.
     pub name: &'static str,
-    /// Syncs running at once.
+    /// Reconciles running at once.
     pub concurrency: usize,
-    /// How long a received message stays hidden from other receives.
+    /// How long a received message stays hidden from other receives (its pair's lease).
     pub visibility: Duration,
     /// How long one receive waits for a first message (also the shutdown reaction time).
     pub receive_wait: Duration,
     /// When a transient failure gives no wait of its own, retry after this.
     pub fail_delay: Duration,
-    /// The record a message body is about; messages with the same key run one at a time.
-    pub key: fn(&str) -> Option<String>,
+    /// Failed attempts before a message goes to the dead-letter queue.
+    pub max_attempts: u32,
 }
 
-/// Runs until `shutdown` turns true, then drains the syncs in flight.
+/// Runs until `shutdown` turns true, then drains the reconciles in flight.
 pub async fn run<H, F>(
     queue: Arc<dyn Queue>,
     settings: WorkerSettings,
@@ -43,7 +43,6 @@ pub async fn run<H, F>(
     F: Future<Output = Handled> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-    let keys = KeyedLocks::default();
     let mut in_flight = JoinSet::new();
     loop {
         if *shutdown.borrow() {
@@ -90,12 +89,7 @@ pub async fn run<H, F>(
                     .expect("the semaphore is never closed"),
             };
             let (queue, handle, settings) = (queue.clone(), handle.clone(), settings.clone());
-            let keys = keys.clone();
             in_flight.spawn(async move {
-                let _one_at_a_time = match (settings.key)(&message.body) {
-                    Some(key) => Some(keys.lock(&key).await),
-                    None => None,
-                };
                 process(queue.as_ref(), &settings, message, handle).await;
                 drop(permit);
             });
@@ -120,32 +114,28 @@ where
     H: Fn(String) -> F,
     F: Future<Output = Handled>,
 {
-    let applied = match handle(message.body.clone()).await {
-        Err(bad) => {
-            tracing::error!(queue = settings.name, id = %message.id, error = %bad, "dead-lettered an unreadable message");
-            queue.dead_letter(&message, &bad.to_string()).await
-        }
-        Ok(result) => {
-            let disposition = Disposition::of(&result);
-            match &disposition {
-                Disposition::Done => {}
-                Disposition::Requeue { delay, reason } => {
-                    tracing::info!(queue = settings.name, id = %message.id, ?delay, %reason, "requeued")
-                }
-                Disposition::Fail { reason } => tracing::warn!(
-                    queue = settings.name, id = %message.id, receives = message.receive_count,
-                    %reason, "sync failed; will retry"
-                ),
-                Disposition::DeadLetter { reason } => {
-                    tracing::error!(queue = settings.name, id = %message.id, %reason, "dead-lettered")
-                }
-            }
-            disposition
-                .apply(queue, &message, settings.fail_delay)
-                .await
-        }
+    let disposition = match handle(message.body.clone()).await {
+        Err(bad) => Disposition::DeadLetter {
+            reason: format!("poison message: {bad}"),
+        },
+        Ok(result) => Disposition::of(
+            &result,
+            message.receive_count,
+            settings.max_attempts,
+            settings.fail_delay,
+        ),
     };
-    if let Err(e) = applied {
+    match &disposition {
+        Disposition::Done | Disposition::Forward { .. } => {}
+        Disposition::Retry { delay, reason } => tracing::warn!(
+            queue = settings.name, id = %message.id, attempt = message.receive_count,
+            ?delay, %reason, "reconcile failed; will retry"
+        ),
+        Disposition::DeadLetter { reason } => {
+            tracing::error!(queue = settings.name, id = %message.id, %reason, "dead-lettered")
+        }
+    }
+    if let Err(e) = disposition.apply(queue, &message).await {
         // The message stays on the queue and comes back after its visibility timeout.
         tracing::warn!(queue = settings.name, id = %message.id, error = %e, "could not settle message");
     }
@@ -153,6 +143,6 @@ where
 
 fn report_panic(queue: &str, done: Result<(), tokio::task::JoinError>) {
     if let Err(e) = done {
-        tracing::error!(queue, error = %e, "a sync task panicked; its message will be retried");
+        tracing::error!(queue, error = %e, "a reconcile task panicked; its message will be retried");
     }
 }

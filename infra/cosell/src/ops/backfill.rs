@@ -6,7 +6,8 @@ use std::io::Write;
 
 use clap::Args;
 use cosell::engine::wiring;
-use cosell::engine::{InboundMessage, InboundTrigger};
+use cosell::engine::disposition::queued;
+use cosell::engine::{Origin, SyncMessage};
 use cosell::partner_center::{ListQuery, Page, PartnerCenterClient};
 use cosell::queue::{OutMessage, Queue};
 use cosell::store::{Store, StoreError};
@@ -82,7 +83,7 @@ pub async fn run(
     let job = Backfill {
         pc: &pc,
         store: target.store.as_ref(),
-        inbound: target.inbound.as_ref(),
+        queue: target.queue.as_ref(),
         since,
         restart: args.restart,
         page_size: args.page_size,
@@ -94,7 +95,7 @@ pub async fn run(
         Format::Table => {
             writeln!(
                 out,
-                "queued {} referral(s) from {} page(s){} for inbound sync",
+                "queued {} referral(s) from {} page(s){} for sync",
                 report.enqueued,
                 report.pages,
                 if report.resumed {
@@ -118,7 +119,7 @@ pub async fn run(
 struct Backfill<'a> {
     pc: &'a PartnerCenterClient,
     store: &'a dyn Store,
-    inbound: &'a dyn Queue,
+    queue: &'a dyn Queue,
     since: Option<String>,
     restart: bool,
     page_size: u32,
@@ -232,28 +233,21 @@ impl Backfill<'_> {
         bar
     }
 
-    /// Queues one inbound message per referral of the page; returns how many.
+    /// Queues one message per referral of the page, under its pair's key; returns how many.
     async fn enqueue(&self, page: &Page) -> Result<u64, OpsError> {
-        let messages: Vec<OutMessage> = page
-            .referrals
-            .iter()
-            .filter_map(|r| {
-                let id = r.id.as_deref()?.trim();
-                (!id.is_empty()).then(|| {
-                    OutMessage::new(
-                        InboundMessage {
-                            referral_id: id.to_string(),
-                            trigger: InboundTrigger::Manual,
-                            changed_at: r.updated_date_time.as_ref().map(|t| t.0.clone()),
-                        }
-                        .to_body(),
-                    )
-                })
-            })
-            .collect();
+        let mut messages: Vec<OutMessage> = Vec::with_capacity(page.referrals.len());
+        for r in &page.referrals {
+            let Some(id) = r.id.as_deref().map(str::trim).filter(|id| !id.is_empty()) else {
+                continue;
+            };
+            let changed_at = r.updated_date_time.as_ref().map(|t| t.0.clone());
+            let message =
+                SyncMessage::for_referral(self.store, id, Origin::Operator, changed_at).await?;
+            messages.push(queued(&message));
+        }
         // SQS takes at most 10 per batch.
         for chunk in messages.chunks(10) {
-            self.inbound.send_batch(chunk).await?;
+            self.queue.send_batch(chunk).await?;
         }
         Ok(messages.len() as u64)
     }

@@ -28,15 +28,14 @@ pub struct DlqArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QueueName {
-    Inbound,
-    Outbound,
+    /// The FIFO sync queue (every pair's messages, both directions).
+    Sync,
 }
 
 impl QueueName {
     fn as_str(self) -> &'static str {
         match self {
-            QueueName::Inbound => "inbound",
-            QueueName::Outbound => "outbound",
+            QueueName::Sync => "sync",
         }
     }
 }
@@ -45,7 +44,7 @@ impl QueueName {
 pub enum DlqAction {
     /// List dead letters with their reasons and receive counts.
     List {
-        /// Only this queue's dead letters [default: both].
+        /// Only this queue's dead letters [default: all].
         #[arg(long, value_enum)]
         queue: Option<QueueName>,
         /// At most this many per queue.
@@ -56,7 +55,7 @@ pub enum DlqAction {
     Show {
         /// The dead letter's id (from `dlq list`).
         id: String,
-        /// Look only in this queue's dead letters [default: both].
+        /// Look only in this queue's dead letters [default: all].
         #[arg(long, value_enum)]
         queue: Option<QueueName>,
     },
@@ -67,7 +66,7 @@ pub enum DlqAction {
         /// Move all of them.
         #[arg(long, conflicts_with = "ids")]
         all: bool,
-        /// Only this queue's dead letters [default: both].
+        /// Only this queue's dead letters [default: all].
         #[arg(long, value_enum)]
         queue: Option<QueueName>,
     },
@@ -104,13 +103,10 @@ pub async fn run(
 }
 
 fn queues(target: &Target, only: Option<QueueName>) -> Vec<(QueueName, Arc<dyn Queue>)> {
-    [
-        (QueueName::Inbound, target.inbound.clone()),
-        (QueueName::Outbound, target.outbound.clone()),
-    ]
-    .into_iter()
-    .filter(|(name, _)| only.is_none_or(|o| o == *name))
-    .collect()
+    [(QueueName::Sync, target.queue.clone())]
+        .into_iter()
+        .filter(|(name, _)| only.is_none_or(|o| o == *name))
+        .collect()
 }
 
 fn as_json(queue: QueueName, d: &DeadLetter) -> serde_json::Value {

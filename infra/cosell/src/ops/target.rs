@@ -20,7 +20,7 @@ use super::error::OpsError;
 use super::settings::Settings;
 // The local runner's names, so both open the same file and queues.
 use crate::local::runtime::{
-    RuntimeOptions, DATABASE_FILE as DB_FILE, INBOUND_QUEUE, OUTBOUND_QUEUE,
+    open_sync_queue, RuntimeOptions, DATABASE_FILE as DB_FILE,
 };
 
 /// Every AWS call of a command gives up after this long (the SDK retries inside it).
@@ -35,21 +35,15 @@ pub struct TargetArgs {
     /// A deployed stack: table and queues come from its CloudFormation outputs.
     #[arg(long, value_name = "NAME", global = true)]
     pub stack: Option<String>,
-    /// A deployed connector's DynamoDB table (with --inbound-queue-url and --outbound-queue-url).
+    /// A deployed connector's DynamoDB table (with --queue-url).
     #[arg(long, value_name = "NAME", global = true)]
     pub table: Option<String>,
-    /// The inbound SQS queue URL (with --table).
+    /// The FIFO sync queue's URL (with --table).
     #[arg(long, value_name = "URL", global = true)]
-    pub inbound_queue_url: Option<String>,
-    /// The outbound SQS queue URL (with --table).
+    pub queue_url: Option<String>,
+    /// The sync queue's dead-letter queue URL [default: from the queue's redrive policy].
     #[arg(long, value_name = "URL", global = true)]
-    pub outbound_queue_url: Option<String>,
-    /// The inbound dead-letter queue URL [default: from the queue's redrive policy].
-    #[arg(long, value_name = "URL", global = true)]
-    pub inbound_dlq_url: Option<String>,
-    /// The outbound dead-letter queue URL [default: from the queue's redrive policy].
-    #[arg(long, value_name = "URL", global = true)]
-    pub outbound_dlq_url: Option<String>,
+    pub dlq_url: Option<String>,
     /// AWS region [default: from the AWS environment or profile].
     #[arg(long, value_name = "REGION", global = true)]
     pub region: Option<String>,
@@ -61,8 +55,8 @@ pub struct TargetArgs {
 /// The opened store and queues of one connector.
 pub struct Target {
     pub store: Arc<dyn Store>,
-    pub inbound: Arc<dyn Queue>,
-    pub outbound: Arc<dyn Queue>,
+    /// The sync queue (with its dead-letter queue).
+    pub queue: Arc<dyn Queue>,
     /// Where it is, for messages ("local data in .cosell", "stack prod", ...).
     pub label: String,
     /// The stack's webhook URL output, when the target is a stack.
@@ -73,25 +67,21 @@ pub struct Target {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct AwsNames {
     table: String,
-    inbound_queue_url: String,
-    outbound_queue_url: String,
-    inbound_dlq_url: Option<String>,
-    outbound_dlq_url: Option<String>,
+    queue_url: String,
+    dlq_url: Option<String>,
     webhook_url: Option<String>,
 }
 
 impl TargetArgs {
     pub async fn open(&self, settings: &Settings) -> Result<Target, OpsError> {
-        let explicit = self.table.is_some()
-            || self.inbound_queue_url.is_some()
-            || self.outbound_queue_url.is_some();
+        let explicit = self.table.is_some() || self.queue_url.is_some();
         let chosen = [self.data_dir.is_some(), self.stack.is_some(), explicit]
             .iter()
             .filter(|b| **b)
             .count();
         if chosen > 1 {
             return Err(OpsError::usage(
-                "choose one target: --data-dir, --stack, or --table with the queue URLs",
+                "choose one target: --data-dir, --stack, or --table with --queue-url",
             ));
         }
         if let Some(stack) = &self.stack {
@@ -100,21 +90,13 @@ impl TargetArgs {
             return open_aws(&sdk, names, format!("stack {stack}")).await;
         }
         if explicit {
-            let (Some(table), Some(inbound), Some(outbound)) = (
-                &self.table,
-                &self.inbound_queue_url,
-                &self.outbound_queue_url,
-            ) else {
-                return Err(OpsError::usage(
-                    "--table, --inbound-queue-url and --outbound-queue-url go together",
-                ));
+            let (Some(table), Some(queue)) = (&self.table, &self.queue_url) else {
+                return Err(OpsError::usage("--table and --queue-url go together"));
             };
             let names = AwsNames {
                 table: table.clone(),
-                inbound_queue_url: inbound.clone(),
-                outbound_queue_url: outbound.clone(),
-                inbound_dlq_url: self.inbound_dlq_url.clone(),
-                outbound_dlq_url: self.outbound_dlq_url.clone(),
+                queue_url: queue.clone(),
+                dlq_url: self.dlq_url.clone(),
                 webhook_url: None,
             };
             let sdk = self.sdk_config().await;
@@ -149,18 +131,16 @@ fn open_local(dir: PathBuf) -> Result<Target, OpsError> {
     // Never create an empty store by accident: that would hide a wrong directory.
     if !db.is_file() {
         return Err(OpsError::failed(format!(
-            "no local connector data in {} (no {DB_FILE}); pass --data-dir, --stack, or --table with the queue URLs",
+            "no local connector data in {} (no {DB_FILE}); pass --data-dir, --stack, or --table with --queue-url",
             dir.display()
         )));
     }
-    let max_receives = RuntimeOptions::default().max_receive_count;
     let store = SqliteStore::open(&db)?;
-    let inbound = SqliteQueue::open(&db, INBOUND_QUEUE, max_receives)?;
-    let outbound = SqliteQueue::open(&db, OUTBOUND_QUEUE, max_receives)?;
+    let queue = open_sync_queue(&db, RuntimeOptions::default().max_attempts)
+        .map_err(|e| OpsError::failed(format!("{e:#}")))?;
     Ok(Target {
         store: Arc::new(store),
-        inbound: Arc::new(inbound),
-        outbound: Arc::new(outbound),
+        queue: Arc::new(queue),
         label: format!("local data in {}", dir.display()),
         webhook_url: None,
     })
@@ -169,22 +149,13 @@ fn open_local(dir: PathBuf) -> Result<Target, OpsError> {
 async fn open_aws(sdk: &SdkConfig, names: AwsNames, label: String) -> Result<Target, OpsError> {
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let inbound_dlq = match names.inbound_dlq_url {
+    let dlq = match names.dlq_url {
         Some(u) => u,
-        None => dead_letter_queue_of(&sqs, &names.inbound_queue_url).await?,
-    };
-    let outbound_dlq = match names.outbound_dlq_url {
-        Some(u) => u,
-        None => dead_letter_queue_of(&sqs, &names.outbound_queue_url).await?,
+        None => dead_letter_queue_of(&sqs, &names.queue_url).await?,
     };
     Ok(Target {
         store: Arc::new(DynamoStore::new(dynamo, names.table)),
-        inbound: Arc::new(SqsQueue::new(
-            sqs.clone(),
-            names.inbound_queue_url,
-            inbound_dlq,
-        )),
-        outbound: Arc::new(SqsQueue::new(sqs, names.outbound_queue_url, outbound_dlq)),
+        queue: Arc::new(SqsQueue::new(sqs, names.queue_url, dlq)),
         label,
         webhook_url: names.webhook_url,
     })
@@ -213,7 +184,7 @@ async fn dead_letter_queue_of(
         .and_then(|mut a| a.remove(&QueueAttributeName::RedrivePolicy))
         .ok_or_else(|| {
             OpsError::failed(format!(
-                "queue {queue_url} has no dead-letter queue; pass its URL with --inbound-dlq-url/--outbound-dlq-url"
+                "queue {queue_url} has no dead-letter queue; pass its URL with --dlq-url"
             ))
         })?;
     let arn = serde_json::from_str::<serde_json::Value>(&policy)
@@ -280,10 +251,8 @@ fn names_from_outputs(stack: &str, outputs: &[(String, String)]) -> Result<AwsNa
     };
     Ok(AwsNames {
         table: need("TableName")?,
-        inbound_queue_url: need("InboundQueueUrl")?,
-        outbound_queue_url: need("OutboundQueueUrl")?,
-        inbound_dlq_url: get("InboundDeadLetterQueueUrl"),
-        outbound_dlq_url: get("OutboundDeadLetterQueueUrl"),
+        queue_url: need("SyncQueueUrl")?,
+        dlq_url: get("SyncDeadLetterQueueUrl"),
         webhook_url: get("WebhookUrl"),
     })
 }
@@ -302,21 +271,20 @@ mod tests {
     fn stack_outputs_name_every_resource() {
         let all = outputs(&[
             "TableName",
-            "InboundQueueUrl",
-            "OutboundQueueUrl",
-            "InboundDeadLetterQueueUrl",
-            "OutboundDeadLetterQueueUrl",
+            "SyncQueueUrl",
+            "SyncDeadLetterQueueUrl",
             "WebhookUrl",
         ]);
         let names = names_from_outputs("s", &all).unwrap();
         assert_eq!(names.table, "value-of-TableName");
+        assert_eq!(names.queue_url, "value-of-SyncQueueUrl");
         assert_eq!(
-            names.outbound_dlq_url.as_deref(),
-            Some("value-of-OutboundDeadLetterQueueUrl")
+            names.dlq_url.as_deref(),
+            Some("value-of-SyncDeadLetterQueueUrl")
         );
         assert_eq!(names.webhook_url.as_deref(), Some("value-of-WebhookUrl"));
         let err = names_from_outputs("s", &outputs(&["TableName"])).unwrap_err();
-        assert!(err.to_string().contains("InboundQueueUrl"), "{err}");
+        assert!(err.to_string().contains("SyncQueueUrl"), "{err}");
     }
 
     #[test]
@@ -324,10 +292,8 @@ mod tests {
         let template = include_str!("../../../../template.yaml");
         for key in [
             "TableName",
-            "InboundQueueUrl",
-            "OutboundQueueUrl",
-            "InboundDeadLetterQueueUrl",
-            "OutboundDeadLetterQueueUrl",
+            "SyncQueueUrl",
+            "SyncDeadLetterQueueUrl",
             "WebhookUrl",
         ] {
             assert!(

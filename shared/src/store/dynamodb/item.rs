@@ -118,8 +118,10 @@ pub(super) fn link_to_item(link: &Link) -> Item {
     put_opt(&mut item, "dv_etag", link.dv_etag.as_ref());
     put_opt(&mut item, "pc_updated", link.pc_updated.as_ref());
     put_opt(&mut item, "dv_modified", link.dv_modified.as_ref());
-    put_opt(&mut item, "pc_hash", link.pc_hash.as_ref());
-    put_opt(&mut item, "dv_hash", link.dv_hash.as_ref());
+    if let Some(base) = &link.base {
+        let text = serde_json::to_string(base).expect("a base serializes");
+        item.insert("base".into(), s(text));
+    }
     item.insert("version".into(), n(link.version));
     item.insert("updated_at".into(), time_attr(link.updated_at));
     item
@@ -133,8 +135,10 @@ pub(super) fn link_from_item(item: &Item) -> Result<Link, StoreError> {
         dv_etag: get_str(item, "dv_etag")?,
         pc_updated: get_str(item, "pc_updated")?,
         dv_modified: get_str(item, "dv_modified")?,
-        pc_hash: get_str(item, "pc_hash")?,
-        dv_hash: get_str(item, "dv_hash")?,
+        base: get_str(item, "base")?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("attribute base: {e}")))?,
         version: req_u64(item, "version")?,
         updated_at: req_time(item, "updated_at")?,
     })
@@ -200,7 +204,11 @@ mod tests {
     fn link_round_trips_through_an_item() {
         let mut link = Link::new("r-1", "o-1");
         link.pc_etag = Some("\"e1\"".into());
-        link.dv_hash = Some("abc".into());
+        let mut base = crate::crosswalk::Base::default();
+        base.fields
+            .insert("details.notes".into(), serde_json::json!("hi"));
+        base.referral_status = Some("Active/Accepted".into());
+        link.base = Some(base);
         link.version = 7;
         link.updated_at = datetime!(2026-05-01 12:00:00.25 UTC);
         let item = link_to_item(&link);

@@ -7,7 +7,7 @@
 //! | opportunity marker    | `OPP#<opportunity id>`| `LINK`          | `referral_id`; makes the opportunity unique  |
 //! | audit entry           | `AUDIT`               | `<time>#<id>`   | `gsi1pk=AUDIT#REF#<r>`, `gsi2pk=AUDIT#OPP#<o>` (sparse), `gsi*sk = sk`, TTL `expires_at` |
 //! | state value           | `STATE#<key>`         | `STATE`         | `value`, `version`                           |
-//! | delivery key / lease  | `DELIVERY#<key>`      | `DELIVERY`      | TTL `expires_at`, exact `expires_at_ms` (0: a released lease's marker) |
+//! | delivery key          | `DELIVERY#<key>`      | `DELIVERY`      | TTL `expires_at`, exact `expires_at_ms`       |
 //!
 //! Creating a link is one `TransactWriteItems` that puts the link and the opportunity
 //! marker, each on `attribute_not_exists(pk)`, so neither a referral nor an opportunity can
@@ -27,13 +27,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 
 use self::item::*;
 use super::time_key::{ceil_seconds, epoch_millis, epoch_seconds, millis, sortable};
-use super::{LeaseClaim, Store, StoreError, SyncRecord, DEFAULT_AUDIT_RETENTION};
+use super::{Store, StoreError, SyncRecord, DEFAULT_AUDIT_RETENTION};
 use crate::audit::{AuditEntry, AuditQuery, Outcome};
 use crate::crosswalk::Link;
 
@@ -248,23 +248,6 @@ impl DynamoStore {
     }
 }
 
-/// How long a released lease's marker stays (at least: DynamoDB's TTL deletes lazily). Far
-/// longer than a read racing a claim can take.
-const RELEASED_LEASE_MARKER: Duration = Duration::from_secs(3600);
-
-/// A lease given back: free to claim at once (`expires_at_ms` 0), kept as a marker so the
-/// next claim is [`LeaseClaim::Reclaimed`].
-fn released_lease(key: &str) -> Item {
-    let now = OffsetDateTime::now_utc();
-    let mut item = delivery_key(key);
-    item.insert("expires_at_ms".into(), n(0));
-    item.insert(
-        EXPIRES_AT.into(),
-        n(epoch_seconds(now).saturating_add(ceil_seconds(RELEASED_LEASE_MARKER))),
-    );
-    item
-}
-
 fn backend<E, R>(op: &str, e: SdkError<E, R>) -> StoreError
 where
     E: std::error::Error + 'static,
@@ -456,14 +439,8 @@ impl Store for DynamoStore {
         }
     }
 
+    /// One conditional `PutItem`: taken when absent or past its exact expiry.
     async fn remember_delivery(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        // The same conditional put as a lease: a delivery key is taken once per window.
-        Ok(self.claim_lease(key, ttl).await?.is_taken())
-    }
-
-    /// One conditional `PutItem` that returns the item it replaced: none at all means no
-    /// lease was held or released on this key within the marker's lifetime.
-    async fn claim_lease(&self, key: &str, ttl: Duration) -> Result<LeaseClaim, StoreError> {
         let now = OffsetDateTime::now_utc();
         let mut item = delivery_key(key);
         // The TTL attribute only drives DynamoDB's lazy clean-up; the exact expiry decides.
@@ -482,26 +459,13 @@ impl Store for DynamoStore {
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk) OR expires_at_ms <= :now")
             .expression_attribute_values(":now", n(epoch_millis(now)))
-            .return_values(ReturnValue::AllOld)
             .send()
             .await;
         match result {
-            Ok(out) if out.attributes().is_some_and(|a| !a.is_empty()) => Ok(LeaseClaim::Reclaimed),
-            Ok(_) => Ok(LeaseClaim::Fresh),
-            Err(e) if is_condition_failed(&e) => Ok(LeaseClaim::Held),
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
             Err(e) => Err(backend("PutItem", e)),
         }
-    }
-
-    async fn release_lease(&self, key: &str) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(released_lease(key)))
-            .send()
-            .await
-            .map_err(|e| backend("PutItem", e))?;
-        Ok(())
     }
 
     async fn forget_delivery(&self, key: &str) -> Result<(), StoreError> {
@@ -516,8 +480,7 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    /// One `TransactWriteItems`: the link items, the audit entries and each lease's release marker
-    /// succeed or fail together (at most 100 items, far more than a sync writes).
+    /// One `TransactWriteItems`: the link items and the audit entries succeed or fail together (at most 100 items, far more than a sync writes).
     async fn finish_sync(&self, record: SyncRecord<'_>) -> Result<Option<Link>, StoreError> {
         if record.is_empty() {
             return Ok(None);
@@ -536,14 +499,6 @@ impl Store for DynamoStore {
         for entry in record.audit {
             let item = audit_to_item(entry, self.audit_expiry(entry));
             items.push(self.put(item, "attribute_not_exists(pk)", Item::new())?);
-        }
-        for lease in record.release {
-            let marker = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(released_lease(lease)))
-                .build()
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
-            items.push(TransactWriteItem::builder().put(marker).build());
         }
         match self.transact(items).await {
             Ok(()) => Ok(stored.map(|(link, _)| link)),

@@ -1,13 +1,15 @@
-//! The referral's customer in the CRM: the account (found by name and postal code, created
-//! when there is none) and the customer contact (found by e-mail, created when there is
-//! none), bound to the opportunity as its customer, parent account and parent contact.
+//! The referral's customer in the CRM: the account (found by name and postal code, else
+//! created) and the customer contact (found by e-mail, else created), bound to the
+//! opportunity as its customer, parent account and parent contact. A created row gets an id
+//! derived from the referral, so a create retried after a lost response finds its row.
 
 use serde_json::{Map, Value};
 
-use crate::dataverse::{bind, Account, Contact, DataverseClient};
+use crate::dataverse::{bind, Account, Contact, DataverseClient, DataverseError};
 use crate::engine::SyncError;
 use crate::mapping::InboundPlan;
 
+use super::key;
 use super::trail::Trail;
 
 #[derive(Debug, Default)]
@@ -47,11 +49,12 @@ fn row_as<T: serde::de::DeserializeOwned>(
 pub(super) async fn find_or_create(
     dv: &DataverseClient,
     plan: &InboundPlan,
+    referral_id: &str,
     trail: &mut Trail,
 ) -> Result<Parties, SyncError> {
-    let account_id = account(dv, &plan.account, trail).await?;
+    let account_id = account(dv, &plan.account, referral_id, trail).await?;
     let contact_id = match &plan.contact {
-        Some(row) => contact(dv, row, account_id.as_deref(), trail).await?,
+        Some(row) => contact(dv, row, account_id.as_deref(), referral_id, trail).await?,
         None => None,
     };
     Ok(Parties {
@@ -63,6 +66,7 @@ pub(super) async fn find_or_create(
 async fn account(
     dv: &DataverseClient,
     row: &Map<String, Value>,
+    referral_id: &str,
     trail: &mut Trail,
 ) -> Result<Option<String>, SyncError> {
     let Some(name) = text(row, "name") else {
@@ -73,20 +77,24 @@ async fn account(
     if let Some(found) = dv.find_account(name, postal).await? {
         return Ok(found.accountid);
     }
-    let created = dv
-        .create_account(&row_as::<Account>(row, "account")?)
-        .await?;
-    trail.note(format!(
-        "created account {}",
-        created.accountid.as_deref().unwrap_or_default()
-    ));
-    Ok(created.accountid)
+    let id = key::account_id_for(referral_id);
+    match dv
+        .create_account_with_id(&id, &row_as::<Account>(row, "account")?)
+        .await
+    {
+        Ok(_) => trail.note(format!("created account {id}")),
+        // Made by an earlier try whose answer was lost: the same row, not a second one.
+        Err(DataverseError::Conflict { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Some(id))
 }
 
 async fn contact(
     dv: &DataverseClient,
     row: &Map<String, Value>,
     account_id: Option<&str>,
+    referral_id: &str,
     trail: &mut Trail,
 ) -> Result<Option<String>, SyncError> {
     // Without an e-mail a contact cannot be found again, so every sync would add one.
@@ -99,10 +107,11 @@ async fn contact(
     }
     let mut new: Contact = row_as(row, "contact")?;
     new.parentcustomerid = account_id.map(str::to_string);
-    let created = dv.create_contact(&new).await?;
-    trail.note(format!(
-        "created contact {}",
-        created.contactid.as_deref().unwrap_or_default()
-    ));
-    Ok(created.contactid)
+    let id = key::contact_id_for(referral_id);
+    match dv.create_contact_with_id(&id, &new).await {
+        Ok(_) => trail.note(format!("created contact {id}")),
+        Err(DataverseError::Conflict { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Some(id))
 }

@@ -11,7 +11,7 @@ use crate::partner_center::{
 const DECLINE_REASON: &str = "Declined by the partner";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Move {
+pub enum Move {
     Accept,
     Decline { reason: String },
     Close { won: bool, reason: String },

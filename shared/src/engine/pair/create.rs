@@ -1,0 +1,273 @@
+//! A pair with no link yet: a referral that arrived (its opportunity is created with the id
+//! derived from the referral) or a flagged opportunity (its referral is created, or the one
+//! it already has adopted). Every create is one a retry cannot duplicate: the opportunity,
+//! account and contact by their derived ids, the referral by its `externalReferenceId`
+//! (looked up before creating) and one `MS-RequestId` per logical create.
+
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::crosswalk::Link;
+use crate::dataverse::Opportunity;
+use crate::engine::referral_context::referral_link;
+use crate::engine::{Engine, SyncError};
+use crate::mapping::{with_checkmark, InboundContext};
+use crate::partner_center::{ListQuery, Referral};
+
+use super::linked::{self, Known};
+use super::sides::{self, opportunity_side, sync_flag_on};
+use super::trail::Trail;
+use super::{crm, customer, decoration, key, Carried, PairOutcome, Step, SyncMessage};
+
+/// Clock skew allowed between Dataverse's `createdon` and Partner Center's `createdDateTime`.
+const CLOCK_SKEW: time::Duration = time::Duration::minutes(10);
+
+/// Sync-state key prefix of a create Partner Center refused, holding the opportunity's
+/// values it refused: the same values are not sent again (our own ✘ write echoes back).
+pub const REFUSED_STATE_PREFIX: &str = "refused/";
+
+/// A referral whose pair has no link.
+pub(super) async fn from_referral(
+    engine: &Engine,
+    message: &SyncMessage,
+    referral_id: &str,
+    trail: &mut Trail,
+    carried: &mut Carried,
+) -> Result<PairOutcome, Step> {
+    let key = message.key.trim();
+    let Some(referral) = sides::read_referral(engine, referral_id).await? else {
+        return Ok(PairOutcome::Skipped {
+            reason: "the referral does not exist in Partner Center".into(),
+        });
+    };
+    // Made from one of our opportunities (its external reference): that pair's key owns it.
+    if let Some(owner) = referral
+        .external_reference_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| key::is_row_id(r) && !r.eq_ignore_ascii_case(key))
+    {
+        if sides::read_opportunity(engine, owner).await?.is_some() {
+            return Ok(PairOutcome::Forwarded {
+                to: message.forwarded_to(owner),
+            });
+        }
+    }
+    if engine.options.cosell_only && !referral.is_co_sell() {
+        let reason = "not a co-sell referral and \"sync co-sell only\" is on";
+        engine
+            .store
+            .append_audit(&trail.skipped(reason))
+            .await
+            .map_err(SyncError::from)?;
+        return Ok(PairOutcome::Skipped {
+            reason: reason.into(),
+        });
+    }
+    let iso = referral
+        .details
+        .as_ref()
+        .and_then(|d| d.currency.as_deref())
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    let currency_id = match iso {
+        Some(code) => engine.currencies.id_of(&engine.dv, code).await?,
+        None => None,
+    };
+    let ctx = InboundContext {
+        referral_link: referral_link(referral_id),
+        currency_id,
+    };
+    let mut plan = engine.mapping.inbound(&referral, &engine.columns, &ctx);
+    for w in &plan.warnings {
+        trail.note(format!("warning: {w}"));
+    }
+    if engine.options.checkmark {
+        if let Some(Value::String(name)) = plan.opportunity.get("name") {
+            let marked = with_checkmark(name, true);
+            plan.opportunity.insert("name".into(), Value::String(marked));
+        }
+    }
+    let parties = super::parties::find_or_create(&engine.dv, &plan, referral_id, trail).await?;
+    let mut body = plan.opportunity.clone();
+    parties.bind_into(&mut body);
+    let link = Link::new(referral_id, key);
+    match crm::create(engine, key, body, plan.target_state, &referral, trail).await? {
+        Some(opp) => linked::finish(engine, link, &referral, &opp, None, trail).await,
+        // An earlier try made it (its answer was lost) or a crash left it: reconcile it.
+        None => {
+            trail.crm_step("adopt_opportunity");
+            let known = Known {
+                referral: Some(referral),
+                opportunity: None,
+            };
+            linked::reconcile(engine, message, link, known, trail, carried).await
+        }
+    }
+}
+
+/// An opportunity whose pair has no link.
+pub(super) async fn from_opportunity(
+    engine: &Engine,
+    message: &SyncMessage,
+    trail: &mut Trail,
+    carried: &mut Carried,
+) -> Result<PairOutcome, Step> {
+    let key = message.key.trim();
+    let skipped = |reason: &str| {
+        tracing::debug!(opportunity_id = key, reason, "unlinked opportunity skipped");
+        Ok(PairOutcome::Skipped {
+            reason: reason.to_string(),
+        })
+    };
+    if message.deleted {
+        return skipped("opportunity deleted in CRM");
+    }
+    let Some(opp) = sides::read_opportunity(engine, key).await? else {
+        return skipped("opportunity no longer exists in CRM");
+    };
+    if !sync_flag_on(engine, &opp) {
+        return skipped("sync flag is off");
+    }
+    if let Some(referral) = existing_referral(engine, &opp, key).await? {
+        let referral_id = referral.id.clone().unwrap_or_default();
+        if let Some(other) = engine.store.get_link_by_referral(&referral_id).await.map_err(SyncError::from)? {
+            return Err(Step::Failed(SyncError::permanent(format!(
+                "referral {referral_id} is already synced with opportunity {}",
+                other.opportunity_id
+            ))));
+        }
+        trail.adopted_referral();
+        let known = Known {
+            referral: Some(referral),
+            opportunity: Some(opp),
+        };
+        let link = Link::new(referral_id, key);
+        return linked::reconcile(engine, message, link, known, trail, carried).await;
+    }
+
+    let (values, _) = opportunity_side(engine, &opp).await?;
+    let fingerprint = serde_json::to_string(&values).unwrap_or_default();
+    let refused_key = format!("{REFUSED_STATE_PREFIX}{key}");
+    let refused = engine.store.get_state(&refused_key).await.map_err(SyncError::from)?;
+    if refused.as_ref().is_some_and(|(v, _)| *v == fingerprint) {
+        return skipped("Partner Center refused these values; change a mapped field to try again");
+    }
+
+    let customer = customer::read(engine, &opp).await?;
+    let new = engine
+        .mapping
+        .outbound_create(
+            &opp,
+            customer.account.as_ref(),
+            customer.contact.as_ref(),
+            &engine.columns,
+        )
+        .map_err(|e| SyncError::permanent(format!("cannot create a co-sell referral: {e}")));
+    let created = match new {
+        Ok(mut new) => {
+            // What finds this referral again if this create's answer is lost.
+            new.external_reference_id = Some(key.to_string());
+            let request_id = key::create_request_id(key);
+            engine
+                .pc
+                .create_referral_as(&new, Some(&request_id))
+                .await
+                .map_err(SyncError::from)
+        }
+        Err(e) => Err(e),
+    };
+    let created = match created {
+        Ok(c) => c,
+        Err(e) => {
+            if e.is_permanent() {
+                refuse(engine, &opp, &refused_key, refused.map(|(_, v)| v), &fingerprint, &e).await;
+            }
+            return Err(Step::Failed(e));
+        }
+    };
+    let referral_id = created.id.clone().ok_or_else(|| {
+        // Created but unnamed: the next try finds it by its external reference.
+        Step::Failed(SyncError::retry(None, "Partner Center created a referral without an id"))
+    })?;
+    trail.referral(&referral_id);
+    trail.note_created_referral(format!(
+        "co-sell referral created: {}",
+        created.name.as_deref().unwrap_or_default()
+    ));
+    tracing::info!(opportunity_id = key, %referral_id, "co-sell referral created");
+    let written = decoration::write(engine, &opp, |row| {
+        decoration::in_sync(engine, row, &referral_id)
+    })
+    .await?;
+    let link = Link::new(&referral_id, key);
+    linked::finish(engine, link, &created, &written, None, trail).await
+}
+
+/// Shows Partner Center's refusal on the opportunity and remembers the refused values
+/// (best effort: logged, never returned).
+async fn refuse(
+    engine: &Engine,
+    opp: &Opportunity,
+    state_key: &str,
+    version: Option<u64>,
+    fingerprint: &str,
+    error: &SyncError,
+) {
+    let opportunity_id = opp.opportunityid.as_deref().unwrap_or_default();
+    if let Err(e) = decoration::write(engine, opp, |row| {
+        decoration::refused(engine, row, error.reason())
+    })
+    .await
+    {
+        tracing::warn!(opportunity_id, error = %e, "could not show the refusal on the opportunity");
+    }
+    if let Err(e) = engine.store.put_state(state_key, fingerprint, version).await {
+        tracing::warn!(opportunity_id, error = %e, "could not remember the refused values");
+    }
+}
+
+/// A referral this opportunity already has: the one its referral id column names, else
+/// one whose `externalReferenceId` is this opportunity (created by a try whose answer was
+/// lost, or that stopped before writing back), among referrals created since it was.
+async fn existing_referral(
+    engine: &Engine,
+    opp: &Opportunity,
+    opportunity_id: &str,
+) -> Result<Option<Referral>, Step> {
+    let named = opp
+        .column(&engine.columns.referral_id)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    if let Some(id) = named {
+        return match sides::read_referral(engine, id).await? {
+            Some(r) => Ok(Some(r)),
+            None => Err(Step::Failed(SyncError::permanent(format!(
+                "the opportunity names referral {id}, which does not exist in Partner Center"
+            )))),
+        };
+    }
+    let Some(since) = opp
+        .createdon
+        .as_deref()
+        .and_then(|c| OffsetDateTime::parse(c, &Rfc3339).ok())
+        .map(|t| t - CLOCK_SKEW)
+        .and_then(|t| t.format(&Rfc3339).ok())
+    else {
+        return Ok(None);
+    };
+    let query = ListQuery {
+        filter: Some(format!("createdDateTime ge {since}")),
+        ..ListQuery::default()
+    };
+    let found = engine
+        .pc
+        .list_referrals(&query)
+        .await
+        .map_err(SyncError::from)?;
+    Ok(found
+        .into_iter()
+        .find(|r| r.external_reference_id.as_deref() == Some(opportunity_id)))
+}

@@ -1,0 +1,281 @@
+//! The reconcile of a linked pair (or of one being adopted): read the side that sent the
+//! message and stop when it equals the base (our own echo, or a change to nothing mapped);
+//! otherwise read the other side, merge field by field against the base, write each side
+//! that needs it under `If-Match`, and store the link with the new base and the audit
+//! entries in one conditional store write.
+
+use crate::crosswalk::{Base, Link};
+use crate::dataverse::Opportunity;
+use crate::engine::{Engine, SyncError};
+use crate::mapping::FieldValues;
+use crate::partner_center::Referral;
+use crate::store::{LinkWrite, SyncRecord};
+
+use super::merge::{self, CrmState};
+use super::sides::{self, closed_as, opportunity_side, referral_side, sync_flag_on};
+use super::trail::Trail;
+use super::{crm, decoration, moves, referral, Carried, Origin, PairOutcome, Step, SyncMessage};
+
+/// Sides the caller has read already (a create that found its row, an adoption).
+#[derive(Default)]
+pub(super) struct Known {
+    pub referral: Option<Referral>,
+    pub opportunity: Option<Opportunity>,
+}
+
+pub(super) async fn reconcile(
+    engine: &Engine,
+    message: &SyncMessage,
+    link: Link,
+    known: Known,
+    trail: &mut Trail,
+    carried: &mut Carried,
+) -> Result<PairOutcome, Step> {
+    let key = link.opportunity_id.clone();
+    let referral_id = link.referral_id.clone();
+    trail.referral(&referral_id);
+    let base = carried.base.clone().or_else(|| link.base.clone());
+    let unchanged = || PairOutcome::Unchanged {
+        referral_id: Some(referral_id.clone()),
+        opportunity_id: key.clone(),
+    };
+    if message.deleted {
+        return skip(engine, trail, "opportunity deleted in CRM; referral left as is").await;
+    }
+
+    // The sender first: when it equals the base, this is our own echo.
+    let (referral, opp) = match message.origin {
+        Origin::Opportunity => {
+            let Some(opp) = read_opp(engine, &key, known.opportunity).await? else {
+                return skip(engine, trail, "the linked opportunity was deleted in the CRM").await;
+            };
+            if let Some(base) = &base {
+                let (values, status) = opportunity_side(engine, &opp).await?;
+                if echo(base, &values, &status, |b| b.opportunity_status.clone()) {
+                    return Ok(unchanged());
+                }
+            }
+            let referral = read_ref(engine, &referral_id, known.referral).await?;
+            (referral, opp)
+        }
+        Origin::Referral | Origin::Operator => {
+            let referral = read_ref(engine, &referral_id, known.referral).await?;
+            if let (Some(base), Origin::Referral) = (&base, message.origin) {
+                let (values, status) = referral_side(engine, &referral);
+                if echo(base, &values, &status, |b| b.referral_status.clone()) {
+                    return Ok(unchanged());
+                }
+            }
+            let Some(opp) = read_opp(engine, &key, known.opportunity).await? else {
+                return skip(engine, trail, "the linked opportunity was deleted in the CRM").await;
+            };
+            (referral, opp)
+        }
+    };
+    if !sync_flag_on(engine, &opp) {
+        return skip(engine, trail, "sync flag is off").await;
+    }
+
+    let (pc_values, _) = referral_side(engine, &referral);
+    let (dv_values, _) = opportunity_side(engine, &opp).await?;
+    let base_fields = base.as_ref().map(|b| &b.fields);
+    let plan = merge::merge_fields(&engine.mapping, base_fields, &pc_values, &dv_values);
+    trail.conflicts(&plan.conflicts);
+
+    // Partner Center first: the status it ends with decides the opportunity's state.
+    let mv = moves::wanted(engine, &opp, &referral);
+    let pc_written = !plan.to_pc.is_empty() || mv.is_some();
+    let referral = if pc_written {
+        let after = referral::write(engine, referral, &plan.to_pc, mv, trail).await?;
+        // Both sides now hold these values: a restart after a later 412 must not take
+        // our own write for a Partner Center change.
+        carry(carried, base.as_ref(), &plan.to_pc);
+        after
+    } else {
+        referral
+    };
+
+    let target = match (&referral.status, &referral.substatus) {
+        (Some(s), Some(ss)) => engine.mapping.target_state(s, ss),
+        _ => None,
+    };
+    let (state, status_conflict) = merge::crm_state(&engine.mapping, closed_as(&opp), target);
+    if status_conflict {
+        trail.status_conflict();
+    }
+    let currencies = engine.currencies.known();
+    let currency_id = |iso: &str| {
+        currencies
+            .iter()
+            .find(|c| c.isocurrencycode.eq_ignore_ascii_case(iso))
+            .map(|c| c.transactioncurrencyid.clone())
+    };
+    let mut body = engine.mapping.opportunity_body(
+        &plan.to_crm,
+        &engine.columns,
+        &currency_id,
+        engine.options.checkmark,
+    );
+    let crm_changes = !body.is_empty() || state != CrmState::Keep;
+    if crm_changes {
+        // The sync columns ride along with a write that happens anyway.
+        for (k, v) in decoration::in_sync(engine, &opp, &referral_id) {
+            body.entry(k).or_insert(v);
+        }
+    }
+    let opp = if crm_changes {
+        let after = crm::apply(engine, &opp, body, state, &referral, trail).await?;
+        trail.crm_fields(plan.to_crm.keys().cloned());
+        after
+    } else {
+        opp
+    };
+    let opp = decoration::write(engine, &opp, |row| {
+        decoration::in_sync(engine, row, &referral_id)
+    })
+    .await?;
+
+    finish(engine, link, &referral, &opp, base.as_ref(), trail).await
+}
+
+/// Notes values both sides hold after a write, for a restart of the same reconcile.
+fn carry(carried: &mut Carried, base: Option<&Base>, written: &FieldValues) {
+    let mut next = carried
+        .base
+        .clone()
+        .or_else(|| base.cloned())
+        .unwrap_or_default();
+    for (k, v) in written {
+        next.fields.insert(k.clone(), v.clone());
+    }
+    carried.base = Some(next);
+}
+
+fn echo(
+    base: &Base,
+    values: &FieldValues,
+    status: &str,
+    side: impl Fn(&Base) -> Option<String>,
+) -> bool {
+    merge::same_values(&base.fields, values) && side(base).as_deref() == Some(status)
+}
+
+async fn read_ref(
+    engine: &Engine,
+    id: &str,
+    known: Option<Referral>,
+) -> Result<Referral, Step> {
+    if let Some(r) = known {
+        return Ok(r);
+    }
+    sides::read_referral(engine, id).await?.ok_or_else(|| {
+        Step::Failed(SyncError::permanent(format!(
+            "the linked referral {id} no longer exists in Partner Center"
+        )))
+    })
+}
+
+async fn read_opp(
+    engine: &Engine,
+    id: &str,
+    known: Option<Opportunity>,
+) -> Result<Option<Opportunity>, Step> {
+    if let Some(o) = known {
+        return Ok(Some(o));
+    }
+    Ok(sides::read_opportunity(engine, id).await?)
+}
+
+async fn skip(engine: &Engine, trail: &Trail, reason: &str) -> Result<PairOutcome, Step> {
+    engine
+        .store
+        .append_audit(&trail.skipped(reason))
+        .await
+        .map_err(SyncError::from)?;
+    tracing::debug!(reason, "pair skipped");
+    Ok(PairOutcome::Skipped {
+        reason: reason.to_string(),
+    })
+}
+
+/// Stores the link with both sides as this reconcile leaves them, and its audit entries,
+/// in one write conditional on the link's version (a create when it is new).
+pub(super) async fn finish(
+    engine: &Engine,
+    mut link: Link,
+    referral: &Referral,
+    opp: &Opportunity,
+    old: Option<&Base>,
+    trail: &Trail,
+) -> Result<PairOutcome, Step> {
+    let (pc_values, pc_status) = referral_side(engine, referral);
+    let (dv_values, dv_status) = opportunity_side(engine, opp).await?;
+    let base = Base {
+        fields: merge::next_base(old.map(|b| &b.fields), &pc_values, &dv_values),
+        referral_status: Some(pc_status),
+        opportunity_status: Some(dv_status),
+    };
+    let previous = (link.version > 0).then(|| link.clone());
+    let moved = previous.as_ref().is_none_or(|p| {
+        p.base.as_ref() != Some(&base)
+            || p.pc_etag != referral.e_tag
+            || p.dv_etag != opp.etag
+    });
+    let entries = trail.done();
+    let outcome = outcome(&link, trail);
+    if !moved && entries.is_empty() {
+        return Ok(outcome);
+    }
+    link.base = Some(base);
+    link.pc_etag = referral.e_tag.clone();
+    link.pc_updated = referral.updated_date_time.as_ref().map(|t| t.0.clone());
+    link.dv_etag = opp.etag.clone();
+    link.dv_modified = opp.modifiedon.clone();
+    let record = SyncRecord {
+        link: Some(LinkWrite {
+            link: &link,
+            previous: previous.as_ref(),
+        }),
+        audit: &entries,
+    };
+    match engine.store.finish_sync(record).await {
+        Ok(_) => {
+            tracing::info!(
+                opportunity_id = %link.opportunity_id,
+                referral_id = %link.referral_id,
+                ?outcome,
+                "pair reconciled"
+            );
+            Ok(outcome)
+        }
+        Err(crate::store::StoreError::Conflict { what }) => {
+            Err(Step::Raced(format!("the link moved meanwhile: {what}")))
+        }
+        Err(e) => Err(Step::Failed(e.into())),
+    }
+}
+
+fn outcome(link: &Link, trail: &Trail) -> PairOutcome {
+    let (referral_id, opportunity_id) = (link.referral_id.clone(), link.opportunity_id.clone());
+    if trail.created_referral() {
+        PairOutcome::ReferralCreated {
+            referral_id,
+            opportunity_id,
+        }
+    } else if trail.created_opportunity() {
+        PairOutcome::OpportunityCreated {
+            referral_id,
+            opportunity_id,
+        }
+    } else if trail.wrote() {
+        PairOutcome::Updated {
+            referral_id,
+            opportunity_id,
+        }
+    } else {
+        PairOutcome::Unchanged {
+            referral_id: Some(referral_id),
+            opportunity_id,
+        }
+    }
+}
