@@ -1,6 +1,7 @@
-//! Test controls, as methods on the state and as HTTP routes under `/_standin/`: faults,
-//! delta-token expiry, change-tracking switches, request counters, token revocation, and
-//! direct row access that behaves like a user editing in the CRM (new etag and modifiedon).
+//! Test controls, as methods on the state and as HTTP routes under `/_standin/`: faults
+//! (armed, listed, cleared), delta-token expiry, change-tracking switches, request counters,
+//! token revocation, and direct row access that behaves like a user editing in the CRM (new
+//! etag and modifiedon).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +24,16 @@ impl State {
 
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
+    }
+
+    /// Faults still armed, with what is left of their counts.
+    pub fn pending_faults(&self) -> Vec<Fault> {
+        self.lock()
+            .faults
+            .iter()
+            .filter(|f| f.count > 0)
+            .cloned()
+            .collect()
     }
 
     /// Every delta token handed out so far now answers with the expiry error.
@@ -138,6 +149,7 @@ pub fn routes() -> Router<Arc<State>> {
                 s.add_fault(f);
                 StatusCode::NO_CONTENT
             })
+            .get(|AxState(s): S| async move { Json(json!(s.pending_faults())) })
             .delete(|AxState(s): S| async move {
                 s.clear_faults();
                 StatusCode::NO_CONTENT

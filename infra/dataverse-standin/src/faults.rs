@@ -1,6 +1,7 @@
 //! Fault injection and request counting. The next N matching requests are throttled (429
 //! with `Retry-After` and a service-protection code), fail with 503, answer late, or lose
-//! their connection. Every API request is counted per route, faulted ones included.
+//! their connection; or the next N writes run and commit, then lose their answer. Every API
+//! request is counted per route, faulted ones included.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,8 +57,34 @@ pub enum FaultKind {
     Unavailable,
     /// Answers normally after a pause.
     Delay { millis: u64 },
-    /// Closes the connection without answering.
+    /// Closes the connection without answering (the handler never runs).
     Drop,
+    /// Runs the write to its end, then loses the answer as `lost_as` says. Armed for writes
+    /// only (POST, PATCH, PUT, DELETE; not the token endpoint): reads pass it by.
+    LoseResponse {
+        #[serde(default)]
+        lost_as: LostAs,
+    },
+}
+
+/// How the client sees an answer lost after the write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LostAs {
+    /// The socket closes with no response.
+    #[default]
+    Drop,
+    /// 504 Gateway Timeout, as a proxy in front of the service sends.
+    GatewayTimeout,
+}
+
+impl From<LostAs> for standin_kit::Lost {
+    fn from(l: LostAs) -> Self {
+        match l {
+            LostAs::Drop => standin_kit::Lost::Drop,
+            LostAs::GatewayTimeout => standin_kit::Lost::GatewayTimeout,
+        }
+    }
 }
 
 /// A fault for the next `count` requests whose method and path match (when set).
@@ -94,8 +121,20 @@ impl Fault {
         self
     }
 
+    /// A lost answer after the write, for the next `count` matching writes.
+    pub fn lose_response(lost_as: LostAs, count: u32) -> Self {
+        Fault::new(FaultKind::LoseResponse { lost_as }, count)
+    }
+
     fn matches(&self, method: &str, path: &str) -> bool {
-        self.count > 0
+        let armed = match self.kind {
+            FaultKind::LoseResponse { .. } => {
+                standin_kit::is_write(method) && !path.ends_with(TOKEN_PATH)
+            }
+            _ => true,
+        };
+        armed
+            && self.count > 0
             && self
                 .method
                 .as_deref()
@@ -107,10 +146,12 @@ impl Fault {
     }
 }
 
+const TOKEN_PATH: &str = "/oauth2/v2.0/token";
+
 /// The counter key of a request: method and route with row ids replaced, e.g.
 /// `GET opportunities`, `PATCH opportunities({id})`, `POST WinOpportunity`, `POST token`.
 pub fn route_key(method: &str, path: &str) -> String {
-    if path.ends_with("/oauth2/v2.0/token") {
+    if path.ends_with(TOKEN_PATH) {
         return format!("{method} token");
     }
     let route = path.strip_prefix(API_PREFIX).unwrap_or(path);
@@ -165,9 +206,10 @@ pub(crate) async fn layer(
             tokio::time::sleep(Duration::from_millis(millis)).await;
             next.run(req).await
         }
-        // Unwinding the connection's task makes the server close the socket unanswered;
-        // `resume_unwind` bypasses the panic hook, so nothing is printed.
-        Some(FaultKind::Drop) => std::panic::resume_unwind(Box::new("injected connection drop")),
+        Some(FaultKind::Drop) => standin_kit::lost::drop_connection(),
+        Some(FaultKind::LoseResponse { lost_as }) => {
+            standin_kit::lost::after_handler(req, next, lost_as.into()).await
+        }
     }
 }
 

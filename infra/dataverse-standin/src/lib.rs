@@ -29,7 +29,7 @@ use axum::Router;
 use serde_json::{Map, Value};
 use url::Url;
 
-pub use faults::{Fault, FaultKind, Limit};
+pub use faults::{Fault, FaultKind, Limit, LostAs};
 pub use state::{StandinConfig, EUR_ID, USD_ID};
 pub use tracking::EXPIRED_MESSAGE;
 pub use validation::WriteRejection;
@@ -131,6 +131,11 @@ impl StandinHandle {
 
     pub fn clear_faults(&self) {
         self.state.clear_faults();
+    }
+
+    /// Faults not used up yet, with their remaining counts.
+    pub fn pending_faults(&self) -> Vec<Fault> {
+        self.state.pending_faults()
     }
 
     /// From now on, writes matching `rule` fail with a 400 (a business rule).

@@ -14,7 +14,7 @@ use crate::actions;
 use crate::collection;
 use crate::odata_error::ApiError;
 use crate::request::{prefs, Params, Prefs};
-use crate::state::{etag, representation, table_def, State, TableDef};
+use crate::state::{etag, representation, table_def, Inner, State, TableDef};
 use crate::tracking;
 use crate::writes::changes_from_body;
 
@@ -238,11 +238,21 @@ fn create(
     id: &str,
     data: Map<String, Value>,
 ) -> Result<(), ApiError> {
-    let mut inner = state.lock();
+    insert(&mut state.lock(), def, id, data)
+}
+
+/// Stores a new row with a caller-chosen or generated id; an id in use is the duplicate-key
+/// error Dataverse gives (412, `0x80040237`).
+fn insert(
+    inner: &mut Inner,
+    def: TableDef,
+    id: &str,
+    data: Map<String, Value>,
+) -> Result<(), ApiError> {
     if inner.exists(def.set, id) {
         return Err(ApiError::duplicate());
     }
-    let changes = changes_from_body(&inner, def, data, None)?;
+    let changes = changes_from_body(inner, def, data, None)?;
     let stored: Map<String, Value> = changes.into_iter().filter(|(_, v)| !v.is_null()).collect();
     inner.insert_row(def.set, id.to_string(), stored);
     Ok(())
@@ -268,28 +278,28 @@ pub async fn patch(
         let data = json_body(&body)?;
         let if_match = header(&headers, "if-match");
         let if_none_match = header(&headers, "if-none-match");
-        let exists = state.lock().exists(def.set, &id);
-        if !exists {
+        // One lock from the existence check to the write: two racing upserts of a new id
+        // make one row and one update, never a duplicate-key error.
+        let mut inner = state.lock();
+        let Some(row) = inner.table(def.set).rows.get(&id).cloned() else {
             if if_match.is_some() {
                 return Err(ApiError::not_found(def.logical, &id));
             }
-            create(&state, def, &id, data)?;
+            insert(&mut inner, def, &id, data)?;
+            drop(inner);
             return Ok(row_answer(&state, def, &id, true, &prefs, &params));
+        };
+        if if_none_match == Some("*") {
+            return Err(ApiError::duplicate());
         }
-        {
-            let mut inner = state.lock();
-            let row = inner.table(def.set).rows[&id].clone();
-            if if_none_match == Some("*") {
-                return Err(ApiError::duplicate());
+        if let Some(tag) = if_match {
+            if tag != "*" && tag != etag(row.version) {
+                return Err(ApiError::version_mismatch());
             }
-            if let Some(tag) = if_match {
-                if tag != "*" && tag != etag(row.version) {
-                    return Err(ApiError::version_mismatch());
-                }
-            }
-            let changes = changes_from_body(&inner, def, data, Some(&row))?;
-            inner.update_row(def.set, &id, changes);
         }
+        let changes = changes_from_body(&inner, def, data, Some(&row))?;
+        inner.update_row(def.set, &id, changes);
+        drop(inner);
         Ok(row_answer(&state, def, &id, false, &prefs, &params))
     })();
     result.unwrap_or_else(IntoResponse::into_response)

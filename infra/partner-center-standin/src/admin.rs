@@ -1,5 +1,6 @@
 //! `/_standin/...`: the fault and inspection switches of [`crate::StandinHandle`] over HTTP,
-//! for tests that drive the stand-in as a separate process.
+//! for tests that drive the stand-in as a separate process: faults (armed, listed, cleared),
+//! per-route request counts, deliveries, incoming referrals, token revocation, a snapshot.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +26,14 @@ struct IncomingRequest {
 
 pub(crate) fn routes() -> Router<Arc<State>> {
     Router::new()
-        .route("/_standin/faults", post(add_fault).delete(clear_faults))
+        .route(
+            "/_standin/faults",
+            post(add_fault).get(list_faults).delete(clear_faults),
+        )
+        .route(
+            "/_standin/requests",
+            get(request_counts).delete(reset_request_counts),
+        )
         .route("/_standin/deliveries", get(list_deliveries))
         .route("/_standin/deliveries/faults", post(set_delivery_faults))
         .route("/_standin/deliveries/release", post(release))
@@ -41,6 +49,19 @@ async fn add_fault(AxState(state): AxState<Arc<State>>, Json(fault): Json<Fault>
 
 async fn clear_faults(AxState(state): AxState<Arc<State>>) -> StatusCode {
     state.lock().faults.clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn list_faults(AxState(state): AxState<Arc<State>>) -> Response {
+    Json(state.pending_faults()).into_response()
+}
+
+async fn request_counts(AxState(state): AxState<Arc<State>>) -> Response {
+    Json(state.lock().request_counts.clone()).into_response()
+}
+
+async fn reset_request_counts(AxState(state): AxState<Arc<State>>) -> StatusCode {
+    state.lock().request_counts.clear();
     StatusCode::NO_CONTENT
 }
 

@@ -1,5 +1,7 @@
 //! Fault injection: the next N matching requests are throttled, fail, stall or lose their
-//! connection; webhook deliveries can be duplicated, held back and reordered, or suppressed.
+//! connection, or the next N writes run and commit, then lose their answer; webhook
+//! deliveries can be duplicated, held back and reordered, or suppressed. Every API request
+//! is recorded and counted per route, faulted ones included.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +24,34 @@ pub enum FaultKind {
     Status { status: u16 },
     /// Answers normally after a pause.
     Delay { millis: u64 },
-    /// Closes the connection without answering.
+    /// Closes the connection without answering (the handler never runs).
     Drop,
+    /// Runs the write to its end, then loses the answer as `lost_as` says. Armed for writes
+    /// only (POST, PATCH, PUT, DELETE; not the token endpoint): reads pass it by.
+    LoseResponse {
+        #[serde(default)]
+        lost_as: LostAs,
+    },
+}
+
+/// How the client sees an answer lost after the write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LostAs {
+    /// The socket closes with no response.
+    #[default]
+    Drop,
+    /// 504 Gateway Timeout, as a proxy in front of the service sends.
+    GatewayTimeout,
+}
+
+impl From<LostAs> for standin_kit::Lost {
+    fn from(l: LostAs) -> Self {
+        match l {
+            LostAs::Drop => standin_kit::Lost::Drop,
+            LostAs::GatewayTimeout => standin_kit::Lost::GatewayTimeout,
+        }
+    }
 }
 
 /// A fault for the next `count` requests that match `method` and `path_prefix` (when set).
@@ -59,8 +87,20 @@ impl Fault {
         self
     }
 
+    /// A lost answer after the write, for the next `count` matching writes.
+    pub fn lose_response(lost_as: LostAs, count: u32) -> Self {
+        Fault::new(FaultKind::LoseResponse { lost_as }, count)
+    }
+
     fn matches(&self, method: &str, path: &str) -> bool {
-        self.count > 0
+        let armed = match self.kind {
+            FaultKind::LoseResponse { .. } => {
+                standin_kit::is_write(method) && !path.ends_with(TOKEN_PATH)
+            }
+            _ => true,
+        };
+        armed
+            && self.count > 0
             && self
                 .method
                 .as_deref()
@@ -70,6 +110,26 @@ impl Fault {
                 .as_deref()
                 .is_none_or(|p| path.starts_with(p))
     }
+}
+
+const TOKEN_PATH: &str = "/oauth2/v2.0/token";
+
+/// The counter key of a request: method and route with ids replaced, e.g. `GET referrals`,
+/// `PATCH referrals/{id}`, `PUT registration`, `POST token`.
+pub fn route_key(method: &str, path: &str) -> String {
+    if path.ends_with(TOKEN_PATH) {
+        return format!("{method} token");
+    }
+    let route = ["/v1.0/engagements/", "/webhooks/v1/"]
+        .iter()
+        .find_map(|p| path.strip_prefix(p))
+        .unwrap_or(path);
+    let named = ["referrals", "registration", "validationEvents", "events"];
+    let route: Vec<&str> = route
+        .split('/')
+        .map(|seg| if named.contains(&seg) { seg } else { "{id}" })
+        .collect();
+    format!("{method} {}", route.join("/"))
 }
 
 /// Switches for the next webhook deliveries.
@@ -109,6 +169,10 @@ pub(crate) async fn layer(
     };
     let fault = {
         let mut inner = state.lock();
+        *inner
+            .request_counts
+            .entry(route_key(&method, &path))
+            .or_default() += 1;
         inner.requests.push(RequestRecord {
             method: method.clone(),
             path: path.clone(),
@@ -144,8 +208,48 @@ pub(crate) async fn layer(
             tokio::time::sleep(Duration::from_millis(millis)).await;
             next.run(req).await
         }
-        // Unwinding the connection task makes the server close the socket with no answer;
-        // `resume_unwind` skips the panic hook, so nothing is printed.
-        Some(FaultKind::Drop) => std::panic::resume_unwind(Box::new("injected connection drop")),
+        Some(FaultKind::Drop) => standin_kit::lost::drop_connection(),
+        Some(FaultKind::LoseResponse { lost_as }) => {
+            standin_kit::lost::after_handler(req, next, lost_as.into()).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_keys_hide_ids() {
+        let id = "7eb682f1-ca75-e511-80d4-00155d2a68d1";
+        for (method, path, key) in [
+            (
+                "GET",
+                "/v1.0/engagements/referrals".to_string(),
+                "GET referrals",
+            ),
+            (
+                "PATCH",
+                format!("/v1.0/engagements/referrals/{id}"),
+                "PATCH referrals/{id}",
+            ),
+            (
+                "PUT",
+                "/webhooks/v1/registration".to_string(),
+                "PUT registration",
+            ),
+            (
+                "GET",
+                format!("/webhooks/v1/registration/validationEvents/{id}"),
+                "GET registration/validationEvents/{id}",
+            ),
+            (
+                "POST",
+                "/contoso/oauth2/v2.0/token".to_string(),
+                "POST token",
+            ),
+        ] {
+            assert_eq!(route_key(method, &path), key);
+        }
     }
 }

@@ -16,6 +16,7 @@ mod state;
 mod token;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ use axum::Router;
 use serde_json::Value;
 use url::Url;
 
-pub use faults::{DeliveryFaults, Fault, FaultKind};
+pub use faults::{DeliveryFaults, Fault, FaultKind, LostAs};
 pub use state::{DeliveryRecord, RequestRecord, StandinConfig, CERT_ORGANIZATION};
 
 use state::State;
@@ -139,6 +140,11 @@ impl StandinHandle {
         self.state.lock().faults.clear();
     }
 
+    /// Faults not used up yet, with their remaining counts.
+    pub fn pending_faults(&self) -> Vec<Fault> {
+        self.state.pending_faults()
+    }
+
     pub fn set_delivery_faults(&self, faults: DeliveryFaults) {
         self.state.lock().delivery_faults = faults;
     }
@@ -190,6 +196,25 @@ impl StandinHandle {
     /// API requests received so far, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.state.lock().requests.clone()
+    }
+
+    /// Requests per route (see [`faults::route_key`]), token requests under `POST token`.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.state.lock().request_counts.clone()
+    }
+
+    pub fn request_count(&self, route: &str) -> u64 {
+        self.state
+            .lock()
+            .request_counts
+            .get(route)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Clears the per-route counts (not the [`StandinHandle::requests`] log).
+    pub fn reset_request_counts(&self) {
+        self.state.lock().request_counts.clear();
     }
 
     /// Forgets every access token, so the next API call gets a 401.

@@ -1,7 +1,7 @@
 //! Everything the stand-in remembers: referrals, tokens, the webhook registration, pending
 //! faults and what it delivered.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -91,6 +91,8 @@ pub(crate) struct Inner {
     pub deliveries: Vec<DeliveryRecord>,
     pub held: Vec<crate::deliveries::PendingDelivery>,
     pub requests: Vec<RequestRecord>,
+    /// Requests per [`crate::faults::route_key`]; reset apart from `requests`.
+    pub request_counts: BTreeMap<String, u64>,
     pub last_write: Option<OffsetDateTime>,
 }
 
@@ -136,6 +138,16 @@ impl State {
 
     pub fn referral_url(&self, id: &str) -> String {
         format!("{}v1.0/engagements/referrals/{id}", self.base_url)
+    }
+
+    /// Faults still armed, with what is left of their counts.
+    pub fn pending_faults(&self) -> Vec<Fault> {
+        self.lock()
+            .faults
+            .iter()
+            .filter(|f| f.count > 0)
+            .cloned()
+            .collect()
     }
 }
 
