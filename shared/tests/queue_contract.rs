@@ -897,3 +897,65 @@ async fn sqlite_file_from_before_groups_is_upgraded() {
     let got = sync.receive(10, LONG, Duration::ZERO).await.unwrap();
     assert_eq!(got[0].group.as_deref(), Some("g"));
 }
+
+/// Four receivers on one FIFO queue: each group is worked on by one of them at a time, in
+/// send order, while the groups proceed side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_fifo_concurrent_receivers_keep_each_group_serial() {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    const MESSAGES: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queues.db");
+    let q = SqliteQueue::open_fifo(&path, "sync", 5).unwrap();
+    let messages: Vec<_> = (0..MESSAGES)
+        .map(|i| in_group(&i.to_string(), &format!("pair-{}", i % 4)))
+        .collect();
+    q.send_batch(&messages).await.unwrap();
+    let holding = Arc::new(Mutex::new(HashSet::new()));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let q = SqliteQueue::open_fifo(&path, "sync", 5).unwrap();
+        let (holding, log, done) = (holding.clone(), log.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            while done.load(Ordering::SeqCst) < MESSAGES {
+                let got = q.receive(3, LONG, Duration::ZERO).await.unwrap();
+                if got.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                for m in got {
+                    let group = m.group.clone().unwrap();
+                    assert!(
+                        holding.lock().unwrap().insert(group.clone()),
+                        "{group} handed out twice at once"
+                    );
+                    log.lock()
+                        .unwrap()
+                        .push((group.clone(), m.body.parse::<usize>().unwrap()));
+                    tokio::task::yield_now().await;
+                    holding.lock().unwrap().remove(&group);
+                    q.ack(&m.receipt).await.unwrap();
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), MESSAGES);
+    for g in 0..4 {
+        let order: Vec<usize> = log
+            .iter()
+            .filter(|(group, _)| *group == format!("pair-{g}"))
+            .map(|(_, n)| *n)
+            .collect();
+        let sent: Vec<usize> = (0..MESSAGES).filter(|i| i % 4 == g).collect();
+        assert_eq!(order, sent, "pair-{g} in send order");
+    }
+}
