@@ -100,6 +100,7 @@ fn received(record: &SqsMessage) -> Received {
             .iter()
             .filter_map(|(k, v)| Some((k.clone(), v.string_value.clone()?)))
             .collect::<BTreeMap<_, _>>(),
+        group: record.attributes.get("MessageGroupId").cloned(),
     }
 }
 

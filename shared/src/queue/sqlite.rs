@@ -3,6 +3,12 @@
 //! not acked is visible again once its visibility timeout has passed, also after a restart.
 //! Several queues (by name) and the [`SqliteStore`](crate::store::sqlite::SqliteStore) can
 //! share one file.
+//!
+//! A FIFO queue hands out only the oldest message of each group, and only while it is
+//! visible: so a group's messages come in send order, and nothing else of a group is handed
+//! out while one is in flight. That is one message per group per receive, stricter than SQS
+//! (which may batch a run of one group). De-duplication ids are kept for [`DEDUP_WINDOW`]
+//! from their first send, also after that message is acked, as SQS does.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,7 +20,11 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{DeadLetter, OutMessage, Queue, QueueDepth, QueueError, Received, MAX_RECEIVES_REASON};
+use super::message_rules;
+use super::{
+    DeadLetter, OutMessage, Queue, QueueDepth, QueueError, QueueKind, Received, DEDUP_WINDOW,
+    MAX_RECEIVES_REASON,
+};
 use crate::store::sqlite_connection::{exec, SharedConnection};
 use crate::store::time_key::{millis, now_millis};
 
@@ -27,7 +37,8 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     attributes    TEXT NOT NULL,
     visible_at_ms INTEGER NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
-    receipt       TEXT UNIQUE
+    receipt       TEXT UNIQUE,
+    group_id      TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_messages_ready ON queue_messages (queue, visible_at_ms, seq);
 CREATE TABLE IF NOT EXISTS queue_dead_letters (
@@ -38,10 +49,28 @@ CREATE TABLE IF NOT EXISTS queue_dead_letters (
     attributes    TEXT NOT NULL,
     reason        TEXT NOT NULL,
     receive_count INTEGER NOT NULL,
-    failed_at     TEXT NOT NULL
+    failed_at     TEXT NOT NULL,
+    group_id      TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_dead_letters_by_queue ON queue_dead_letters (queue, seq);
+CREATE TABLE IF NOT EXISTS queue_kinds (
+    queue TEXT PRIMARY KEY,
+    fifo  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue_dedup (
+    queue         TEXT NOT NULL,
+    dedup_id      TEXT NOT NULL,
+    message_id    TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (queue, dedup_id)
+);
+CREATE INDEX IF NOT EXISTS queue_dedup_expiry ON queue_dedup (queue, expires_at_ms);
 ";
+
+/// Files made before FIFO queues lack `group_id`; the group index needs it.
+const GROUP_COLUMN_TABLES: [&str; 2] = ["queue_messages", "queue_dead_letters"];
+const GROUP_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS queue_messages_group ON queue_messages (queue, group_id, seq)";
 
 /// How often an empty long-poll looks again (for messages sent by another process).
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -50,24 +79,48 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 pub struct SqliteQueue {
     conn: SharedConnection,
     name: String,
+    kind: QueueKind,
     max_receive_count: u32,
     /// Wakes this process's waiting receivers on a send, instead of their next poll.
     arrived: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl SqliteQueue {
-    /// Opens queue `name` in the database file (creating file and tables if needed).
-    /// A message received `max_receive_count` times goes to the DLQ on its next receive
-    /// (as with an SQS RedrivePolicy); 0 disables that. Blocking: call it at start-up.
+    /// Opens standard queue `name` in the database file (creating file and tables if
+    /// needed). A message received `max_receive_count` times goes to the DLQ on its next
+    /// receive (as with an SQS RedrivePolicy); 0 disables that. Blocking: call it at start-up.
     pub fn open(
         path: impl AsRef<Path>,
         name: impl Into<String>,
         max_receive_count: u32,
     ) -> Result<Self, QueueError> {
+        Self::open_kind(path, name, max_receive_count, QueueKind::Standard)
+    }
+
+    /// [`open`](Self::open) for a FIFO queue (its dead letters are kept in order too).
+    pub fn open_fifo(
+        path: impl AsRef<Path>,
+        name: impl Into<String>,
+        max_receive_count: u32,
+    ) -> Result<Self, QueueError> {
+        Self::open_kind(path, name, max_receive_count, QueueKind::Fifo)
+    }
+
+    /// Opens queue `name` as `kind`. A queue keeps the kind it was first opened with:
+    /// opening it as the other kind is [`QueueError::KindMismatch`].
+    pub fn open_kind(
+        path: impl AsRef<Path>,
+        name: impl Into<String>,
+        max_receive_count: u32,
+        kind: QueueKind,
+    ) -> Result<Self, QueueError> {
+        let name = name.into();
         let conn = SharedConnection::open(path.as_ref(), SCHEMA).map_err(backend)?;
+        prepare(path.as_ref(), &name, kind)?;
         Ok(SqliteQueue {
             conn,
-            name: name.into(),
+            name,
+            kind,
             max_receive_count,
             arrived: Default::default(),
         })
@@ -76,6 +129,55 @@ impl SqliteQueue {
     pub fn name(&self) -> &str {
         &self.name
     }
+}
+
+/// Adds what older files lack and records the queue's kind, in one transaction on a
+/// connection of its own (the shared one only offers async calls; this runs at start-up).
+fn prepare(path: &Path, queue: &str, kind: QueueKind) -> Result<(), QueueError> {
+    let mut c = Connection::open(path).map_err(backend)?;
+    c.busy_timeout(Duration::from_secs(10)).map_err(backend)?;
+    let tx = c
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    for table in GROUP_COLUMN_TABLES {
+        let has: bool = tx
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = 'group_id'",
+                [table],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if !has {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN group_id TEXT"))
+                .map_err(backend)?;
+        }
+    }
+    tx.execute_batch(GROUP_INDEX).map_err(backend)?;
+    let fifo = kind == QueueKind::Fifo;
+    tx.execute(
+        "INSERT OR IGNORE INTO queue_kinds (queue, fifo) VALUES (?1, ?2)",
+        params![queue, fifo],
+    )
+    .map_err(backend)?;
+    let stored: bool = tx
+        .query_row(
+            "SELECT fifo FROM queue_kinds WHERE queue = ?1",
+            [queue],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    if stored != fifo {
+        let existing = if stored {
+            QueueKind::Fifo
+        } else {
+            QueueKind::Standard
+        };
+        return Err(QueueError::KindMismatch {
+            queue: queue.to_owned(),
+            existing,
+        });
+    }
+    tx.commit().map_err(backend)
 }
 
 fn backend(e: rusqlite::Error) -> QueueError {
@@ -99,8 +201,8 @@ fn now_rfc3339() -> String {
 /// Moves one message row (by `seq`) to the dead letters of its queue.
 fn move_to_dead_letters(c: &Connection, seq: i64, reason: &str) -> Result<(), QueueError> {
     exec(c,
-        "INSERT INTO queue_dead_letters (id, queue, body, attributes, reason, receive_count, failed_at)
-         SELECT id, queue, body, attributes, ?2, receive_count, ?3 FROM queue_messages WHERE seq = ?1",
+        "INSERT INTO queue_dead_letters (id, queue, body, attributes, reason, receive_count, failed_at, group_id)
+         SELECT id, queue, body, attributes, ?2, receive_count, ?3, group_id FROM queue_messages WHERE seq = ?1",
         params![seq, reason, now_rfc3339()],
     )
     .map_err(backend)?;
@@ -114,6 +216,7 @@ struct Ready {
     body: String,
     attributes: String,
     receive_count: u32,
+    group: Option<String>,
 }
 
 fn ready_row(r: &Row<'_>) -> rusqlite::Result<Ready> {
@@ -123,18 +226,39 @@ fn ready_row(r: &Row<'_>) -> rusqlite::Result<Ready> {
         body: r.get(2)?,
         attributes: r.get(3)?,
         receive_count: r.get(4)?,
+        group: r.get(5)?,
     })
 }
+
+const READY_STANDARD: &str = "SELECT seq, id, body, attributes, receive_count, group_id
+     FROM queue_messages
+     WHERE queue = ?1 AND visible_at_ms <= ?2
+     ORDER BY visible_at_ms, seq LIMIT ?3";
+
+/// The oldest message of each group, if it is visible: an older one of the same group is
+/// either in flight (the group is blocked) or visible itself (and goes first).
+const READY_FIFO: &str = "SELECT m.seq, m.id, m.body, m.attributes, m.receive_count, m.group_id
+     FROM queue_messages m
+     WHERE m.queue = ?1 AND m.visible_at_ms <= ?2
+       AND NOT EXISTS (SELECT 1 FROM queue_messages older
+                       WHERE older.queue = m.queue AND older.group_id = m.group_id
+                         AND older.seq < m.seq)
+     ORDER BY m.seq LIMIT ?3";
 
 /// One non-blocking receive attempt, in one write transaction so two receivers never get
 /// the same message.
 fn receive_now(
     c: &mut Connection,
     queue: &str,
+    kind: QueueKind,
     max: usize,
     max_receive_count: u32,
     visibility: Duration,
 ) -> Result<Vec<Received>, QueueError> {
+    let ready = match kind {
+        QueueKind::Standard => READY_STANDARD,
+        QueueKind::Fifo => READY_FIFO,
+    };
     let tx = c
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend)?;
@@ -143,13 +267,7 @@ fn receive_now(
     // Dead-lettered rows free their slot, so look again until full or nothing is ready.
     while out.len() < max {
         let rows = {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT seq, id, body, attributes, receive_count FROM queue_messages
-                     WHERE queue = ?1 AND visible_at_ms <= ?2
-                     ORDER BY visible_at_ms, seq LIMIT ?3",
-                )
-                .map_err(backend)?;
+            let mut stmt = tx.prepare_cached(ready).map_err(backend)?;
             let limit = i64::try_from(max - out.len()).unwrap_or(i64::MAX);
             let rows = stmt
                 .query_map(params![queue, now, limit], ready_row)
@@ -180,6 +298,7 @@ fn receive_now(
                 body: row.body,
                 receive_count: row.receive_count + 1,
                 attributes: decode_attributes(&row.attributes)?,
+                group: row.group,
             });
         }
     }
@@ -187,20 +306,66 @@ fn receive_now(
     Ok(out)
 }
 
-fn insert_message(
-    c: &Connection,
-    queue: &str,
-    id: &str,
-    body: &str,
-    attributes: &str,
+struct NewMessage {
+    id: String,
+    body: String,
+    attributes: String,
     delay: Duration,
-) -> Result<(), QueueError> {
-    exec(c,
-        "INSERT INTO queue_messages (id, queue, body, attributes, visible_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, queue, body, attributes, now_millis().saturating_add(millis(delay))],
+    group: Option<String>,
+}
+
+fn insert_message(c: &Connection, queue: &str, m: &NewMessage) -> Result<(), QueueError> {
+    exec(
+        c,
+        "INSERT INTO queue_messages (id, queue, body, attributes, visible_at_ms, group_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            m.id,
+            queue,
+            m.body,
+            m.attributes,
+            now_millis().saturating_add(millis(m.delay)),
+            m.group
+        ],
     )
     .map_err(backend)?;
     Ok(())
+}
+
+/// Within the window: the id of the message first sent with `dedup_id`. Otherwise records
+/// `message_id` as that message and returns `None`.
+fn first_sent_with(
+    c: &Connection,
+    queue: &str,
+    dedup_id: &str,
+    message_id: &str,
+    now: i64,
+) -> Result<Option<String>, QueueError> {
+    let first: Option<String> = c
+        .prepare_cached(
+            "SELECT message_id FROM queue_dedup
+             WHERE queue = ?1 AND dedup_id = ?2 AND expires_at_ms > ?3",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![queue, dedup_id, now], |r| r.get(0))
+                .optional()
+        })
+        .map_err(backend)?;
+    if first.is_none() {
+        exec(
+            c,
+            "INSERT OR REPLACE INTO queue_dedup (queue, dedup_id, message_id, expires_at_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                queue,
+                dedup_id,
+                message_id,
+                now.saturating_add(millis(DEDUP_WINDOW))
+            ],
+        )
+        .map_err(backend)?;
+    }
+    Ok(first)
 }
 
 fn count(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<u64, QueueError> {
@@ -218,33 +383,57 @@ impl Queue for SqliteQueue {
             .remove(0))
     }
 
+    fn kind(&self) -> QueueKind {
+        self.kind
+    }
+
     async fn send_batch(&self, messages: &[OutMessage]) -> Result<Vec<String>, QueueError> {
         let queue = self.name.clone();
         let rows = messages
             .iter()
             .map(|m| {
-                Ok((
-                    Uuid::new_v4().to_string(),
-                    m.body.clone(),
-                    encode_attributes(&m.attributes)?,
-                    m.delay,
-                ))
+                message_rules::check(self.kind, m)?;
+                let row = NewMessage {
+                    id: Uuid::new_v4().to_string(),
+                    body: m.body.clone(),
+                    attributes: encode_attributes(&m.attributes)?,
+                    delay: m.delay,
+                    group: m.group.clone(),
+                };
+                Ok((row, m.dedup_id.clone()))
             })
             .collect::<Result<Vec<_>, QueueError>>()?;
-        let ids = self
+        let (ids, inserted) = self
             .conn
-            .run(move |c| -> Result<Vec<String>, QueueError> {
+            .run(move |c| -> Result<(Vec<String>, usize), QueueError> {
                 let tx = c.transaction().map_err(backend)?;
-                for (id, body, attributes, delay) in &rows {
-                    insert_message(&tx, &queue, id, body, attributes, *delay)?;
+                let now = now_millis();
+                exec(
+                    &tx,
+                    "DELETE FROM queue_dedup WHERE queue = ?1 AND expires_at_ms <= ?2",
+                    params![queue, now],
+                )
+                .map_err(backend)?;
+                let mut ids = Vec::with_capacity(rows.len());
+                let mut inserted = 0;
+                for (row, dedup_id) in &rows {
+                    if let Some(d) = dedup_id {
+                        if let Some(first) = first_sent_with(&tx, &queue, d, &row.id, now)? {
+                            ids.push(first);
+                            continue;
+                        }
+                    }
+                    insert_message(&tx, &queue, row)?;
+                    ids.push(row.id.clone());
+                    inserted += 1;
                 }
                 tx.commit().map_err(backend)?;
-                Ok(rows.into_iter().map(|r| r.0).collect())
+                Ok((ids, inserted))
             })
             .await?;
         // One wake-up per message, not all waiters: a herd of receivers would each take the
         // write lock to find nothing.
-        for _ in &ids {
+        for _ in 0..inserted {
             self.arrived.notify_one();
         }
         Ok(ids)
@@ -262,10 +451,10 @@ impl Queue for SqliteQueue {
             let arrived = self.arrived.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
-            let (queue, max_rc) = (self.name.clone(), self.max_receive_count);
+            let (queue, kind, max_rc) = (self.name.clone(), self.kind, self.max_receive_count);
             let got = self
                 .conn
-                .run(move |c| receive_now(c, &queue, max, max_rc, visibility))
+                .run(move |c| receive_now(c, &queue, kind, max, max_rc, visibility))
                 .await?;
             let waited = started.elapsed();
             if !got.is_empty() || max == 0 || waited >= wait {
@@ -340,7 +529,7 @@ impl Queue for SqliteQueue {
             .run(move |c| {
                 let mut stmt = c
                     .prepare(
-                        "SELECT id, body, attributes, reason, receive_count, failed_at
+                        "SELECT id, body, attributes, reason, receive_count, failed_at, group_id
                          FROM queue_dead_letters WHERE queue = ?1 ORDER BY seq LIMIT ?2",
                     )
                     .map_err(backend)?;
@@ -354,25 +543,29 @@ impl Queue for SqliteQueue {
                             r.get::<_, String>(3)?,
                             r.get::<_, u32>(4)?,
                             r.get::<_, String>(5)?,
+                            r.get::<_, Option<String>>(6)?,
                         ))
                     })
                     .map_err(backend)?
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(backend)?;
                 rows.into_iter()
-                    .map(|(id, body, attributes, reason, receive_count, failed_at)| {
-                        Ok(DeadLetter {
-                            id,
-                            body,
-                            reason,
-                            receive_count,
-                            failed_at: Some(
-                                OffsetDateTime::parse(&failed_at, &Rfc3339)
-                                    .map_err(|e| QueueError::Corrupt(e.to_string()))?,
-                            ),
-                            attributes: decode_attributes(&attributes)?,
-                        })
-                    })
+                    .map(
+                        |(id, body, attributes, reason, receive_count, failed_at, group)| {
+                            Ok(DeadLetter {
+                                id,
+                                body,
+                                reason,
+                                receive_count,
+                                failed_at: Some(
+                                    OffsetDateTime::parse(&failed_at, &Rfc3339)
+                                        .map_err(|e| QueueError::Corrupt(e.to_string()))?,
+                                ),
+                                attributes: decode_attributes(&attributes)?,
+                                group,
+                            })
+                        },
+                    )
                     .collect()
             })
             .await
@@ -388,7 +581,9 @@ impl Queue for SqliteQueue {
                     Some(ids) => ids,
                     None => {
                         let mut stmt = tx
-                            .prepare("SELECT id FROM queue_dead_letters WHERE queue = ?1 ORDER BY seq")
+                            .prepare(
+                                "SELECT id FROM queue_dead_letters WHERE queue = ?1 ORDER BY seq",
+                            )
                             .map_err(backend)?;
                         let all = stmt
                             .query_map([&queue], |r| r.get(0))
@@ -400,18 +595,27 @@ impl Queue for SqliteQueue {
                 };
                 let mut moved = 0;
                 for id in selected {
-                    let row: Option<(String, String)> = tx
+                    let row = tx
                         .query_row(
-                            "SELECT body, attributes FROM queue_dead_letters WHERE queue = ?1 AND id = ?2",
+                            "SELECT body, attributes, group_id FROM queue_dead_letters
+                             WHERE queue = ?1 AND id = ?2",
                             params![queue, id],
-                            |r| Ok((r.get(0)?, r.get(1)?)),
+                            |r| {
+                                Ok(NewMessage {
+                                    id: id.clone(),
+                                    body: r.get(0)?,
+                                    attributes: r.get(1)?,
+                                    delay: Duration::ZERO,
+                                    group: r.get(2)?,
+                                })
+                            },
                         )
                         .optional()
                         .map_err(backend)?;
-                    let Some((body, attributes)) = row else { continue };
+                    let Some(row) = row else { continue };
                     exec(&tx, "DELETE FROM queue_dead_letters WHERE id = ?1", [&id])
                         .map_err(backend)?;
-                    insert_message(&tx, &queue, &id, &body, &attributes, Duration::ZERO)?;
+                    insert_message(&tx, &queue, &row)?;
                     moved += 1;
                 }
                 tx.commit().map_err(backend)?;

@@ -1,4 +1,5 @@
-//! [`Queue`] on Amazon SQS (standard queues): one source queue plus its dead-letter queue.
+//! [`Queue`] on Amazon SQS: one source queue plus its dead-letter queue, standard or FIFO
+//! (a FIFO queue's URL ends in `.fifo`, and its DLQ must be FIFO too).
 //!
 //! Automatic dead-lettering is SQS's own RedrivePolicy on the source queue (SQS moves a
 //! message once it has been received `maxReceiveCount` times; such messages carry no
@@ -10,6 +11,14 @@
 //! SQS limits apply and are clamped to: receive at most 10 messages, wait at most 20 s,
 //! delays at most 15 minutes, visibility at most 12 hours, timeouts in whole seconds
 //! (rounded up), at most 10 message attributes (3 of them on dead letters are ours).
+//!
+//! FIFO: every send carries a `MessageDeduplicationId`, the caller's or a fresh one (so a
+//! message without one is never taken for a duplicate, whatever the queue's
+//! ContentBasedDeduplication). A dead letter is sent with its group and `dl-<message id>`
+//! (a retried dead-lettering is dropped as a duplicate); a replay with its group and
+//! `replay-<dead letter id>`. Scanning a FIFO DLQ (list, replay) holds what it has seen, and
+//! SQS hands out nothing more of a group it holds: a group with more than one batch (10) of
+//! letters shows only its first batch in a listing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -24,8 +33,12 @@ use aws_sdk_sqs::types::{
 use aws_sdk_sqs::Client;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
-use super::{DeadLetter, OutMessage, Queue, QueueDepth, QueueError, Received, MAX_RECEIVES_REASON};
+use super::message_rules;
+use super::{
+    DeadLetter, OutMessage, Queue, QueueDepth, QueueError, QueueKind, Received, MAX_RECEIVES_REASON,
+};
 use crate::store::time_key::ceil_seconds;
 
 const REASON_ATTR: &str = "cosell-dlq-reason";
@@ -47,6 +60,17 @@ pub struct SqsQueue {
     client: Client,
     url: String,
     dlq_url: String,
+    kind: QueueKind,
+    dlq_kind: QueueKind,
+}
+
+/// SQS requires FIFO queue names to end in `.fifo`, so the URL says the kind.
+fn kind_of(url: &str) -> QueueKind {
+    if url.ends_with(".fifo") {
+        QueueKind::Fifo
+    } else {
+        QueueKind::Standard
+    }
 }
 
 fn backend<E, R>(op: &str, e: SdkError<E, R>) -> QueueError
@@ -83,11 +107,18 @@ fn our_attribute<'a>(m: &'a Message, name: &str) -> Option<&'a str> {
     m.message_attributes()?.get(name)?.string_value()
 }
 
-fn receive_count(m: &Message) -> u32 {
-    m.attributes()
-        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+fn system_attribute<'a>(m: &'a Message, name: &MessageSystemAttributeName) -> Option<&'a str> {
+    m.attributes()?.get(name).map(String::as_str)
+}
+
+fn receive_count(m: &Message) -> Option<u32> {
+    system_attribute(m, &MessageSystemAttributeName::ApproximateReceiveCount)?
+        .parse()
+        .ok()
+}
+
+fn group(m: &Message) -> Option<String> {
+    system_attribute(m, &MessageSystemAttributeName::MessageGroupId).map(str::to_owned)
 }
 
 fn required<'a>(value: Option<&'a str>, what: &str) -> Result<&'a str, QueueError> {
@@ -95,25 +126,42 @@ fn required<'a>(value: Option<&'a str>, what: &str) -> Result<&'a str, QueueErro
 }
 
 impl SqsQueue {
+    /// The queue and its DLQ by URL; each is FIFO when its URL ends in `.fifo`.
     pub fn new(client: Client, queue_url: impl Into<String>, dlq_url: impl Into<String>) -> Self {
+        let (url, dlq_url) = (queue_url.into(), dlq_url.into());
         SqsQueue {
             client,
-            url: queue_url.into(),
-            dlq_url: dlq_url.into(),
+            kind: kind_of(&url),
+            dlq_kind: kind_of(&dlq_url),
+            url,
+            dlq_url,
         }
     }
 
     /// For local runs and tests: creates `name` and `name-dlq` unless they exist, with a
-    /// RedrivePolicy that dead-letters after `max_receive_count` receives.
+    /// RedrivePolicy that dead-letters after `max_receive_count` receives. A `name` ending
+    /// in `.fifo` makes FIFO queues, `x.fifo` and `x-dlq.fifo`.
     pub async fn create_queues_if_missing(
         client: Client,
         name: &str,
         max_receive_count: u32,
         visibility: Duration,
     ) -> Result<Self, QueueError> {
+        let (stem, fifo) = match name.strip_suffix(".fifo") {
+            Some(stem) => (stem, true),
+            None => (name, false),
+        };
+        let dlq_name = if fifo {
+            format!("{stem}-dlq.fifo")
+        } else {
+            format!("{stem}-dlq")
+        };
+        let fifo_attributes =
+            fifo.then(|| HashMap::from([(QueueAttributeName::FifoQueue, "true".to_owned())]));
         let dlq_url = client
             .create_queue()
-            .queue_name(format!("{name}-dlq"))
+            .queue_name(dlq_name)
+            .set_attributes(fifo_attributes.clone())
             .attributes(QueueAttributeName::MessageRetentionPeriod, DLQ_RETENTION_S)
             .send()
             .await
@@ -137,6 +185,7 @@ impl SqsQueue {
         let url = client
             .create_queue()
             .queue_name(name)
+            .set_attributes(fifo_attributes)
             .attributes(
                 QueueAttributeName::VisibilityTimeout,
                 seconds(visibility, MAX_VISIBILITY_S).to_string(),
@@ -158,24 +207,34 @@ impl SqsQueue {
         &self.dlq_url
     }
 
+    /// Sends `m` to `url`, a queue of `kind`, after checking it against the kind's rules.
     async fn send_to(
         &self,
         url: &str,
-        body: &str,
-        delay: Duration,
-        attributes: impl IntoIterator<Item = (String, String)>,
+        kind: QueueKind,
+        m: &OutMessage,
     ) -> Result<String, QueueError> {
+        message_rules::check(kind, m)?;
         let mut attrs = HashMap::new();
-        for (k, v) in attributes {
-            attrs.insert(k, string_attribute(&v)?);
+        for (k, v) in &m.attributes {
+            attrs.insert(k.clone(), string_attribute(v)?);
         }
-        let out = self
+        let request = self
             .client
             .send_message()
             .queue_url(url)
-            .message_body(body)
-            .delay_seconds(seconds(delay, MAX_DELAY_S))
+            .message_body(&m.body)
             .set_message_attributes((!attrs.is_empty()).then_some(attrs))
+            .set_message_group_id(m.group.clone());
+        let request = match kind {
+            QueueKind::Standard => request.delay_seconds(seconds(m.delay, MAX_DELAY_S)),
+            QueueKind::Fifo => request.message_deduplication_id(
+                m.dedup_id
+                    .clone()
+                    .unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
+            ),
+        };
+        let out = request
             .send()
             .await
             .map_err(|e| backend("SendMessage", e))?;
@@ -197,6 +256,7 @@ impl SqsQueue {
             .visibility_timeout(visibility_s)
             .wait_time_seconds(wait_s)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .message_attribute_names("All")
             .send()
             .await
@@ -275,24 +335,35 @@ fn dead_letter_from(m: &Message) -> Result<DeadLetter, QueueError> {
                 .unwrap_or(0)
         } else {
             // The count carries over from the source queue; our own scan added one.
-            receive_count(m).saturating_sub(1)
+            receive_count(m).unwrap_or(0).saturating_sub(1)
         },
         failed_at: our_attribute(m, FAILED_AT_ATTR)
             .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok()),
         attributes: user_attributes(m),
+        group: group(m),
     })
 }
 
 #[async_trait]
 impl Queue for SqsQueue {
+    fn kind(&self) -> QueueKind {
+        self.kind
+    }
+
     async fn send(&self, message: &OutMessage) -> Result<String, QueueError> {
-        self.send_to(
-            &self.url,
-            &message.body,
-            message.delay,
-            message.attributes.clone(),
-        )
-        .await
+        self.send_to(&self.url, self.kind, message).await
+    }
+
+    /// Checks every message before sending any, so a refused one enqueues nothing.
+    async fn send_batch(&self, messages: &[OutMessage]) -> Result<Vec<String>, QueueError> {
+        for m in messages {
+            message_rules::check(self.kind, m)?;
+        }
+        let mut ids = Vec::with_capacity(messages.len());
+        for m in messages {
+            ids.push(self.send_to(&self.url, self.kind, m).await?);
+        }
+        Ok(ids)
     }
 
     async fn receive(
@@ -319,8 +390,12 @@ impl Queue for SqsQueue {
                     id: required(m.message_id(), "message id")?.to_owned(),
                     receipt: required(m.receipt_handle(), "receipt handle")?.to_owned(),
                     body: m.body().unwrap_or_default().to_owned(),
-                    receive_count: receive_count(m),
+                    // The attempt count decides dead-lettering: never guess it.
+                    receive_count: receive_count(m).ok_or_else(|| {
+                        QueueError::Corrupt("SQS message without ApproximateReceiveCount".into())
+                    })?,
                     attributes: user_attributes(m),
+                    group: group(m),
                 })
             })
             .collect()
@@ -352,13 +427,22 @@ impl Queue for SqsQueue {
         let failed_at = OffsetDateTime::now_utc()
             .format(&Rfc3339)
             .expect("the current time formats as RFC 3339");
-        let mut attributes = message.attributes.clone();
-        attributes.insert(REASON_ATTR.into(), reason.to_owned());
-        attributes.insert(RECEIVE_COUNT_ATTR.into(), message.receive_count.to_string());
-        attributes.insert(FAILED_AT_ATTR.into(), failed_at);
+        let mut letter = OutMessage::new(message.body.clone());
+        letter.attributes = message.attributes.clone();
+        letter
+            .attributes
+            .insert(REASON_ATTR.into(), reason.to_owned());
+        letter
+            .attributes
+            .insert(RECEIVE_COUNT_ATTR.into(), message.receive_count.to_string());
+        letter.attributes.insert(FAILED_AT_ATTR.into(), failed_at);
+        letter.group = message.group.clone();
+        if self.dlq_kind == QueueKind::Fifo {
+            // A retry after a failed delete is dropped instead of filed twice.
+            letter.dedup_id = Some(format!("dl-{}", message.id));
+        }
         // Copy first, then delete: a failure in between leaves a duplicate, never a loss.
-        self.send_to(&self.dlq_url, &message.body, Duration::ZERO, attributes)
-            .await?;
+        self.send_to(&self.dlq_url, self.dlq_kind, &letter).await?;
         self.delete_from(&self.url, &message.receipt).await
     }
 
@@ -408,9 +492,13 @@ impl Queue for SqsQueue {
                     held.push(receipt.to_owned());
                     continue;
                 }
-                let body = m.body().unwrap_or_default();
-                self.send_to(&self.url, body, Duration::ZERO, user_attributes(m))
-                    .await?;
+                let mut back = OutMessage::new(m.body().unwrap_or_default());
+                back.attributes = user_attributes(m);
+                back.group = group(m);
+                if self.kind == QueueKind::Fifo {
+                    back.dedup_id = Some(format!("replay-{id}"));
+                }
+                self.send_to(&self.url, self.kind, &back).await?;
                 self.delete_from(&self.dlq_url, receipt).await?;
                 moved += 1;
             }
