@@ -170,7 +170,7 @@ impl Simulation {
         let sink = WebhookSink::start(Some(IntakeTarget {
             verifier: Arc::new(wiring::webhook_verifier(&h.config, &h.http)),
             store: h.store.clone(),
-            queue: h.inbound.clone(),
+            queue: h.queue.clone(),
         }))
         .await;
         user_pc
@@ -179,8 +179,7 @@ impl Simulation {
             .expect("register the webhook");
         let worker = QueueWorker::new(
             engine,
-            h.inbound.clone() as Arc<dyn Queue>,
-            h.outbound.clone() as Arc<dyn Queue>,
+            h.queue.clone() as Arc<dyn Queue>,
         );
         let mut customers = Vec::new();
         for (i, city) in ["Redmond", "Dublin", "Munich"].iter().enumerate() {
@@ -550,7 +549,7 @@ impl Simulation {
         let polled = poller::poll_opportunities(
             &engine.dv,
             &*self.h.store,
-            &*self.h.outbound,
+            &*self.h.queue,
             &engine.columns,
         )
         .await
@@ -558,7 +557,7 @@ impl Simulation {
         .unwrap_or(0);
         // The overlap covers the whole run, so every referral is looked at again.
         let swept =
-            reconcile::sweep_referrals(&engine.pc, &*self.h.store, &*self.h.inbound, DEDUPE_TTL)
+            reconcile::sweep_referrals(&engine.pc, &*self.h.store, &*self.h.queue, DEDUPE_TTL)
                 .await
                 .map(|r| r.enqueued)
                 .unwrap_or(0);
@@ -607,8 +606,8 @@ impl Simulation {
                 "queues did not drain (seed {})",
                 self.figures.seed
             );
-            let dead_in = self.h.inbound.replay_dead_letters(None).await.unwrap_or(0);
-            let dead_out = self.h.outbound.replay_dead_letters(None).await.unwrap_or(0);
+            let dead_in = self.h.queue.replay_dead_letters(None).await.unwrap_or(0);
+            let dead_out = 0;
             self.poll_and_sweep().await;
             assert!(
                 self.worker.drain(Duration::from_secs(60)).await,
@@ -623,7 +622,7 @@ impl Simulation {
         self.figures.retries = s.retries();
         self.figures.dead_letters = s.dead_lettered;
         self.figures.crashes = s.crashes_seen();
-        self.figures.failed_syncs = s.requeued + s.failed + s.dead_lettered + s.crashed;
+        self.figures.failed_syncs = s.retried + s.dead_lettered + s.crashed;
         self.figures.elapsed = self.started.elapsed();
     }
 

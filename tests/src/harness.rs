@@ -18,8 +18,8 @@ pub struct Harness {
     pub dv: dataverse_standin::StandinHandle,
     pub config: Config,
     pub store: Arc<SqliteStore>,
-    pub inbound: Arc<SqliteQueue>,
-    pub outbound: Arc<SqliteQueue>,
+    /// The FIFO sync queue (grouped by pair key), as the local runner has it.
+    pub queue: Arc<SqliteQueue>,
     pub engine: Engine,
     pub http: reqwest::Client,
     /// Holds the store and queue files; removed on drop.
@@ -82,9 +82,9 @@ impl Harness {
         let config = Config::load(&Source::from_pairs(settings)).expect("valid settings");
         let db = dir.path().join("cosell.db");
         let store = Arc::new(SqliteStore::open(&db).expect("open store"));
-        let inbound = Arc::new(SqliteQueue::open(&db, "inbound", 5).expect("open inbound queue"));
-        let outbound =
-            Arc::new(SqliteQueue::open(&db, "outbound", 5).expect("open outbound queue"));
+        let queue = Arc::new(
+            SqliteQueue::open_fifo(&db, "sync", 10).expect("open the sync queue"),
+        );
         let http = wiring::http_client(&config).expect("http client");
         let mut engine = Engine::from_config(&config, &http, store.clone() as Arc<dyn Store>, None)
             .expect("engine from settings");
@@ -108,8 +108,7 @@ impl Harness {
             dv,
             config,
             store,
-            inbound,
-            outbound,
+            queue,
             engine,
             http,
             dir,

@@ -33,7 +33,7 @@ impl IntakeFixture {
         handle_webhook(
             &self.verifier,
             &*self.h.store,
-            &*self.h.inbound,
+            &*self.h.queue,
             headers,
             body,
         )
@@ -42,7 +42,7 @@ impl IntakeFixture {
 
     /// Every message on the inbound queue, whatever its state.
     pub async fn queued(&self) -> u64 {
-        let d = self.h.inbound.depth().await.expect("queue depth");
+        let d = self.h.queue.depth().await.expect("queue depth");
         d.visible + d.in_flight + d.delayed + d.dead
     }
 }

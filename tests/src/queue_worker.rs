@@ -1,14 +1,14 @@
-//! A deterministic, single-task queue worker for tests: receives a batch from the inbound
-//! or outbound queue, runs the engine on each message in turn and carries out its
-//! [`Disposition`], as the Lambda workers and the local runner do. A message whose sync hit
-//! an injected crash gets no disposition at all: it is released as if its visibility
-//! timeout had run out, so the next receive redelivers it.
+//! A deterministic, single-task queue worker for tests: receives a batch from the sync
+//! queue, reconciles each message in turn and carries out its [`Disposition`], as the
+//! Lambda function and the local runner do. A message whose reconcile hit an injected
+//! crash gets no disposition at all: it is released as if its visibility timeout had run
+//! out, so the next receive redelivers it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cosell::engine::{inbound, outbound};
-use cosell::engine::{Disposition, Engine, InboundMessage, OutboundMessage, SyncError};
+use cosell::engine::disposition::DEFAULT_MAX_ATTEMPTS;
+use cosell::engine::{reconcile_pair, Disposition, Engine, PairOutcome, SyncError, SyncMessage};
 use cosell::queue::{Queue, Received};
 
 use crate::crash_store::CrashStore;
@@ -21,16 +21,16 @@ const VISIBILITY: Duration = Duration::from_secs(60);
 pub struct WorkerStats {
     pub handled: u64,
     pub done: u64,
-    pub requeued: u64,
-    pub failed: u64,
+    pub forwarded: u64,
+    pub retried: u64,
     pub dead_lettered: u64,
     pub crashed: u64,
 }
 
 impl WorkerStats {
-    /// Syncs that will run again: requeued, released after a failure, or after a crash.
+    /// Reconciles that will run again: retried after a failure, or after a crash.
     pub fn retries(&self) -> u64 {
-        self.requeued + self.failed + self.crashed
+        self.retried + self.crashed
     }
 
     pub fn crashes_seen(&self) -> u64 {
@@ -40,58 +40,49 @@ impl WorkerStats {
 
 pub struct QueueWorker {
     pub engine: Engine,
-    pub inbound: Arc<dyn Queue>,
-    pub outbound: Arc<dyn Queue>,
+    pub queue: Arc<dyn Queue>,
     pub crash: Arc<CrashStore>,
     pub stats: WorkerStats,
+    /// Failed attempts before a message is dead-lettered.
+    pub max_attempts: u32,
     /// Reasons of every dead-lettered message, in order.
     pub dead_reasons: Vec<String>,
-}
-
-#[derive(Clone, Copy)]
-enum Side {
-    Inbound,
-    Outbound,
+    /// Retry waits are cut to this (tests do not wait out a real `Retry-After`).
+    pub retry_wait: Duration,
 }
 
 impl QueueWorker {
     /// Wraps `engine.store` in a [`CrashStore`] the worker can arm.
-    pub fn new(mut engine: Engine, inbound: Arc<dyn Queue>, outbound: Arc<dyn Queue>) -> Self {
+    pub fn new(mut engine: Engine, queue: Arc<dyn Queue>) -> Self {
         let crash = Arc::new(CrashStore::new(engine.store.clone()));
         engine.store = crash.clone();
         QueueWorker {
             engine,
-            inbound,
-            outbound,
+            queue,
             crash,
             stats: WorkerStats::default(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             dead_reasons: Vec::new(),
+            retry_wait: FAIL_DELAY,
         }
     }
 
-    /// One batch from each queue; returns how many messages were handled.
+    /// One batch; returns how many messages were handled.
     pub async fn step(&mut self) -> usize {
-        self.step_side(Side::Inbound).await + self.step_side(Side::Outbound).await
-    }
-
-    async fn step_side(&mut self, side: Side) -> usize {
-        let queue = match side {
-            Side::Inbound => self.inbound.clone(),
-            Side::Outbound => self.outbound.clone(),
-        };
+        let queue = self.queue.clone();
         let batch = queue
             .receive(10, VISIBILITY, Duration::ZERO)
             .await
             .expect("receive from the test queue");
         for message in &batch {
-            self.handle(side, &*queue, message).await;
+            self.handle(&*queue, message).await;
         }
         batch.len()
     }
 
-    async fn handle(&mut self, side: Side, queue: &dyn Queue, message: &Received) {
+    async fn handle(&mut self, queue: &dyn Queue, message: &Received) {
         self.stats.handled += 1;
-        let result = self.sync(side, &message.body).await;
+        let result = self.sync(&message.body).await;
         if self.crash.take_crashed() {
             // The worker "died": no ack, no release by the worker; the queue makes the
             // message visible again when its visibility timeout ends (here: at once).
@@ -102,48 +93,50 @@ impl QueueWorker {
                 .expect("release");
             return;
         }
-        let disposition = Disposition::of(&result);
-        match &disposition {
+        let mut disposition = Disposition::of(
+            &result,
+            message.receive_count,
+            self.max_attempts,
+            FAIL_DELAY,
+        );
+        match &mut disposition {
             Disposition::Done => self.stats.done += 1,
-            Disposition::Requeue { .. } => self.stats.requeued += 1,
-            Disposition::Fail { .. } => self.stats.failed += 1,
+            Disposition::Forward { .. } => self.stats.forwarded += 1,
+            Disposition::Retry { delay, .. } => {
+                self.stats.retried += 1;
+                *delay = (*delay).min(self.retry_wait);
+            }
             Disposition::DeadLetter { reason } => {
                 self.stats.dead_lettered += 1;
                 self.dead_reasons.push(reason.clone());
             }
         }
+        // The queue's one-second floor on a retry is the production rule; tests wait less.
+        if let Disposition::Retry { delay, .. } = &disposition {
+            queue
+                .release(&message.receipt, *delay)
+                .await
+                .expect("release for a retry");
+            return;
+        }
         disposition
-            .apply(queue, message, FAIL_DELAY)
+            .apply(queue, message)
             .await
             .expect("apply the disposition");
     }
 
-    async fn sync(&self, side: Side, body: &str) -> Result<(), SyncError> {
-        match side {
-            Side::Inbound => {
-                let m = InboundMessage::parse(body)?;
-                inbound::sync_referral(&self.engine, &m).await.map(|_| ())
-            }
-            Side::Outbound => {
-                let m = OutboundMessage::parse(body)?;
-                outbound::sync_opportunity(&self.engine, &m)
-                    .await
-                    .map(|_| ())
-            }
-        }
+    async fn sync(&self, body: &str) -> Result<PairOutcome, SyncError> {
+        let m = SyncMessage::parse(body)?;
+        reconcile_pair(&self.engine, &m).await
     }
 
-    /// Messages on either queue that are not dead: visible, in flight or delayed.
+    /// Messages on the queue that are not dead: visible, in flight or delayed.
     pub async fn pending(&self) -> u64 {
-        let mut n = 0;
-        for q in [&self.inbound, &self.outbound] {
-            let d = q.depth().await.expect("queue depth");
-            n += d.visible + d.in_flight + d.delayed;
-        }
-        n
+        let d = self.queue.depth().await.expect("queue depth");
+        d.visible + d.in_flight + d.delayed
     }
 
-    /// Works until both queues are empty (waiting out delayed messages), or `limit` passes.
+    /// Works until the queue is empty (waiting out released messages), or `limit` passes.
     /// Returns false on timeout.
     pub async fn drain(&mut self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
@@ -156,7 +149,7 @@ impl QueueWorker {
                 if Instant::now() > deadline {
                     return false;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     }

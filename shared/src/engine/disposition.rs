@@ -82,6 +82,8 @@ impl Disposition {
 /// The queue message for `m`: grouped by its pair key, de-duplicated by its content.
 pub fn queued(m: &SyncMessage) -> OutMessage {
     OutMessage::new(m.to_body())
+        .group(m.key.trim())
+        .dedup_id(m.dedup_id())
 }
 
 #[cfg(test)]

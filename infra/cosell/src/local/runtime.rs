@@ -325,7 +325,7 @@ impl Runtime {
 /// The local runner's FIFO sync queue in `db`. Its own receive limit is a backstop above
 /// the attempts the worker allows: the worker dead-letters with the last reason first.
 pub fn open_sync_queue(db: &std::path::Path, max_attempts: u32) -> anyhow::Result<SqliteQueue> {
-    Ok(SqliteQueue::open(db, SYNC_QUEUE, max_attempts + 2)?)
+    Ok(SqliteQueue::open_fifo(db, SYNC_QUEUE, max_attempts + 2)?)
 }
 
 fn local_webhook_url(addr: SocketAddr) -> Url {
