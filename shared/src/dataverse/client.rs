@@ -60,7 +60,7 @@ pub(super) struct PageBody {
 }
 
 pub struct DataverseClient {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     tokens: Arc<TokenProvider>,
     api_base: Url,
     columns: ColumnNames,
