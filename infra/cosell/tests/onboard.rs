@@ -601,3 +601,149 @@ async fn doctor_without_a_sign_in_or_a_wrong_partner_center_secret_says_what_to_
     assert!(!out.stdout.contains("hunter2"));
     s.shutdown().await;
 }
+
+/// `--stack NAME`: the secrets come from the stack's parameters (moto's CloudFormation);
+/// login writes the secret's refresh token, and doctor redeems it and saves the rotated one.
+#[tokio::test]
+async fn login_and_doctor_find_the_secrets_through_the_stack() {
+    let Some(moto) = moto::url() else { return };
+    let s = standins(true).await;
+    let sdk = aws_local::sdk_config(&moto, moto::REGION).await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let create = |name: &str, value: Value| {
+        let sm = sm.clone();
+        let name = moto::unique(name);
+        async move {
+            sm.create_secret()
+                .name(name)
+                .secret_string(value.to_string())
+                .send()
+                .await
+                .unwrap()
+                .arn()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let pc = s.pc.config().clone();
+    let dv = s.dv.config().clone();
+    let pc_arn = create(
+        "cosell/pc",
+        json!({"client_id": pc.client_id, "client_secret": pc.client_secret}),
+    )
+    .await;
+    let dv_arn = create(
+        "cosell/dv",
+        json!({"client_id": dv.client_id, "client_secret": dv.client_secret}),
+    )
+    .await;
+    let template = json!({
+        "Parameters": {
+            "TenantId": {"Type": "String"},
+            "DataverseUrl": {"Type": "String"},
+            "PartnerCenterSecretArn": {"Type": "String"},
+            "DataverseSecretArn": {"Type": "String"},
+        },
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {"WebhookUrl": {"Value": "https://example.invalid/partner-center/webhook"}},
+    });
+    let param = |k: &str, v: &str| {
+        aws_sdk_cloudformation::types::Parameter::builder()
+            .parameter_key(k)
+            .parameter_value(v)
+            .build()
+    };
+    let stack = moto::unique("cosell-sync");
+    aws_sdk_cloudformation::Client::new(&sdk)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .parameters(param("TenantId", "contoso-tenant"))
+        .parameters(param("DataverseUrl", s.dv_url().as_str()))
+        .parameters(param("PartnerCenterSecretArn", &pc_arn))
+        .parameters(param("DataverseSecretArn", &dv_arn))
+        .send()
+        .await
+        .expect("create the stack in moto");
+    let dir = tempfile::tempdir().unwrap();
+    // No client secrets locally: they come from the stack's secrets.
+    let cfg = settings(
+        &s,
+        dir.path(),
+        &[
+            ("COSELL_PC_CLIENT_SECRET", "local-not-used"),
+            ("COSELL_DV_CLIENT_SECRET", "local-not-used"),
+        ],
+    );
+    let aws = ["--stack", stack.as_str(), "--endpoint-url", moto.as_str()];
+    let mut args = vec!["login", "partner-center"];
+    args.extend(aws);
+    let out = login_with(&s, cfg.clone(), &args, approve).await;
+    assert_eq!(out.exit, Exit::Ok, "{out:?}");
+    let signed = cosell_edge::secrets::read_current(&sm, &pc_arn)
+        .await
+        .unwrap();
+    let first = signed.value["refresh_token"].as_str().unwrap().to_string();
+    assert!(s.pc.refresh_token_valid(&first));
+
+    let mut args = vec!["doctor", "--output", "json"];
+    args.extend(aws);
+    let out = run_args(&args, &cfg).await;
+    let report = doctor_json(&out);
+    assert_eq!(
+        status_of(&report, "partner center token"),
+        "ok",
+        "{report:#}"
+    );
+    assert_eq!(status_of(&report, "dataverse token"), "ok", "{report:#}");
+    assert_eq!(status_of(&report, "refresh token age"), "ok", "{report:#}");
+    // Nothing is registered for the stack's URL yet.
+    assert_eq!(status_of(&report, "webhook registration"), "problem");
+    assert_eq!(out.exit, Exit::Failure);
+    let after = cosell_edge::secrets::read_current(&sm, &pc_arn)
+        .await
+        .unwrap();
+    let rotated = after.value["refresh_token"].as_str().unwrap();
+    assert_ne!(rotated, first, "doctor saved the rotated token back");
+    assert!(s.pc.refresh_token_valid(rotated));
+    s.shutdown().await;
+}
+
+/// The refresh token's age is the stored file's last write (each use rewrites it): a warning
+/// past 60 days, a problem past Entra's 90.
+#[tokio::test]
+async fn doctor_warns_about_an_old_refresh_token() {
+    let s = standins(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(REFRESH_TOKEN_FILE);
+    for (days, want) in [(70u64, "warn"), (95, "problem"), (1, "ok")] {
+        // A live token, written `days` ago.
+        let live = s.pc.config().refresh_token.clone();
+        let current = std::fs::read_to_string(&file).unwrap_or(live);
+        std::fs::write(&file, current.trim()).unwrap();
+        let then = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+        let out = run_args(
+            &["doctor", "--output", "json"],
+            &settings(&s, dir.path(), &[]),
+        )
+        .await;
+        let report = doctor_json(&out);
+        assert_eq!(
+            status_of(&report, "refresh token age"),
+            want,
+            "{days} days: {report:#}"
+        );
+        assert_eq!(
+            status_of(&report, "partner center token"),
+            "ok",
+            "{report:#}"
+        );
+    }
+    s.shutdown().await;
+}

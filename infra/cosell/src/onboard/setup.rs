@@ -34,7 +34,8 @@ pub struct Plan {
     pub create: Vec<ColumnSpec>,
     /// `(column, what is wrong)`: never altered.
     pub wrong: Vec<(String, String)>,
-    pub ok: Vec<String>,
+    /// `(column, kind)` of the columns that are right.
+    pub ok: Vec<(String, &'static str)>,
     /// The key to create, when missing.
     pub create_key: Option<String>,
     /// The existing key's index status.
@@ -62,7 +63,7 @@ pub fn plan(
             None => p.create.push(spec.clone()),
             Some(l) => match columns::type_problem(spec, l) {
                 Some(problem) => p.wrong.push((spec.logical_name.clone(), problem)),
-                None => p.ok.push(spec.logical_name.clone()),
+                None => p.ok.push((spec.logical_name.clone(), spec.kind.describe())),
             },
         }
     }
@@ -187,8 +188,8 @@ fn print_plan(out: &mut (dyn Write + Send), p: &Plan, config: &Config) -> std::i
             s.kind.describe()
         )?;
     }
-    for name in &p.ok {
-        writeln!(out, "  column {name:<32} {:<24} ok", "")?;
+    for (name, kind) in &p.ok {
+        writeln!(out, "  column {name:<32} {kind:<24} ok")?;
     }
     for (name, problem) in &p.wrong {
         writeln!(
