@@ -2,7 +2,7 @@
 //! authorization grant; the refresh token is checked (it is redeemed with the app's secret,
 //! as the connector will, and one referral page is read) and only then stored: in the local
 //! data dir (0600), or in the stack's Partner Center secret (the `refresh_token` key only,
-//! written as a new version made current only from the version read).
+//! written as a new version made current only over the version it read).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,7 +17,8 @@ use cosell::entra::{Grant, RefreshTokenStore, TokenProvider};
 use cosell::partner_center::{ListQuery, PartnerCenterClient};
 use cosell::Secret;
 use cosell_edge::secrets::{
-    read_current, settings_from, write_over, SaveError, PARTNER_CENTER_KEYS, REFRESH_TOKEN_KEY,
+    read_current, settings_from, write_key_versioned, SaveError, PARTNER_CENTER_KEYS,
+    REFRESH_TOKEN_KEY,
 };
 
 use super::stack::{self, AwsArgs};
@@ -66,7 +67,6 @@ enum Destination {
     Secret {
         client: aws_sdk_secretsmanager::Client,
         arn: String,
-        read: cosell_edge::secrets::VersionedSecret,
     },
 }
 
@@ -164,7 +164,7 @@ pub async fn run(
 }
 
 /// The settings to sign in with and where the token will go. A secret is read first, so
-/// its client id and secret are used and its version is the one the write is conditioned on.
+/// the sign-in uses its client id and secret.
 async fn prepare(args: &LoginArgs, settings: &Settings) -> Result<(Config, Destination), OpsError> {
     let mut arn = args.secret_arn.clone();
     let mut overrides: Vec<(String, String)> = Vec::new();
@@ -198,7 +198,7 @@ async fn prepare(args: &LoginArgs, settings: &Settings) -> Result<(Config, Desti
             .filter(|(k, _)| k != "COSELL_PC_REFRESH_TOKEN"),
     );
     let config = settings.config_with(&NOT_USED, &overrides)?;
-    Ok((config, Destination::Secret { client, arn, read }))
+    Ok((config, Destination::Secret { client, arn }))
 }
 
 async fn store(destination: Destination, token: &Secret) -> Result<String, OpsError> {
@@ -211,8 +211,11 @@ async fn store(destination: Destination, token: &Secret) -> Result<String, OpsEr
             })?;
             Ok(file.path().display().to_string())
         }
-        Destination::Secret { client, arn, read } => {
-            match write_over(&client, &arn, read, REFRESH_TOKEN_KEY, token).await {
+        // Read again just before writing: the sign-in took minutes, and the functions may
+        // have rotated the token (or someone the client secret) meanwhile; those other keys
+        // are kept, and the write still applies only over the version it read.
+        Destination::Secret { client, arn } => {
+            match write_key_versioned(&client, &arn, REFRESH_TOKEN_KEY, token).await {
                 Ok(version) => Ok(format!("secret {arn} (key {REFRESH_TOKEN_KEY}, version {version})")),
                 Err(e @ SaveError::LostRace { .. }) => Err(OpsError::failed(format!(
                     "{e}\n  fix: someone changed the secret while you signed in; run `cosell login partner-center` again"
