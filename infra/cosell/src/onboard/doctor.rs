@@ -278,7 +278,7 @@ async fn checks(s: &Subject, args: &DoctorArgs, settings: &Settings) -> Vec<Chec
     let pc_tokens = Arc::new(pc_tokens);
     let pc_ok = if config.pc_refresh_token.is_none() {
         out.push(problem(
-            "partner center sign-in",
+            "partner center token",
             "no refresh token: the referrals API takes app + user tokens only",
             "run `cosell login partner-center` as a Referrals admin",
         ));
