@@ -750,6 +750,19 @@ async fn login_and_doctor_find_the_secrets_through_the_stack() {
     let first = signed.value["refresh_token"].as_str().unwrap().to_string();
     assert!(s.pc.refresh_token_valid(&first));
 
+    // Setup with the stack's Dataverse app (the local secret is wrong on purpose).
+    let mut args = vec!["setup", "dataverse", "--dry-run"];
+    args.extend(aws);
+    let out = run_args(&args, &cfg).await;
+    assert_eq!(out.exit, Exit::Ok, "{out:?}");
+    let ok_columns = out
+        .stdout
+        .lines()
+        .filter(|l| l.trim_end().ends_with(" ok"))
+        .count();
+    assert_eq!(ok_columns, 7, "{}", out.stdout);
+    assert!(out.stdout.contains("Dry run"), "{}", out.stdout);
+
     let mut args = vec!["doctor", "--output", "json"];
     args.extend(aws);
     let out = run_args(&args, &cfg).await;

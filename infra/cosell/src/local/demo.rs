@@ -148,6 +148,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<DemoReport> {
 /// Runs `cosell setup dataverse` against the stand-in, printing what it does.
 async fn setup_dataverse(settings: Vec<(String, String)>) -> anyhow::Result<()> {
     let args = crate::onboard::setup::SetupArgs {
+        aws: Default::default(),
         dry_run: false,
         key_timeout: Duration::from_secs(30),
         key_poll: Duration::from_millis(100),

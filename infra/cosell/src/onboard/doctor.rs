@@ -182,39 +182,12 @@ async fn subject(args: &DoctorArgs, settings: &Settings) -> Result<Subject, OpsE
     };
     let sdk = args.aws.sdk_config().await;
     let info = stack::describe(&sdk, name).await?;
-    let (Some(pc_arn), Some(dv_arn)) = (info.pc_secret_arn.clone(), info.dv_secret_arn.clone())
-    else {
-        return Err(OpsError::failed(format!(
-            "stack {name} names no PartnerCenterSecretArn/DataverseSecretArn parameters"
-        )));
-    };
     let sm = aws_sdk_secretsmanager::Client::new(&sdk);
-    let fail = |e: cosell_edge::EdgeError| OpsError::failed(e.to_string());
-    let pc = cosell_edge::secrets::read_current(&sm, &pc_arn)
-        .await
-        .map_err(fail)?;
-    let dv = cosell_edge::secrets::read_secret(&sm, &dv_arn)
-        .await
-        .map_err(fail)?;
-    let mut overrides = cosell_edge::secrets::settings_from(
-        &pc_arn,
-        &pc.value,
-        &cosell_edge::secrets::PARTNER_CENTER_KEYS,
-    )
-    .map_err(fail)?;
-    overrides.extend(
-        cosell_edge::secrets::settings_from(&dv_arn, &dv, &cosell_edge::secrets::DATAVERSE_KEYS)
-            .map_err(fail)?,
-    );
-    for (k, v) in [
-        ("COSELL_TENANT_ID", &info.tenant_id),
-        ("COSELL_DATAVERSE_URL", &info.dataverse_url),
-        ("COSELL_WEBHOOK_URL", &info.webhook_url),
-    ] {
-        if let Some(v) = v {
-            overrides.push((k.to_string(), v.clone()));
-        }
-    }
+    let stack::StackSettings {
+        overrides,
+        pc_secret: pc,
+        pc_arn,
+    } = stack::settings(&sm, name, &info).await?;
     let config = settings.config_with(&[], &overrides)?;
     Ok(Subject {
         expected_webhook: info.webhook_url.clone(),

@@ -17,6 +17,8 @@ use crate::ops::{OpsError, Settings};
 
 #[derive(Debug, Clone, Args)]
 pub struct SetupArgs {
+    #[command(flatten)]
+    pub aws: super::stack::AwsArgs,
     /// Print what would be changed, change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -94,7 +96,17 @@ pub async fn run(
     settings: &Settings,
     out: &mut (dyn Write + Send),
 ) -> Result<(), OpsError> {
-    let config = settings.config()?;
+    let config = match &args.aws.stack {
+        None => settings.config()?,
+        // The Dataverse app and URL come from the stack's secret and parameters.
+        Some(name) => {
+            let sdk = args.aws.sdk_config().await;
+            let info = super::stack::describe(&sdk, name).await?;
+            let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+            let found = super::stack::settings(&sm, name, &info).await?;
+            settings.config_with(&[], &found.overrides)?
+        }
+    };
     let mapping = wiring::mapping(&config).map_err(|e| OpsError::failed(e.to_string()))?;
     let http = wiring::http_client(&config).map_err(|e| OpsError::failed(e.to_string()))?;
     let dv = wiring::dataverse_client(&config, &http);

@@ -92,3 +92,47 @@ pub async fn describe(sdk: &SdkConfig, stack: &str) -> Result<StackInfo, OpsErro
         webhook_url: output("WebhookUrl"),
     })
 }
+
+/// What a stack's secrets and parameters set, as `COSELL_*` overrides.
+pub struct StackSettings {
+    pub overrides: Vec<(String, String)>,
+    /// The Partner Center secret as read (its version dates the refresh token).
+    pub pc_secret: cosell_edge::secrets::VersionedSecret,
+    pub pc_arn: String,
+}
+
+/// Reads both secrets the stack names and turns them, with its tenant, Dataverse URL and
+/// webhook URL, into the settings they stand for (as the functions do at cold start).
+pub async fn settings(
+    sm: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    info: &StackInfo,
+) -> Result<StackSettings, OpsError> {
+    use cosell_edge::secrets::{read_current, read_secret, settings_from};
+    use cosell_edge::secrets::{DATAVERSE_KEYS, PARTNER_CENTER_KEYS};
+    let (Some(pc_arn), Some(dv_arn)) = (info.pc_secret_arn.clone(), info.dv_secret_arn.clone())
+    else {
+        return Err(OpsError::failed(format!(
+            "stack {name} names no PartnerCenterSecretArn/DataverseSecretArn parameters"
+        )));
+    };
+    let fail = |e: cosell_edge::EdgeError| OpsError::failed(e.to_string());
+    let pc = read_current(sm, &pc_arn).await.map_err(fail)?;
+    let dv = read_secret(sm, &dv_arn).await.map_err(fail)?;
+    let mut overrides = settings_from(&pc_arn, &pc.value, &PARTNER_CENTER_KEYS).map_err(fail)?;
+    overrides.extend(settings_from(&dv_arn, &dv, &DATAVERSE_KEYS).map_err(fail)?);
+    for (k, v) in [
+        ("COSELL_TENANT_ID", &info.tenant_id),
+        ("COSELL_DATAVERSE_URL", &info.dataverse_url),
+        ("COSELL_WEBHOOK_URL", &info.webhook_url),
+    ] {
+        if let Some(v) = v {
+            overrides.push((k.to_string(), v.clone()));
+        }
+    }
+    Ok(StackSettings {
+        overrides,
+        pc_secret: pc,
+        pc_arn,
+    })
+}
