@@ -7,6 +7,7 @@ pub mod config;
 pub mod crosswalk;
 pub mod custom_resource;
 pub mod dataverse;
+pub mod device_code;
 pub mod duration_text;
 pub mod engine;
 pub mod entra;

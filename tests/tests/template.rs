@@ -808,3 +808,56 @@ fn the_queue_consumers_may_requeue_and_dead_letter() {
         );
     }
 }
+
+/// Every function that saves the rotated refresh token may move the version stage (the
+/// versioned write needs it), and a failed save reaches the alarm topic through a metric
+/// filter on the exact log line the functions write.
+#[test]
+fn refresh_token_saves_are_versioned_and_their_failures_alarm() {
+    let t = template();
+    let text = |v: &Value| serde_yaml::to_string(v).unwrap();
+    let mut savers = 0;
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        let policies = text(&f["Properties"]["Policies"]);
+        if policies.contains("secretsmanager:PutSecretValue") {
+            savers += 1;
+            assert!(
+                policies.contains("secretsmanager:UpdateSecretVersionStage"),
+                "{name} saves the refresh token without UpdateSecretVersionStage"
+            );
+        }
+    }
+    assert!(
+        savers >= 4,
+        "expected the four syncing functions to save, found {savers}"
+    );
+
+    let filters = of_type(&t, "AWS::Logs::MetricFilter");
+    let pattern = format!("$.event = \"{}\"", cosell_edge::secrets::SAVE_FAILED_EVENT);
+    let counted: BTreeSet<String> = filters
+        .values()
+        .filter(|f| {
+            f["Properties"]["FilterPattern"]
+                .as_str()
+                .is_some_and(|p| p.contains(&pattern))
+        })
+        .filter_map(|f| reference(&f["Properties"]["LogGroupName"]).map(str::to_string))
+        .collect();
+    for group in [
+        "ReferralSyncLogGroup",
+        "OpportunityPollerLogGroup",
+        "OpportunitySyncLogGroup",
+        "WebhookRegistrationLogGroup",
+    ] {
+        assert!(
+            counted.contains(group),
+            "no save-failure metric filter on {group}"
+        );
+    }
+    let alarm = &resources(&t)["RefreshTokenSaveFailuresAlarm"];
+    assert_eq!(
+        alarm["Properties"]["MetricName"].as_str(),
+        Some("RefreshTokenSaveFailures")
+    );
+    assert!(text(&alarm["Properties"]["AlarmActions"]).contains("AlarmTopicArn"));
+}

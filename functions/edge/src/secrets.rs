@@ -2,7 +2,9 @@
 //! (`{"client_id","client_secret","refresh_token"}`) and the Dataverse app
 //! (`{"client_id","client_secret"}`), read once at cold start and turned into the `COSELL_*`
 //! settings they stand for. Rotated Partner Center refresh tokens are written back with
-//! [`SecretsManagerRefreshStore`] so the next cold start uses the newest one.
+//! [`SecretsManagerRefreshStore`] so the next cold start uses the newest one, through
+//! [`write_key_versioned`]: a new version that becomes `AWSCURRENT` only if the version read
+//! still is, so a concurrent writer or a manual rotation is never reverted.
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
@@ -104,16 +106,139 @@ pub fn settings_from(
 
 /// Reads the secret's current value as a JSON object.
 pub async fn read_secret(client: &Client, arn: &str) -> Result<Map<String, Value>, EdgeError> {
+    Ok(read_current(client, arn).await?.value)
+}
+
+/// A secret's `AWSCURRENT` value and the version it is.
+#[derive(Debug, Clone)]
+pub struct VersionedSecret {
+    pub version_id: String,
+    /// When this version was written (the refresh token's last rotation, for `doctor`).
+    pub created: Option<std::time::SystemTime>,
+    pub value: Map<String, Value>,
+}
+
+/// Reads the `AWSCURRENT` version. The stage is named explicitly: it is the default on AWS,
+/// and moto's default does not follow `UpdateSecretVersionStage`.
+pub async fn read_current(client: &Client, arn: &str) -> Result<VersionedSecret, EdgeError> {
     let out = client
         .get_secret_value()
         .secret_id(arn)
+        .version_stage(CURRENT_STAGE)
         .send()
         .await
         .map_err(|e| secret_error(arn, format!("GetSecretValue: {}", DisplayErrorContext(&e))))?;
     let text = out
         .secret_string()
         .ok_or_else(|| secret_error(arn, "has no string value (binary secrets are not read)"))?;
-    parse_secret(arn, text)
+    let version_id = out
+        .version_id()
+        .ok_or_else(|| secret_error(arn, "GetSecretValue returned no VersionId"))?
+        .to_string();
+    let created = out
+        .created_date()
+        .and_then(|d| std::time::SystemTime::try_from(*d).ok());
+    Ok(VersionedSecret {
+        version_id,
+        created,
+        value: parse_secret(arn, text)?,
+    })
+}
+
+/// The stage Secrets Manager serves by default.
+pub const CURRENT_STAGE: &str = "AWSCURRENT";
+
+/// The label a new version carries until it is made current (a version needs a label to
+/// stay; Secrets Manager moves it off the previous pending version by itself).
+pub const PENDING_STAGE: &str = "COSELL_PENDING";
+
+/// The `event` field of the log line written when a rotated refresh token could not be
+/// saved; template.yaml's metric filter counts these lines and alarms on them.
+pub const SAVE_FAILED_EVENT: &str = "refresh_token_save_failed";
+
+/// Why a versioned write did not become current.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// Reading or writing failed (no access, no such secret, not JSON, network).
+    #[error(transparent)]
+    Failed(#[from] EdgeError),
+    /// Someone made another version current after ours was read: theirs is kept, ours is
+    /// left as a non-current version. Not retried: the other value may be a manual rotation.
+    #[error("secret {arn}: another version ({current}) became current after version {read} was read; it was kept and this write was not applied")]
+    LostRace {
+        arn: String,
+        read: String,
+        current: String,
+    },
+}
+
+/// Sets `key` to `value` in the secret's JSON, keeping its other keys: reads the current
+/// version, writes the new JSON as a pending version, then moves `AWSCURRENT` onto it only
+/// from the version read. Returns the new version id.
+pub async fn write_key_versioned(
+    client: &Client,
+    arn: &str,
+    key: &str,
+    value: &Secret,
+) -> Result<String, SaveError> {
+    let read = read_current(client, arn).await?;
+    write_over(client, arn, read, key, value).await
+}
+
+/// The write half of [`write_key_versioned`], on a version read earlier: `AWSCURRENT` moves
+/// to the new version only if it is still on `read`.
+pub async fn write_over(
+    client: &Client,
+    arn: &str,
+    read: VersionedSecret,
+    key: &str,
+    value: &Secret,
+) -> Result<String, SaveError> {
+    let mut json = read.value;
+    json.insert(key.to_string(), Value::String(value.expose().to_string()));
+    let new_version = uuid::Uuid::new_v4().to_string();
+    client
+        .put_secret_value()
+        .secret_id(arn)
+        .client_request_token(&new_version)
+        .secret_string(Value::Object(json).to_string())
+        .version_stages(PENDING_STAGE)
+        .send()
+        .await
+        .map_err(|e| secret_error(arn, format!("PutSecretValue: {}", DisplayErrorContext(&e))))?;
+    let moved = client
+        .update_secret_version_stage()
+        .secret_id(arn)
+        .version_stage(CURRENT_STAGE)
+        .move_to_version_id(&new_version)
+        .remove_from_version_id(&read.version_id)
+        .send()
+        .await;
+    match moved {
+        Ok(_) => Ok(new_version),
+        Err(e) => {
+            // Refused because the stage left the version read? Then it is a lost race.
+            let invalid = e
+                .as_service_error()
+                .is_some_and(|s| s.is_invalid_parameter_exception());
+            if invalid {
+                if let Ok(now) = read_current(client, arn).await {
+                    if now.version_id != read.version_id {
+                        return Err(SaveError::LostRace {
+                            arn: arn.to_string(),
+                            read: read.version_id,
+                            current: now.version_id,
+                        });
+                    }
+                }
+            }
+            Err(secret_error(
+                arn,
+                format!("UpdateSecretVersionStage: {}", DisplayErrorContext(&e)),
+            )
+            .into())
+        }
+    }
 }
 
 /// Reads several secrets, in the order of `arns`: one `BatchGetSecretValue` call (a single
@@ -163,7 +288,7 @@ pub async fn batch_read(client: &Client, arns: &[String]) -> Option<Vec<Map<Stri
 }
 
 /// Writes rotated Partner Center refresh tokens back into their secret, keeping its other
-/// keys (client id and secret) as they are.
+/// keys (client id and secret) as they are, with [`write_key_versioned`].
 pub struct SecretsManagerRefreshStore {
     client: Client,
     arn: String,
@@ -176,38 +301,26 @@ impl SecretsManagerRefreshStore {
             arn: arn.into(),
         }
     }
-
-    async fn write(&self, token: &Secret) -> Result<(), EdgeError> {
-        // Read-modify-write: the client id and secret may have been changed by hand since
-        // cold start, and must not be reverted.
-        let mut secret = read_secret(&self.client, &self.arn).await?;
-        secret.insert(
-            REFRESH_TOKEN_KEY.to_string(),
-            Value::String(token.expose().to_string()),
-        );
-        let text = Value::Object(secret).to_string();
-        self.client
-            .put_secret_value()
-            .secret_id(&self.arn)
-            .secret_string(text)
-            .send()
-            .await
-            .map_err(|e| {
-                secret_error(
-                    &self.arn,
-                    format!("PutSecretValue: {}", DisplayErrorContext(&e)),
-                )
-            })?;
-        Ok(())
-    }
 }
 
 #[async_trait]
 impl RefreshTokenStore for SecretsManagerRefreshStore {
     async fn save(&self, token: &Secret) -> Result<(), String> {
-        self.write(token).await.map_err(|e| e.to_string())?;
-        tracing::info!(secret = %self.arn, "stored the rotated Partner Center refresh token");
-        Ok(())
+        match write_key_versioned(&self.client, &self.arn, REFRESH_TOKEN_KEY, token).await {
+            Ok(version) => {
+                tracing::info!(secret = %self.arn, %version, "stored the rotated Partner Center refresh token");
+                Ok(())
+            }
+            Err(e @ SaveError::LostRace { .. }) => {
+                // Another instance (or a person) saved a token meanwhile; both are valid.
+                tracing::warn!(event = "refresh_token_save_lost_race", error = %e, "kept the refresh token saved meanwhile");
+                Err(e.to_string())
+            }
+            Err(e) => {
+                tracing::error!(event = SAVE_FAILED_EVENT, error = %e, "could not save the rotated Partner Center refresh token");
+                Err(e.to_string())
+            }
+        }
     }
 }
 

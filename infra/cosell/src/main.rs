@@ -1,8 +1,8 @@
-//! `cosell`: run the whole connector in one process (`demo`, `run`, `sandbox`) and operate
-//! a deployed or local connector (`status`, `audit`, `dlq`, `backfill`, `webhook`,
-//! `mapping`).
+//! `cosell`: run the whole connector in one process (`demo`, `run`, `sandbox`), connect it
+//! to a tenant (`login`, `setup`, `doctor`) and operate a deployed or local connector
+//! (`status`, `audit`, `dlq`, `backfill`, `webhook`, `mapping`).
 
-use cosell_cli::{local, ops};
+use cosell_cli::{local, onboard, ops};
 
 use std::process::ExitCode;
 
@@ -24,6 +24,8 @@ enum Command {
     #[command(flatten)]
     Local(local::LocalCommand),
     #[command(flatten)]
+    Onboard(onboard::OnboardCommand),
+    #[command(flatten)]
     Ops(ops::OpsCommand),
 }
 
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Local(c) => local::run(c).await,
+            Command::Onboard(c) => onboard::run(c).await,
             Command::Ops(c) => ops::run(c).await,
         }
     })

@@ -10,10 +10,12 @@ mod collection;
 pub mod faults;
 pub mod filter;
 mod index;
+mod metadata;
 mod odata_error;
 pub mod ratelimit;
 mod request;
 mod rows;
+pub mod schema;
 mod state;
 mod token;
 mod tracking;
@@ -30,6 +32,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 pub use faults::{Fault, FaultKind, Limit, LostAs};
+pub use schema::Attribute;
 pub use state::{StandinConfig, EUR_ID, USD_ID};
 pub use tracking::EXPIRED_MESSAGE;
 pub use validation::WriteRejection;
@@ -43,7 +46,12 @@ fn router(state: Arc<State>, limiter: Arc<ratelimit::Limiter>) -> Router {
             get(rows::get)
                 .post(rows::post)
                 .patch(rows::patch)
-                .delete(rows::delete),
+                .delete(rows::delete)
+                .put(metadata::put_entity),
+        )
+        .route(
+            "/api/data/v9.2/{segment}/{*rest}",
+            get(metadata::get_nested).post(metadata::post_nested),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -204,6 +212,76 @@ impl StandinHandle {
 
     pub fn user_delete(&self, set: &str, id: &str) -> bool {
         self.state.user_delete(set, id)
+    }
+
+    /// Logical names of the opportunity's custom (`cosell_`) columns.
+    pub fn custom_columns(&self) -> Vec<String> {
+        self.state.lock().schema.columns.keys().cloned().collect()
+    }
+
+    /// A custom column as its metadata describes it.
+    pub fn custom_column(&self, logical: &str) -> Option<Attribute> {
+        self.state.lock().schema.columns.get(logical).cloned()
+    }
+
+    /// Adds (or replaces) a custom column, as someone in the maker portal would.
+    pub fn declare_column(&self, attribute: Attribute) {
+        let mut inner = self.state.lock();
+        inner
+            .schema
+            .columns
+            .insert(attribute.logical_name.clone(), attribute);
+    }
+
+    /// Removes a custom column (writes naming it then fail).
+    pub fn remove_column(&self, logical: &str) -> bool {
+        self.state.lock().schema.columns.remove(logical).is_some()
+    }
+
+    /// Whether the application user may change metadata (the System Customizer role).
+    pub fn set_customizer(&self, allowed: bool) {
+        self.state.lock().schema.customizer = allowed;
+    }
+
+    /// Takes a privilege (e.g. `prvWriteOpportunity`) away from the application user.
+    pub fn revoke_privilege(&self, name: &str) -> bool {
+        self.state.lock().schema.privileges.remove(name).is_some()
+    }
+
+    /// `(schema name, attributes, index status)` of the opportunity's alternate keys.
+    pub fn alternate_keys(&self) -> Vec<(String, Vec<String>, String)> {
+        self.state
+            .lock()
+            .schema
+            .keys
+            .iter()
+            .map(|k| {
+                (
+                    k.schema_name.clone(),
+                    k.attributes.clone(),
+                    k.status.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// `PublishXml` calls so far.
+    pub fn publishes(&self) -> u64 {
+        self.state.lock().schema.publishes
+    }
+
+    /// The opportunity table's display labels by language code.
+    pub fn entity_labels(&self) -> BTreeMap<u64, String> {
+        self.state.lock().schema.labels.clone()
+    }
+
+    /// Whether change tracking is on for an entity set.
+    pub fn change_tracking(&self, set: &str) -> bool {
+        self.state
+            .lock()
+            .tables
+            .get(set)
+            .is_some_and(|t| t.change_tracking)
     }
 
     pub async fn shutdown(self) {

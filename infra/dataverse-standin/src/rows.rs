@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::actions;
 use crate::collection;
+use crate::metadata;
 use crate::odata_error::ApiError;
 use crate::request::{prefs, Params, Prefs};
 use crate::state::{etag, representation, table_def, Inner, State, TableDef};
@@ -133,7 +134,18 @@ pub async fn get(
     let params = Params::parse(uri.query());
     let prefs = prefs(&headers);
     let result = (|| -> Result<Response, ApiError> {
-        match target(&segment)? {
+        if metadata::is_entity_segment(&segment) {
+            return metadata::get_entity(&state, &segment, &params);
+        }
+        let found = target(&segment)?;
+        if matches!(&found, Target::Set(d) | Target::Row(d, _) if d.set == "opportunities") {
+            let texts: Vec<&str> = ["$select", "$filter", "$orderby"]
+                .iter()
+                .filter_map(|k| params.get(k))
+                .collect();
+            state.lock().schema.check_query(&texts)?;
+        }
+        match found {
             Target::Other(name) if name == "WhoAmI" => Ok(actions::who_am_i(&state)),
             Target::Other(name) => Err(unknown_segment(&name)),
             Target::Row(def, id) => {
@@ -205,6 +217,9 @@ pub async fn post(
             }
             Target::Other(name) if name == "LoseOpportunity" => {
                 actions::close(&state, json_body(&body)?, false)
+            }
+            Target::Other(name) if name == "PublishXml" => {
+                metadata::publish(&state, &json_body(&body)?)
             }
             Target::Other(name) => Err(unknown_segment(&name)),
             Target::Row(..) => Err(ApiError::new(

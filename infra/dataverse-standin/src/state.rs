@@ -24,6 +24,9 @@ pub struct StandinConfig {
     /// The application user's id (`WhoAmI`).
     pub user_id: String,
     pub token_lifetime_secs: u64,
+    /// The connector's custom columns exist at start (false: as in a new org, until
+    /// `cosell setup dataverse` creates them).
+    pub connector_columns: bool,
 }
 
 impl Default for StandinConfig {
@@ -34,6 +37,7 @@ impl Default for StandinConfig {
             client_secret: "dataverse-standin-secret".into(),
             user_id: "11111111-2222-3333-4444-555555555555".into(),
             token_lifetime_secs: 3599,
+            connector_columns: true,
         }
     }
 }
@@ -103,6 +107,8 @@ pub struct Inner {
     pub faults: Vec<Fault>,
     pub requests: BTreeMap<String, u64>,
     pub rejections: Vec<crate::validation::WriteRejection>,
+    /// The opportunity's custom columns, keys and the user's privileges.
+    pub schema: crate::schema::Schema,
 }
 
 pub struct State {
@@ -147,6 +153,7 @@ impl State {
             faults: Vec::new(),
             requests: BTreeMap::new(),
             rejections: Vec::new(),
+            schema: crate::schema::Schema::new(config.connector_columns),
         };
         for (id, iso, name, symbol, rate) in [
             (USD_ID, "USD", "US Dollar", "$", 1.0),

@@ -5,6 +5,7 @@
 
 mod admin;
 mod deliveries;
+mod device;
 pub mod faults;
 mod filter;
 mod incoming;
@@ -26,6 +27,7 @@ use axum::Router;
 use serde_json::Value;
 use url::Url;
 
+pub use device::{DEFAULT_USER_NAME, DEFAULT_USER_UPN};
 pub use faults::{DeliveryFaults, Fault, FaultKind, LostAs};
 pub use state::{DeliveryRecord, RequestRecord, StandinConfig, CERT_ORGANIZATION};
 
@@ -34,6 +36,10 @@ use state::State;
 fn router(state: Arc<State>, limiter: Arc<ratelimit::Limiter>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token::token))
+        .route("/{tenant}/oauth2/v2.0/devicecode", post(device::devicecode))
+        .route("/_standin/devicelogin", get(device::login_page))
+        .route("/_standin/device/approve", post(device::approve))
+        .route("/_standin/device/decline", post(device::decline))
         .route(
             "/v1.0/engagements/referrals",
             get(referrals::list).post(referrals::create),
@@ -225,6 +231,42 @@ impl StandinHandle {
     /// True while `token` would be accepted by the refresh-token grant.
     pub fn refresh_token_valid(&self, token: &str) -> bool {
         self.state.lock().refresh_tokens.contains(token)
+    }
+
+    /// `/devicecode` next to the token endpoint for `tenant`.
+    pub fn devicecode_url(&self, tenant: &str) -> Url {
+        self.state
+            .base_url
+            .join(&format!("{tenant}/oauth2/v2.0/devicecode"))
+            .expect("tenant forms a path")
+    }
+
+    /// The user codes of sign-ins nobody has answered yet.
+    pub fn pending_user_codes(&self) -> Vec<String> {
+        device::pending_codes(&self.state)
+    }
+
+    /// The person at the browser approves the sign-in with this user code, as `name`
+    /// (`upn`); false when no sign-in waits for it.
+    pub fn approve_device(&self, user_code: &str, name: &str, upn: &str) -> bool {
+        device::answer(
+            &self.state,
+            user_code,
+            device::Answer::Approved {
+                name: name.into(),
+                upn: upn.into(),
+            },
+        )
+    }
+
+    /// The person declines the sign-in with this user code.
+    pub fn decline_device(&self, user_code: &str) -> bool {
+        device::answer(&self.state, user_code, device::Answer::Declined)
+    }
+
+    /// The next `n` polls of a pending device code are answered `slow_down`.
+    pub fn slow_down_device_polls(&self, n: u32) {
+        self.state.lock().device_slow_downs = n;
     }
 
     pub async fn shutdown(self) {

@@ -34,6 +34,10 @@ pub struct StandinConfig {
     pub delivery_attempts: u32,
     pub delivery_backoff: Duration,
     pub delivery_timeout: Duration,
+    /// Device authorization grant: how long a user code stays valid, and the polling
+    /// interval it asks for (Entra: 15 minutes, 5 seconds).
+    pub device_code_lifetime: Duration,
+    pub device_code_interval: Duration,
 }
 
 impl Default for StandinConfig {
@@ -47,6 +51,8 @@ impl Default for StandinConfig {
             delivery_attempts: 3,
             delivery_backoff: Duration::from_millis(50),
             delivery_timeout: Duration::from_secs(5),
+            device_code_lifetime: crate::device::DEFAULT_LIFETIME,
+            device_code_interval: crate::device::DEFAULT_INTERVAL,
         }
     }
 }
@@ -94,6 +100,10 @@ pub(crate) struct Inner {
     /// Requests per [`crate::faults::route_key`]; reset apart from `requests`.
     pub request_counts: BTreeMap<String, u64>,
     pub last_write: Option<OffsetDateTime>,
+    /// Device codes handed out, by device code.
+    pub device_grants: HashMap<String, crate::device::DeviceGrant>,
+    /// Polls of pending device codes still to answer with `slow_down`.
+    pub device_slow_downs: u32,
 }
 
 pub(crate) struct State {

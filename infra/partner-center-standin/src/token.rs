@@ -13,7 +13,12 @@ use uuid::Uuid;
 
 use crate::state::State;
 
-fn entra_error(status: StatusCode, error: &str, description: &str, code: u32) -> Response {
+pub(crate) fn entra_error(
+    status: StatusCode,
+    error: &str,
+    description: &str,
+    code: u32,
+) -> Response {
     (
         status,
         Json(json!({
@@ -30,7 +35,7 @@ fn entra_error(status: StatusCode, error: &str, description: &str, code: u32) ->
 
 pub(crate) async fn token(
     AxState(state): AxState<Arc<State>>,
-    Path(_tenant): Path<String>,
+    Path(tenant): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
@@ -44,6 +49,15 @@ pub(crate) async fn token(
             700016,
         );
     }
+    // A confidential client must authenticate on every grant, the device code's included.
+    if !form.contains_key("client_secret") {
+        return entra_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+            7000218,
+        );
+    }
     if field("client_secret") != state.config.client_secret {
         return entra_error(
             StatusCode::UNAUTHORIZED,
@@ -52,8 +66,23 @@ pub(crate) async fn token(
             7000215,
         );
     }
+    let mut id_token = None;
     let rotated = match field("grant_type") {
         "client_credentials" => None,
+        crate::device::GRANT_TYPE => {
+            drop(inner);
+            let signed_in = match crate::device::redeem(&state, field("device_code")) {
+                Ok(s) => s,
+                Err(answer) => return *answer,
+            };
+            inner = state.lock();
+            id_token = signed_in.id_token(&tenant, &state.config.client_id);
+            signed_in.wants_refresh_token().then(|| {
+                let rt = format!("standin-refresh-{}", Uuid::new_v4());
+                inner.refresh_tokens.insert(rt.clone());
+                rt
+            })
+        }
         "refresh_token" => {
             let presented = field("refresh_token");
             if !inner.refresh_tokens.remove(presented) {
@@ -90,6 +119,9 @@ pub(crate) async fn token(
     });
     if let Some(rt) = rotated {
         body["refresh_token"] = json!(rt);
+    }
+    if let Some(id) = id_token {
+        body["id_token"] = json!(id);
     }
     Json(body).into_response()
 }

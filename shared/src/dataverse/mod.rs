@@ -5,6 +5,7 @@ pub mod bind;
 mod changes;
 mod client;
 mod error;
+pub mod metadata;
 pub mod model;
 pub mod query;
 mod rows;

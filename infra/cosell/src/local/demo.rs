@@ -84,7 +84,12 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<DemoReport> {
         }
     };
     let loopback = "127.0.0.1:0".parse().expect("loopback address");
-    let standins = Standins::start(loopback, loopback).await?;
+    // A new org: `cosell setup dataverse` creates the columns before anything syncs.
+    let dv_config = dataverse_standin::StandinConfig {
+        connector_columns: false,
+        ..Default::default()
+    };
+    let standins = Standins::start_with(loopback, loopback, Default::default(), dv_config).await?;
     let settings = overlay(
         standins.settings(&data_dir),
         &[
@@ -95,7 +100,13 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<DemoReport> {
             ),
         ],
     );
-    let config = Config::load(&Source::from_pairs(settings))?;
+    let config = Config::load(&Source::from_pairs(settings.clone()))?;
+    println!("cosell demo: cosell setup dataverse on the stand-in org");
+    if let Err(e) = setup_dataverse(settings).await {
+        standins.shutdown().await;
+        return Err(e);
+    }
+    println!();
     let runtime_options = RuntimeOptions {
         register_own_url: true,
         fail_delay: Duration::from_millis(500),
@@ -132,6 +143,23 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<DemoReport> {
     let report = DemoReport { steps, audit };
     print_summary(&report);
     Ok(report)
+}
+
+/// Runs `cosell setup dataverse` against the stand-in, printing what it does.
+async fn setup_dataverse(settings: Vec<(String, String)>) -> anyhow::Result<()> {
+    let args = crate::onboard::setup::SetupArgs {
+        aws: Default::default(),
+        dry_run: false,
+        key_timeout: Duration::from_secs(30),
+        key_poll: Duration::from_millis(100),
+    };
+    let mut out = Vec::new();
+    let result =
+        crate::onboard::setup::run(args, &crate::ops::Settings::Pairs(settings), &mut out).await;
+    for line in String::from_utf8_lossy(&out).lines() {
+        println!("  {line}");
+    }
+    result.map_err(|e| anyhow::anyhow!("cosell setup dataverse: {e}"))
 }
 
 async fn walk_through(

@@ -127,6 +127,11 @@ fn socket_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("'{s}' is not host:port (e.g. 127.0.0.1:7071)"))
 }
 
+/// Parses a duration flag (`30s`, `10m`), refusing zero.
+pub fn duration_arg(s: &str) -> Result<Duration, String> {
+    duration(s)
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     cosell::duration_text::parse_duration(s).and_then(|d| {
         if d.is_zero() {

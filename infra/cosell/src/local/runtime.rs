@@ -332,22 +332,25 @@ fn local_webhook_url(addr: SocketAddr) -> Url {
     Url::parse(&format!("http://{addr}{WEBHOOK_PATH}")).expect("a socket address forms a URL")
 }
 
-/// The config to run with, and where a rotated refresh token goes: with the refresh-token
-/// grant, a token saved by an earlier run wins over the configured one (Entra retired that).
+/// The config to run with, and where a rotated refresh token goes: a token saved in the
+/// data dir (by an earlier run, or `cosell login`) wins over the configured one, which Entra
+/// may have retired; with neither, the app-only grant is used.
 fn with_stored_refresh_token(
     config: &Config,
 ) -> anyhow::Result<(Config, Option<Arc<dyn RefreshTokenStore>>)> {
     let mut config = config.clone();
-    if config.pc_refresh_token.is_none() {
-        return Ok((config, None));
-    }
     let file = FileRefreshTokenStore::new(&config.data_dir);
     let stored = file
         .load()
         .with_context(|| format!("cannot read {}", file.path().display()))?;
-    if let Some(token) = stored {
-        tracing::info!(file = %file.path().display(), "using the refresh token saved by an earlier run");
-        config.pc_refresh_token = Some(token);
+    match stored {
+        // Saved by an earlier run or by `cosell login partner-center`.
+        Some(token) => {
+            tracing::info!(file = %file.path().display(), "using the refresh token saved in the data dir");
+            config.pc_refresh_token = Some(token);
+        }
+        None if config.pc_refresh_token.is_none() => return Ok((config, None)),
+        None => {}
     }
     Ok((config, Some(Arc::new(file))))
 }

@@ -34,7 +34,17 @@ pub struct SandboxArgs {
 }
 
 pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
-    let standins = Standins::start(args.pc, args.dv).await?;
+    // As in a new org: the connector's columns are not there until `cosell setup dataverse`.
+    let dv_config = dataverse_standin::StandinConfig {
+        connector_columns: false,
+        ..Default::default()
+    };
+    let standins = Standins::start_with(args.pc, args.dv, Default::default(), dv_config).await?;
+    // The stand-ins start empty: a token saved by an earlier sandbox is void.
+    let stale = args.data_dir.join(super::refresh_file::REFRESH_TOKEN_FILE);
+    if stale.exists() {
+        std::fs::remove_file(&stale)?;
+    }
     let settings = overlay(
         standins.settings(&args.data_dir),
         &[
@@ -57,7 +67,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         standins.shutdown().await;
         return Ok(());
     }
-    let config = Config::load(&Source::from_pairs(settings))?;
+    let config = Config::load(&Source::from_pairs(settings.clone()))?;
     let options = RuntimeOptions {
         register_own_url: true,
         ..RuntimeOptions::default()
@@ -76,12 +86,25 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     );
     println!("data                     {}", args.data_dir.display());
     println!();
+    print_next_steps(&settings);
     print_pokes(&pc, &dv);
     println!("Ctrl-C to stop.");
     runtime::shutdown_signal().await;
     connector.shutdown().await;
     standins.shutdown().await;
     Ok(())
+}
+
+/// The same next steps as on a real tenant, with the settings of this sandbox.
+pub fn print_next_steps(settings: &[(String, String)]) {
+    println!("Next steps (in another terminal, with the settings above exported):");
+    println!("  cosell setup dataverse    # creates the connector's opportunity columns, key and change tracking");
+    println!("  cosell doctor             # checks both tenants");
+    println!("Settings:");
+    for (k, v) in settings {
+        println!("  export {k}='{v}'");
+    }
+    println!();
 }
 
 fn print_pokes(pc: &url::Url, dv: &url::Url) {

@@ -17,10 +17,21 @@ pub struct Standins {
 impl Standins {
     /// Serves both on loopback (`port 0`: any free port).
     pub async fn start(pc_addr: SocketAddr, dv_addr: SocketAddr) -> anyhow::Result<Standins> {
-        let (pc, _) = partner_center_standin::StandinHandle::start(pc_addr)
+        Self::start_with(pc_addr, dv_addr, Default::default(), Default::default()).await
+    }
+
+    /// As [`Standins::start`], with each stand-in's own settings (e.g. a Dataverse org
+    /// whose connector columns are not created yet).
+    pub async fn start_with(
+        pc_addr: SocketAddr,
+        dv_addr: SocketAddr,
+        pc_config: partner_center_standin::StandinConfig,
+        dv_config: dataverse_standin::StandinConfig,
+    ) -> anyhow::Result<Standins> {
+        let (pc, _) = partner_center_standin::StandinHandle::start_with(pc_addr, pc_config)
             .await
             .with_context(|| format!("cannot start the Partner Center stand-in on {pc_addr}"))?;
-        let (dv, _) = dataverse_standin::StandinHandle::start(dv_addr)
+        let (dv, _) = dataverse_standin::StandinHandle::start_with(dv_addr, dv_config)
             .await
             .with_context(|| format!("cannot start the Dataverse stand-in on {dv_addr}"))?;
         Ok(Standins { pc, dv })

@@ -37,6 +37,51 @@ impl Settings {
         }
     }
 
+    /// The configuration with `overrides` on top (values read from a stack's secrets) and
+    /// `defaults` for keys nobody set (placeholders for a service a command does not call).
+    pub fn config_with(
+        &self,
+        defaults: &[(&str, &str)],
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut extra: Vec<(String, String)> = overrides.to_vec();
+        for (k, v) in defaults {
+            if self.get(k).is_none() && !extra.iter().any(|(e, _)| e == k) {
+                extra.push((k.to_string(), v.to_string()));
+            }
+        }
+        match self {
+            Settings::Env => {
+                let mut source = Source::from_env_with(extra);
+                let file = std::env::var("COSELL_CONFIG_FILE")
+                    .ok()
+                    .map(PathBuf::from)
+                    .or_else(|| {
+                        let p = PathBuf::from("cosell.toml");
+                        p.exists().then_some(p)
+                    });
+                if let Some(path) = file {
+                    source = source.with_file(&path)?;
+                }
+                Config::load(&source)
+            }
+            Settings::Pairs(pairs) => {
+                let mut all: Vec<(String, String)> = pairs
+                    .iter()
+                    .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+                    .cloned()
+                    .collect();
+                all.extend(extra);
+                Config::load(&Source::from_pairs(all))
+            }
+        }
+    }
+
+    /// One setting's value, when set.
+    pub fn value(&self, key: &str) -> Option<String> {
+        self.get(key)
+    }
+
     /// The configured column names, validated the same way as at start-up, without needing
     /// the rest of the configuration (credentials, URLs).
     pub fn columns(&self) -> Result<ColumnNames, ConfigError> {

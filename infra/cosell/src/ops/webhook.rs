@@ -181,14 +181,21 @@ enum Verdict {
     TimedOut(String),
 }
 
-async fn test(
+/// How one test event went: Partner Center's status and whether the intake verified it.
+pub(crate) struct RoundTrip {
+    pub correlation: String,
+    pub ok: bool,
+    pub message: String,
+    pub status: String,
+}
+
+/// Asks Partner Center for its test event and waits until the connector's store records it
+/// as verified, or Partner Center reports it failed, or `wait` passes.
+pub(crate) async fn round_trip(
     pc: &PartnerCenterClient,
     target: &Target,
     wait: Duration,
-    format: Format,
-    style: &Style,
-    out: &mut dyn Write,
-) -> Result<(), OpsError> {
+) -> Result<RoundTrip, OpsError> {
     // A second of slack: the intake's clock stamps the arrival, not ours.
     let started = OffsetDateTime::now_utc() - Duration::from_secs(1);
     let correlation = pc.send_test_event().await?;
@@ -237,16 +244,39 @@ async fn test(
             wait.as_secs()
         )),
     };
+    let status = status_of(&verdict, &last_status);
+    Ok(RoundTrip {
+        correlation,
+        ok,
+        message,
+        status,
+    })
+}
+
+async fn test(
+    pc: &PartnerCenterClient,
+    target: &Target,
+    wait: Duration,
+    format: Format,
+    style: &Style,
+    out: &mut dyn Write,
+) -> Result<(), OpsError> {
+    let RoundTrip {
+        correlation,
+        ok,
+        message,
+        status,
+    } = round_trip(pc, target, wait).await?;
     match format {
         Format::Json => write_json(
             out,
-            &json!({"correlation_id": correlation, "verified": ok, "partner_center_status": status_of(&verdict, &last_status), "message": message}),
+            &json!({"correlation_id": correlation, "verified": ok, "partner_center_status": status, "message": message}),
         )?,
         Format::Table => write_pairs(
             out,
             &[
                 ("correlation id", correlation.clone()),
-                ("partner center", status_of(&verdict, &last_status)),
+                ("partner center", status),
                 (
                     "result",
                     if ok {
