@@ -3,16 +3,15 @@
 
 mod moto_server;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cosell::audit::{AuditEntry, AuditQuery, Direction, Outcome};
-use cosell::crosswalk::Link;
+use cosell::crosswalk::{Base, Link};
 use cosell::store::dynamodb::DynamoStore;
 use cosell::store::sqlite::SqliteStore;
-use cosell::store::{
-    aws_local, LeaseClaim, LinkWrite, Store, StoreError, SyncRecord, DEFAULT_AUDIT_RETENTION,
-};
+use cosell::store::{aws_local, LinkWrite, Store, StoreError, SyncRecord, DEFAULT_AUDIT_RETENTION};
 use tempfile::TempDir;
 use time::OffsetDateTime;
 
@@ -130,7 +129,6 @@ async fn link_create_update_and_get_both_ways(backend: Backend) {
     let mut link = Link::new("ref-1", "opp-1");
     link.pc_etag = Some("\"pc-1\"".into());
     link.pc_updated = Some("2026-05-01T10:00:00Z".into());
-    link.pc_hash = Some("h1".into());
     let created = s.put_link(&link, None).await.unwrap();
     assert_eq!(created.version, 1);
     assert!(created.updated_at >= before);
@@ -146,14 +144,14 @@ async fn link_create_update_and_get_both_ways(backend: Backend) {
     let mut next = by_ref.clone();
     next.dv_etag = Some("W/\"42\"".into());
     next.dv_modified = Some("2026-05-02T00:00:00Z".into());
-    next.pc_hash = None;
+    next.pc_updated = None;
     let updated = s.put_link(&next, Some(1)).await.unwrap();
     assert_eq!(updated.version, 2);
     let read = s.get_link_by_opportunity("opp-1").await.unwrap().unwrap();
     assert_eq!(read, updated);
     assert_eq!(read.dv_etag.as_deref(), Some("W/\"42\""));
     assert_eq!(
-        read.pc_hash, None,
+        read.pc_updated, None,
         "a cleared field is cleared in the store"
     );
 }
@@ -252,7 +250,7 @@ async fn stale_or_missing_version_conflicts(backend: Backend) {
     let v2 = s.put_link(&v1, Some(1)).await.unwrap();
     assert_eq!(v2.version, 2);
     let mut stale = v1.clone();
-    stale.pc_hash = Some("lost update".into());
+    stale.pc_etag = Some("lost update".into());
     assert!(is_conflict(&s.put_link(&stale, Some(1)).await));
     assert!(is_conflict(&s.put_link(&stale, Some(3)).await));
     assert!(is_conflict(
@@ -286,6 +284,162 @@ async fn relinking_moves_the_opportunity(backend: Backend) {
     s.put_link(&Link::new("ref-other", "opp-old"), None)
         .await
         .unwrap();
+}
+
+/// A merge base as the reconcile writes it: a few mapped fields of different JSON types
+/// (keyed by referral path) and both statuses.
+fn base_with(notes: &str, referral_status: &str) -> Base {
+    let fields = BTreeMap::from([
+        ("details/dealValue".to_owned(), serde_json::json!(125000.5)),
+        ("details/currency".to_owned(), serde_json::json!("EUR")),
+        ("details/notes".to_owned(), serde_json::json!(notes)),
+        (
+            "details/closingDateTime".to_owned(),
+            serde_json::json!("2026-09-30"),
+        ),
+        (
+            "customerProfile/name".to_owned(),
+            serde_json::json!("Contoso “Café” Ltd"),
+        ),
+        (
+            "details/requirements".to_owned(),
+            serde_json::json!({"solutions": ["a", "b"], "urgent": true}),
+        ),
+    ]);
+    Base {
+        fields,
+        referral_status: Some(referral_status.to_owned()),
+        opportunity_status: Some("0/1/".to_owned()),
+    }
+}
+
+async fn link_base_round_trips_through_every_write(backend: Backend) {
+    let Some(o) = open(backend, Some(DEFAULT_AUDIT_RETENTION)).await else {
+        return;
+    };
+    let s = o.store.as_ref();
+    let read_both = |referral: &'static str, opportunity: &'static str| async move {
+        let by_ref = s.get_link_by_referral(referral).await.unwrap().unwrap();
+        let by_opp = s
+            .get_link_by_opportunity(opportunity)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_ref, by_opp, "both lookups read the same link");
+        by_ref
+    };
+
+    // Written without a base (as a version before pair sync did): no base, not an empty one.
+    let legacy = s
+        .put_link(&Link::new("ref-b", "opp-b"), None)
+        .await
+        .unwrap();
+    assert_eq!(legacy.base, None);
+    assert_eq!(read_both("ref-b", "opp-b").await.base, None);
+
+    // put_link: the base written is the base read, both ways.
+    let first = base_with("first", "New/Pending");
+    let mut next = legacy.clone();
+    next.base = Some(first.clone());
+    let v2 = s.put_link(&next, Some(1)).await.unwrap();
+    assert_eq!(v2.base.as_ref(), Some(&first));
+    let read = read_both("ref-b", "opp-b").await;
+    assert_eq!(read, v2);
+    assert_eq!(read.base, Some(first.clone()));
+
+    // finish_sync (the reconcile's own write): the new base replaces the old one whole.
+    let mut second = base_with("second", "Active/Accepted");
+    second.fields.remove("details/requirements");
+    second.opportunity_status = None;
+    let mut merged = read.clone();
+    merged.base = Some(second.clone());
+    let audit = [sync_audit("ref-b", Outcome::Success)];
+    let v3 = s
+        .finish_sync(SyncRecord {
+            link: Some(LinkWrite {
+                link: &merged,
+                previous: Some(&read),
+            }),
+            audit: &audit,
+        })
+        .await
+        .unwrap()
+        .expect("a stored link");
+    assert_eq!(v3.version, 3);
+    assert_eq!(v3.base.as_ref(), Some(&second));
+    let read = read_both("ref-b", "opp-b").await;
+    assert_eq!(read, v3);
+    let base = read.base.as_ref().unwrap();
+    assert!(
+        !base.fields.contains_key("details/requirements"),
+        "a field dropped from the base is gone: {base:?}"
+    );
+    assert_eq!(base.opportunity_status, None);
+    assert_eq!(base.fields["details/notes"], serde_json::json!("second"));
+
+    // An empty base (a pair reconciled with no mapped values) is kept apart from none.
+    let mut emptied = read.clone();
+    emptied.base = Some(Base::default());
+    s.put_link(&emptied, Some(3)).await.unwrap();
+    assert_eq!(
+        read_both("ref-b", "opp-b").await.base,
+        Some(Base::default())
+    );
+
+    // A link created by finish_sync with its base, and one created without.
+    let created = Link {
+        base: Some(first.clone()),
+        ..Link::new("ref-b2", "opp-b2")
+    };
+    let bare = Link::new("ref-b3", "opp-b3");
+    for (link, want) in [(&created, Some(&first)), (&bare, None)] {
+        let stored = s
+            .finish_sync(SyncRecord {
+                link: Some(LinkWrite {
+                    link,
+                    previous: None,
+                }),
+                audit: &[],
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.base.as_ref(), want);
+        let by_ref = s
+            .get_link_by_referral(&link.referral_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let by_opp = s
+            .get_link_by_opportunity(&link.opportunity_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_ref, stored);
+        assert_eq!(by_opp, stored);
+    }
+
+    // Clearing the base clears it in the store (nothing of the old one is kept).
+    let with_base = s.get_link_by_referral("ref-b2").await.unwrap().unwrap();
+    let mut cleared = with_base.clone();
+    cleared.base = None;
+    s.finish_sync(SyncRecord {
+        link: Some(LinkWrite {
+            link: &cleared,
+            previous: Some(&with_base),
+        }),
+        audit: &[],
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_link_by_opportunity("opp-b2")
+            .await
+            .unwrap()
+            .unwrap()
+            .base,
+        None
+    );
 }
 
 // ---- audit ----------------------------------------------------------------------------
@@ -585,15 +739,11 @@ async fn audit_ids_for(s: &dyn Store, referral: &str) -> Vec<String> {
     found.into_iter().map(|e| e.id).collect()
 }
 
-async fn finish_sync_writes_link_audit_and_release_together(backend: Backend) {
+async fn finish_sync_writes_link_and_audit_together(backend: Backend) {
     let Some(o) = open(backend, Some(DEFAULT_AUDIT_RETENTION)).await else {
         return;
     };
     let s = o.store.as_ref();
-    let ttl = Duration::from_secs(60);
-    assert!(s.remember_delivery("lease/f", ttl).await.unwrap());
-    // A second lease (the pair's other direction) goes back in the same write.
-    assert!(s.remember_delivery("lease/f-pair", ttl).await.unwrap());
     let link = Link::new("ref-f", "opp-f");
     let (a1, a2) = (
         sync_audit("ref-f", Outcome::Success),
@@ -606,7 +756,6 @@ async fn finish_sync_writes_link_audit_and_release_together(backend: Backend) {
             previous: None,
         }),
         audit: &audit,
-        release: &["lease/f", "lease/f-pair"],
     };
     let v1 = s.finish_sync(record).await.unwrap().expect("a stored link");
     assert_eq!(v1.version, 1);
@@ -623,56 +772,54 @@ async fn finish_sync_writes_link_audit_and_release_together(backend: Backend) {
     let mut want = vec![a1.id.clone(), a2.id.clone()];
     want.sort();
     assert_eq!(ids, want);
-    for key in ["lease/f", "lease/f-pair"] {
-        assert!(
-            s.remember_delivery(key, ttl).await.unwrap(),
-            "{key} was released"
-        );
-    }
 
     // An update that moves the link to another opportunity frees the old one.
     let mut moved = v1.clone();
     moved.opportunity_id = "opp-f2".into();
-    moved.pc_hash = Some("h2".into());
+    moved.pc_etag = Some("\"pc-2\"".into());
     let record = SyncRecord {
         link: Some(LinkWrite {
             link: &moved,
             previous: Some(&v1),
         }),
         audit: &[],
-        release: &["lease/f"],
     };
     let v2 = s.finish_sync(record).await.unwrap().unwrap();
-    assert_eq!((v2.version, v2.pc_hash.as_deref()), (2, Some("h2")));
+    assert_eq!((v2.version, v2.pc_etag.as_deref()), (2, Some("\"pc-2\"")));
     assert_eq!(s.get_link_by_opportunity("opp-f").await.unwrap(), None);
-    assert_eq!(s.get_link_by_opportunity("opp-f2").await.unwrap(), Some(v2));
-    assert!(s.remember_delivery("lease/f", ttl).await.unwrap());
+    assert_eq!(
+        s.get_link_by_opportunity("opp-f2").await.unwrap(),
+        Some(v2.clone())
+    );
 
-    // Without a release the lease stays held (the sync goes on).
-    let a0 = sync_audit("ref-f", Outcome::Success);
-    s.finish_sync(SyncRecord {
-        link: None,
-        audit: std::slice::from_ref(&a0),
-        release: &[],
-    })
-    .await
-    .unwrap();
-    assert!(audit_ids_for(s, "ref-f").await.contains(&a0.id));
-    assert!(!s.remember_delivery("lease/f", ttl).await.unwrap());
-
-    // Without a link it only audits and releases.
+    // Without a link it only audits.
     let a3 = sync_audit("ref-f", Outcome::Skipped);
     let stored = s
         .finish_sync(SyncRecord {
             link: None,
             audit: std::slice::from_ref(&a3),
-            release: &["lease/f"],
         })
         .await
         .unwrap();
     assert_eq!(stored, None);
     assert!(audit_ids_for(s, "ref-f").await.contains(&a3.id));
-    assert!(s.remember_delivery("lease/f", ttl).await.unwrap());
+    assert_eq!(
+        s.get_link_by_referral("ref-f").await.unwrap(),
+        Some(v2),
+        "an audit-only record leaves the link alone"
+    );
+
+    // Nothing to write: nothing written, no error.
+    let before = audit_ids_for(s, "ref-f").await.len();
+    let empty = s
+        .finish_sync(SyncRecord {
+            link: None,
+            audit: &[],
+        })
+        .await
+        .unwrap();
+    assert_eq!(empty, None);
+    assert_eq!(audit_ids_for(s, "ref-f").await.len(), before);
 }
 
 async fn finish_sync_that_loses_its_race_writes_nothing(backend: Backend) {
@@ -680,7 +827,6 @@ async fn finish_sync_that_loses_its_race_writes_nothing(backend: Backend) {
         return;
     };
     let s = o.store.as_ref();
-    let ttl = Duration::from_secs(60);
     let v1 = s
         .put_link(&Link::new("ref-r", "opp-r"), None)
         .await
@@ -689,10 +835,9 @@ async fn finish_sync_that_loses_its_race_writes_nothing(backend: Backend) {
     s.put_link(&Link::new("ref-other", "opp-taken"), None)
         .await
         .unwrap();
-    assert!(s.remember_delivery("lease/r", ttl).await.unwrap());
 
     let mut stale = v1.clone();
-    stale.pc_hash = Some("from an old read".into());
+    stale.base = Some(base_with("from an old read", "Active/Accepted"));
     let mut onto_taken = v2.clone();
     onto_taken.opportunity_id = "opp-taken".into();
     let fresh = Link::new("ref-r", "opp-r-again");
@@ -707,7 +852,6 @@ async fn finish_sync_that_loses_its_race_writes_nothing(backend: Backend) {
             .finish_sync(SyncRecord {
                 link: Some(LinkWrite { link, previous }),
                 audit: std::slice::from_ref(&entry),
-                release: &["lease/r"],
             })
             .await;
         assert!(is_conflict(&result), "{result:?}");
@@ -715,14 +859,11 @@ async fn finish_sync_that_loses_its_race_writes_nothing(backend: Backend) {
             !audit_ids_for(s, "ref-r").await.contains(&entry.id),
             "no audit entry for a write that did not happen"
         );
-        assert!(
-            !s.remember_delivery("lease/r", ttl).await.unwrap(),
-            "the lease is still held"
-        );
     }
     assert_eq!(
         s.get_link_by_referral("ref-r").await.unwrap(),
-        Some(v2.clone())
+        Some(v2.clone()),
+        "the stale base was not written"
     );
     assert_eq!(
         s.get_link_by_opportunity("opp-taken")
@@ -736,74 +877,6 @@ async fn finish_sync_that_loses_its_race_writes_nothing(backend: Backend) {
         s.get_link_by_opportunity("opp-r-again").await.unwrap(),
         None
     );
-}
-
-// ---- sync leases ---------------------------------------------------------------------
-
-async fn a_lease_has_one_holder_and_is_never_fresh_after_a_release(backend: Backend) {
-    let Some(o) = open(backend, None).await else {
-        return;
-    };
-    let s = o.store.as_ref();
-    let ttl = Duration::from_secs(60);
-    let first = s.claim_lease("lease/a", ttl).await.unwrap();
-    assert!(first.is_taken());
-    assert_eq!(
-        s.claim_lease("lease/a", ttl).await.unwrap(),
-        LeaseClaim::Held
-    );
-    s.release_lease("lease/a").await.unwrap();
-    assert_eq!(
-        s.claim_lease("lease/a", ttl).await.unwrap(),
-        LeaseClaim::Reclaimed,
-        "a read made before this claim may predate the last holder's writes"
-    );
-
-    // Released with the rest of a sync: the same.
-    s.finish_sync(SyncRecord {
-        link: None,
-        audit: &[],
-        release: &["lease/a"],
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        s.claim_lease("lease/a", ttl).await.unwrap(),
-        LeaseClaim::Reclaimed
-    );
-
-    // Expired without a release: taken again, and not fresh either.
-    assert!(s
-        .claim_lease("lease/b", Duration::from_millis(50))
-        .await
-        .unwrap()
-        .is_taken());
-    tokio::time::sleep(Duration::from_millis(120)).await;
-    assert_eq!(
-        s.claim_lease("lease/b", ttl).await.unwrap(),
-        LeaseClaim::Reclaimed
-    );
-}
-
-async fn concurrent_claims_have_one_holder(backend: Backend) {
-    let Some(o) = open(backend, None).await else {
-        return;
-    };
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let s = o.store.clone();
-            tokio::spawn(async move {
-                s.claim_lease("lease/race", Duration::from_secs(60))
-                    .await
-                    .unwrap()
-            })
-        })
-        .collect();
-    let mut taken = 0;
-    for t in tasks {
-        taken += usize::from(t.await.unwrap().is_taken());
-    }
-    assert_eq!(taken, 1);
 }
 
 macro_rules! contract {
@@ -844,37 +917,15 @@ contract!(
     delivery_is_remembered_until_it_expires,
     concurrent_deliveries_have_one_first,
     forgotten_delivery_is_new_again,
-    finish_sync_writes_link_audit_and_release_together,
+    link_base_round_trips_through_every_write,
+    finish_sync_writes_link_and_audit_together,
     finish_sync_that_loses_its_race_writes_nothing,
-    a_lease_has_one_holder_and_is_never_fresh_after_a_release,
-    concurrent_claims_have_one_holder,
 );
-
-/// DynamoDB tells a key no lease was ever taken on (so a read made while claiming it is
-/// current), which saves the sync functions a round trip on a first sync.
-#[tokio::test]
-async fn dynamodb_a_first_claim_is_fresh() {
-    let Some(s) = dynamo(None).await else { return };
-    let ttl = Duration::from_secs(60);
-    assert_eq!(
-        s.claim_lease("lease/new", ttl).await.unwrap(),
-        LeaseClaim::Fresh
-    );
-    assert_eq!(
-        s.claim_lease("lease/new", ttl).await.unwrap(),
-        LeaseClaim::Held
-    );
-    s.release_lease("lease/new").await.unwrap();
-    assert_eq!(
-        s.claim_lease("lease/new", ttl).await.unwrap(),
-        LeaseClaim::Reclaimed
-    );
-}
 
 // ---- adapter specifics -------------------------------------------------------------------
 
-/// A sync that gave its lease back with its link ends with an empty record. DynamoDB rejects
-/// a transaction of no items, so the adapter must not send one: against an endpoint where
+/// A reconcile that changed nothing ends with an empty record. DynamoDB rejects a
+/// transaction of no items, so the adapter must not send one: against an endpoint where
 /// nothing listens, an empty record still succeeds and a non-empty one fails.
 #[tokio::test]
 async fn dynamodb_an_empty_sync_record_makes_no_call() {
@@ -890,17 +941,123 @@ async fn dynamodb_an_empty_sync_record_makes_no_call() {
     let empty = SyncRecord {
         link: None,
         audit: &[],
-        release: &[],
     };
     assert!(matches!(s.finish_sync(empty).await, Ok(None)));
-    let release_only = SyncRecord {
-        release: &["lease/x"],
+    let audit = [sync_audit("ref-x", Outcome::Skipped)];
+    let audit_only = SyncRecord {
+        audit: &audit,
         ..empty
     };
     assert!(matches!(
-        s.finish_sync(release_only).await,
+        s.finish_sync(audit_only).await,
         Err(StoreError::Backend(_))
     ));
+}
+
+/// A link stored by a version before pair sync: hashes instead of a base. It must read back
+/// with `base: None` (its first reconcile then takes the base from both sides) and its other
+/// fields intact, and take a base on its next write.
+async fn check_legacy_link(s: &dyn Store) {
+    for read in [
+        s.get_link_by_referral("ref-old").await.unwrap().unwrap(),
+        s.get_link_by_opportunity("opp-old").await.unwrap().unwrap(),
+    ] {
+        assert_eq!(read.base, None);
+        assert_eq!(read.pc_etag.as_deref(), Some("\"pc-7\""));
+        assert_eq!(read.dv_etag.as_deref(), Some("W/\"77\""));
+        assert_eq!(read.version, 1);
+    }
+    let old = s.get_link_by_referral("ref-old").await.unwrap().unwrap();
+    let mut next = old.clone();
+    next.base = Some(base_with("now with a base", "Active/Accepted"));
+    s.finish_sync(SyncRecord {
+        link: Some(LinkWrite {
+            link: &next,
+            previous: Some(&old),
+        }),
+        audit: &[],
+    })
+    .await
+    .unwrap();
+    let read = s.get_link_by_opportunity("opp-old").await.unwrap().unwrap();
+    assert_eq!((read.version, read.base), (2, next.base));
+}
+
+fn legacy_link() -> Link {
+    Link {
+        pc_etag: Some("\"pc-7\"".into()),
+        dv_etag: Some("W/\"77\"".into()),
+        ..Link::new("ref-old", "opp-old")
+    }
+}
+
+#[tokio::test]
+async fn sqlite_a_link_from_before_pair_sync_has_no_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.put_link(&legacy_link(), None).await.unwrap();
+    // The row body as the earlier version wrote it.
+    let old_body = serde_json::json!({
+        "referral_id": "ref-old",
+        "opportunity_id": "opp-old",
+        "pc_etag": "\"pc-7\"",
+        "dv_etag": "W/\"77\"",
+        "pc_updated": "2026-05-01T10:00:00Z",
+        "dv_modified": null,
+        "pc_hash": "5f2a",
+        "dv_hash": "not-synced",
+        "version": 1,
+        "updated_at": "2026-05-01T10:00:01Z"
+    });
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let changed = raw
+        .execute(
+            "UPDATE links SET body = ?1 WHERE referral_id = 'ref-old'",
+            [old_body.to_string()],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(raw);
+    check_legacy_link(&store).await;
+}
+
+#[tokio::test]
+async fn dynamodb_a_link_from_before_pair_sync_has_no_base() {
+    let Some(url) = moto_server::url() else {
+        return;
+    };
+    let client = aws_local::dynamodb_client(&url, moto_server::REGION).await;
+    let table = moto_server::unique("cosell-legacy");
+    let store = DynamoStore::new(client.clone(), &table);
+    store.create_table_if_missing().await.unwrap();
+    store.put_link(&legacy_link(), None).await.unwrap();
+    // The attributes the earlier version wrote beside the ones still read.
+    client
+        .update_item()
+        .table_name(&table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("REF#ref-old".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("LINK".into()),
+        )
+        .update_expression("SET pc_hash = :p, dv_hash = :d")
+        .expression_attribute_values(
+            ":p",
+            aws_sdk_dynamodb::types::AttributeValue::S("5f2a".into()),
+        )
+        .expression_attribute_values(
+            ":d",
+            aws_sdk_dynamodb::types::AttributeValue::S("not-synced".into()),
+        )
+        .condition_expression("attribute_exists(pk)")
+        .send()
+        .await
+        .unwrap();
+    check_legacy_link(&store).await;
 }
 
 /// AWS deletes expired items lazily, so check the TTL attribute and setting themselves.

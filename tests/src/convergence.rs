@@ -21,8 +21,10 @@ use cosell::partner_center::{PartnerCenterClient, Referral};
 use cosell::queue::Queue;
 use cosell::retry::RetryPolicy;
 use cosell::store::Store;
-use dataverse_standin::{Fault as DvFault, FaultKind as DvKind};
-use partner_center_standin::{DeliveryFaults, Fault as PcFault, FaultKind as PcKind};
+use dataverse_standin::{Fault as DvFault, FaultKind as DvKind, LostAs as DvLost};
+use partner_center_standin::{
+    DeliveryFaults, Fault as PcFault, FaultKind as PcKind, LostAs as PcLost,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
@@ -86,6 +88,11 @@ pub struct Figures {
     pub quiesce_rounds: usize,
     /// Pairs whose state agrees only by the outbound status rule (declined in the CRM).
     pub state_by_outbound_rule_only: u64,
+    /// Records made twice: opportunities per referral, referrals per opportunity, accounts
+    /// per customer, contacts per e-mail (each extra one counts).
+    pub duplicates: u64,
+    /// Fields whose final value is neither the last edit Microsoft nor the seller made.
+    pub lost_edits: u64,
     pub mismatches: Vec<String>,
     pub elapsed: Duration,
 }
@@ -93,7 +100,7 @@ pub struct Figures {
 impl Figures {
     pub fn line(&self) -> String {
         format!(
-            "convergence: seed={} operations={} faults_injected={} retries={} dead_letters={} crashes={} failed_syncs={} failed_audit_entries={} referrals={} opportunities={} quiesce_rounds={} state_by_outbound_rule_only={} mismatches={} elapsed={:.1?}\n  ops={:?}\n  faults={:?}",
+            "convergence: seed={} operations={} faults_injected={} retries={} dead_letters={} crashes={} failed_syncs={} failed_audit_entries={} referrals={} opportunities={} quiesce_rounds={} state_by_outbound_rule_only={} duplicates={} mismatches={} lost_edits={} elapsed={:.1?}\n  ops={:?}\n  faults={:?}",
             self.seed,
             self.operations,
             self.faults_injected,
@@ -106,7 +113,9 @@ impl Figures {
             self.opportunities,
             self.quiesce_rounds,
             self.state_by_outbound_rule_only,
+            self.duplicates,
             self.mismatches.len(),
+            self.lost_edits,
             self.elapsed,
             self.ops_by_kind,
             self.faults_by_kind,
@@ -128,6 +137,9 @@ pub struct Simulation {
     release_in: u32,
     counter: u64,
     started: Instant,
+    /// The last value each side's user gave a field: (referral id or opportunity id,
+    /// CRM column) -> value.
+    edits: HashMap<(String, &'static str), Value>,
 }
 
 /// The engine's retry policy with a short per-attempt timeout, so injected delays time out.
@@ -177,10 +189,7 @@ impl Simulation {
             .register(sink.url.as_str(), &["referral-created", "referral-updated"])
             .await
             .expect("register the webhook");
-        let worker = QueueWorker::new(
-            engine,
-            h.queue.clone() as Arc<dyn Queue>,
-        );
+        let worker = QueueWorker::new(engine, h.queue.clone() as Arc<dyn Queue>);
         let mut customers = Vec::new();
         for (i, city) in ["Redmond", "Dublin", "Munich"].iter().enumerate() {
             let account =
@@ -217,6 +226,7 @@ impl Simulation {
             release_in: 0,
             counter: 0,
             started: Instant::now(),
+            edits: HashMap::new(),
         }
     }
 
@@ -312,17 +322,29 @@ impl Simulation {
         };
         let n = self.next();
         let details = r.details.get_or_insert_with(Default::default);
-        match self.rng.random_range(0..3) {
-            0 => r.name = Some(format!("Deal {n} renamed in Partner Center")),
-            1 => {
-                details.deal_value = Some(DealValue::from_f64(f64::from(
-                    self.rng.random_range(1_000u32..900_000),
-                )))
+        let edit = match self.rng.random_range(0..3) {
+            0 => {
+                let name = format!("Deal {n} renamed in Partner Center");
+                r.name = Some(name.clone());
+                ("name", json!(name))
             }
-            _ => details.notes = Some(format!("Partner Center notes {n}")),
-        }
+            1 => {
+                let value = f64::from(self.rng.random_range(1_000u32..900_000));
+                details.deal_value = Some(DealValue::from_f64(value));
+                ("estimatedvalue", json!(value))
+            }
+            _ => {
+                let notes = format!("Partner Center notes {n}");
+                details.notes = Some(notes.clone());
+                ("description", json!(notes))
+            }
+        };
         let etag = r.e_tag.clone().unwrap_or_default();
-        self.user_pc.put_referral(&id, &etag, &r).await.is_ok()
+        let done = self.user_pc.put_referral(&id, &etag, &r).await.is_ok();
+        if done {
+            self.edits.insert((id, edit.0), edit.1);
+        }
+        done
     }
 
     async fn decide_in_partner_center(&mut self) -> bool {
@@ -401,18 +423,33 @@ impl Simulation {
             return false;
         };
         let n = self.next();
-        let change = match self.rng.random_range(0..4) {
-            0 => json!({"name": format!("CRM rename {n}")}),
-            1 => json!({"estimatedvalue": f64::from(self.rng.random_range(1_000u32..900_000))}),
-            2 => json!({"description": format!("Seller notes {n}")}),
-            _ => {
-                json!({"estimatedclosedate": format!("2028-{:02}-{:02}", self.rng.random_range(1..=12), self.rng.random_range(1..=28))})
-            }
+        let (column, value) = match self.rng.random_range(0..4) {
+            0 => ("name", json!(format!("CRM rename {n}"))),
+            1 => (
+                "estimatedvalue",
+                json!(f64::from(self.rng.random_range(1_000u32..900_000))),
+            ),
+            2 => ("description", json!(format!("Seller notes {n}"))),
+            _ => (
+                "estimatedclosedate",
+                json!(format!(
+                    "2028-{:02}-{:02}",
+                    self.rng.random_range(1..=12),
+                    self.rng.random_range(1..=28)
+                )),
+            ),
         };
-        self.h
+        let mut change = Map::new();
+        change.insert(column.to_string(), value.clone());
+        let done = self
+            .h
             .dv
-            .user_update("opportunities", &id, object(change))
-            .is_some()
+            .user_update("opportunities", &id, change)
+            .is_some();
+        if done {
+            self.edits.insert((id, column), value);
+        }
+        done
     }
 
     fn decide_in_crm(&mut self) -> bool {
@@ -451,7 +488,7 @@ impl Simulation {
     }
 
     fn inject_fault(&mut self) {
-        let kind = match self.rng.random_range(0..12) {
+        let kind = match self.rng.random_range(0..14) {
             0 => {
                 self.h.pc.add_fault(PcFault::new(
                     PcKind::Throttle {
@@ -512,6 +549,25 @@ impl Simulation {
                 ));
                 "dv_timeout"
             }
+            12 => {
+                // The next write to Dataverse is applied and its answer lost.
+                let lost = if self.rng.random_bool(0.5) {
+                    DvLost::Drop
+                } else {
+                    DvLost::GatewayTimeout
+                };
+                self.h.dv.add_fault(DvFault::lose_response(lost, 1));
+                "dv_lost_response"
+            }
+            13 => {
+                let lost = if self.rng.random_bool(0.5) {
+                    PcLost::Drop
+                } else {
+                    PcLost::GatewayTimeout
+                };
+                self.h.pc.add_fault(PcFault::lose_response(lost, 1));
+                "pc_lost_response"
+            }
             8 if !self.holding => {
                 self.set_delivery_faults(2, 0);
                 "webhook_duplicate"
@@ -546,15 +602,11 @@ impl Simulation {
 
     async fn poll_and_sweep(&mut self) -> (usize, usize) {
         let engine = &self.worker.engine;
-        let polled = poller::poll_opportunities(
-            &engine.dv,
-            &*self.h.store,
-            &*self.h.queue,
-            &engine.columns,
-        )
-        .await
-        .map(|r| r.enqueued)
-        .unwrap_or(0);
+        let polled =
+            poller::poll_opportunities(&engine.dv, &*self.h.store, &*self.h.queue, &engine.columns)
+                .await
+                .map(|r| r.enqueued)
+                .unwrap_or(0);
         // The overlap covers the whole run, so every referral is looked at again.
         let swept =
             reconcile::sweep_referrals(&engine.pc, &*self.h.store, &*self.h.queue, DEDUPE_TTL)
@@ -655,14 +707,17 @@ impl Simulation {
         }
         for (opp, n) in &referrals_by_opp {
             if *n > 1 {
+                self.figures.duplicates += (*n - 1) as u64;
                 out.push(format!("opportunity {opp} has {n} referrals"));
             }
         }
+        self.figures.duplicates += self.duplicate_parties(&mut out);
         for (id, list) in &opps_by_referral {
             if !referrals.iter().any(|r| r["id"] == id.as_str()) {
                 out.push(format!("opportunities point at missing referral {id}"));
             }
             if list.len() > 1 {
+                self.figures.duplicates += (list.len() - 1) as u64;
                 out.push(format!("referral {id} has {} opportunities", list.len()));
             }
         }
@@ -695,6 +750,7 @@ impl Simulation {
                     continue;
                 }
             };
+            self.figures.lost_edits += self.lost_edits(&id, opp_id, opp, &mut out);
             let plan = mapping.inbound(&referral, &cols, &InboundContext::default());
             for column in [
                 "name",
@@ -759,6 +815,65 @@ impl Simulation {
             ));
         }
         self.figures.mismatches = out;
+    }
+}
+
+impl Simulation {
+    /// Accounts with the same name and postal code, contacts with the same e-mail: each
+    /// extra row is a duplicate (the customers the run starts with are distinct).
+    fn duplicate_parties(&self, out: &mut Vec<String>) -> u64 {
+        let mut extra = 0;
+        for (set, key) in [
+            ("accounts", ["name", "address1_postalcode"]),
+            ("contacts", ["emailaddress1", "emailaddress1"]),
+        ] {
+            let mut seen: HashMap<String, u64> = HashMap::new();
+            for row in self.h.dv.rows(set) {
+                let k = format!("{}|{}", row[key[0]], row[key[1]]);
+                *seen.entry(k).or_default() += 1;
+            }
+            for (k, n) in seen {
+                if n > 1 {
+                    extra += n - 1;
+                    out.push(format!("{set}: {n} rows for {k}"));
+                }
+            }
+        }
+        extra
+    }
+
+    /// Fields of one pair whose final CRM value is neither the last value Microsoft nor the
+    /// seller gave them (an old value written back over a newer one).
+    fn lost_edits(
+        &self,
+        referral_id: &str,
+        opp_id: &str,
+        opp: &Value,
+        out: &mut Vec<String>,
+    ) -> u64 {
+        let mut lost = 0;
+        for column in [
+            "name",
+            "estimatedvalue",
+            "description",
+            "estimatedclosedate",
+        ] {
+            let last: Vec<&Value> = [referral_id, opp_id]
+                .iter()
+                .filter_map(|id| self.edits.get(&(id.to_string(), column)))
+                .collect();
+            if last.is_empty() {
+                continue;
+            }
+            let have = opp.get(column).cloned().unwrap_or(Value::Null);
+            if !last.iter().any(|want| same(column, want, &have)) {
+                lost += 1;
+                out.push(format!(
+                    "referral {referral_id} / opportunity {opp_id}: {column} is {have}, not one of the last edits {last:?}"
+                ));
+            }
+        }
+        lost
     }
 }
 

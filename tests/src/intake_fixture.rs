@@ -1,5 +1,5 @@
 //! The webhook intake wired as in production (verifier from settings, embedded store and
-//! inbound queue) against the Partner Center stand-in's certificate, with a signer that
+//! FIFO sync queue) against the Partner Center stand-in's certificate, with a signer that
 //! signs as the stand-in does.
 
 use cosell::engine::intake::{handle_webhook, IntakeResponse};
@@ -40,7 +40,7 @@ impl IntakeFixture {
         .await
     }
 
-    /// Every message on the inbound queue, whatever its state.
+    /// Every message on the sync queue, whatever its state.
     pub async fn queued(&self) -> u64 {
         let d = self.h.queue.depth().await.expect("queue depth");
         d.visible + d.in_flight + d.delayed + d.dead

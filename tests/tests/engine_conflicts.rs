@@ -1,12 +1,10 @@
-//! Record-level conflicts, every way round: a CRM edit and a Partner Center edit (of the
-//! same field or of different ones), the inbound and the outbound sync (each possibly
-//! twice, which also covers Partner Center's echo of our own PATCH) and the seller closing
-//! the deal, in every order. Whatever the order, once both directions are at rest the two
-//! sides must agree, and a field changed on both sides must hold its winner's value.
+//! Conflicts, every way round: a CRM edit and a Partner Center edit (of the same field or
+//! of different ones), the reconcile a Partner Center webhook sends and the one the CRM
+//! poller sends (each possibly twice, which also covers the echo of our own writes) and the
+//! seller closing the deal, in every order. Whatever the order, once the pair is at rest
+//! the two sides must agree, and a field changed on both sides must hold its winner's value.
 
-use cosell::engine::inbound::{sync_referral, InboundOutcome};
-use cosell::engine::outbound::{sync_opportunity, OutboundOutcome};
-use cosell::engine::{InboundMessage, InboundTrigger, OutboundMessage};
+use cosell::engine::{reconcile_pair, Origin, PairOutcome, SyncError, SyncMessage};
 use cosell::mapping::strip_checkmark;
 use cosell::partner_center::PatchOp;
 use cosell_tests::harness::Harness;
@@ -14,20 +12,17 @@ use serde_json::{json, Map, Value};
 
 const ACCEPT: i64 = 100_000_000;
 
-fn inbound(id: &str) -> InboundMessage {
-    InboundMessage {
-        referral_id: id.to_string(),
-        trigger: InboundTrigger::ReferralUpdated,
-        changed_at: None,
-    }
+/// The reconcile a Partner Center webhook asks for.
+async fn from_referral(h: &Harness, rid: &str) -> Result<PairOutcome, SyncError> {
+    let m = SyncMessage::for_referral(h.engine.store.as_ref(), rid, Origin::Referral, None)
+        .await
+        .expect("key the message");
+    reconcile_pair(&h.engine, &m).await
 }
 
-fn outbound(id: &str) -> OutboundMessage {
-    OutboundMessage {
-        opportunity_id: id.to_string(),
-        modified_on: None,
-        deleted: false,
-    }
+/// The reconcile the CRM poller asks for.
+async fn from_opportunity(h: &Harness, opp: &str) -> Result<PairOutcome, SyncError> {
+    reconcile_pair(&h.engine, &SyncMessage::for_opportunity(opp, None)).await
 }
 
 fn obj(v: Value) -> Map<String, Value> {
@@ -48,7 +43,9 @@ enum Step {
     Pc,
     /// The seller wins the deal in the CRM.
     Win,
+    /// A reconcile from Partner Center's side (webhook).
     In,
+    /// A reconcile from the CRM's side (poller).
     Out,
 }
 
@@ -59,21 +56,21 @@ struct Pair {
 
 async fn settle(h: &Harness, p: &Pair) -> Result<(), String> {
     for _ in 0..8 {
-        let o = sync_opportunity(&h.engine, &outbound(&p.opp))
+        let o = from_opportunity(h, &p.opp)
             .await
-            .map_err(|e| format!("outbound: {e}"))?;
-        let i = sync_referral(&h.engine, &inbound(&p.rid))
+            .map_err(|e| format!("from the CRM: {e}"))?;
+        let i = from_referral(h, &p.rid)
             .await
-            .map_err(|e| format!("inbound: {e}"))?;
+            .map_err(|e| format!("from Partner Center: {e}"))?;
         if matches!(
             o,
-            OutboundOutcome::Unchanged { .. } | OutboundOutcome::Skipped { .. }
-        ) && matches!(i, InboundOutcome::Unchanged { .. })
+            PairOutcome::Unchanged { .. } | PairOutcome::Skipped { .. }
+        ) && matches!(i, PairOutcome::Unchanged { .. })
         {
             return Ok(());
         }
     }
-    Err("the two directions did not come to rest".into())
+    Err("the pair did not come to rest".into())
 }
 
 /// A referral from Microsoft, synced to the CRM and accepted there, with both sides at rest.
@@ -81,8 +78,8 @@ async fn pair(h: &Harness, n: usize) -> Pair {
     let created =
         h.pc.create_incoming_referral(&format!("Deal {n}"), "Contoso Ltd");
     let rid = created["id"].as_str().unwrap().to_string();
-    let opp = match sync_referral(&h.engine, &inbound(&rid)).await.unwrap() {
-        InboundOutcome::Created { opportunity_id } => opportunity_id,
+    let opp = match from_referral(h, &rid).await.unwrap() {
+        PairOutcome::OpportunityCreated { opportunity_id, .. } => opportunity_id,
         other => panic!("{other:?}"),
     };
     let p = Pair { rid, opp };
@@ -154,12 +151,10 @@ async fn step(h: &Harness, p: &Pair, s: Step, x: Field, y: Field, n: usize) -> b
             .unwrap();
         }
         Step::In => {
-            sync_referral(&h.engine, &inbound(&p.rid)).await.unwrap();
+            from_referral(h, &p.rid).await.unwrap();
         }
         Step::Out => {
-            sync_opportunity(&h.engine, &outbound(&p.opp))
-                .await
-                .unwrap();
+            from_opportunity(h, &p.opp).await.unwrap();
         }
     }
     true
@@ -227,7 +222,7 @@ async fn check(
             "deal value: CRM {crm_deal}, Partner Center {pc_deal}"
         ));
     }
-    // Both edits made before either direction ran: a real conflict on the same field. A deal
+    // Both edits made before either reconcile ran: a real conflict on the same field. A deal
     // the seller closed keeps the CRM's values (its columns are read-only and are not reopened
     // for an edit), so there agreeing is all that can be asked.
     let first_sync = seq
@@ -245,6 +240,23 @@ async fn check(
                 problems.push(format!("deal value: the CRM wins, but it is {pc_deal}"))
             }
             _ => {}
+        }
+    }
+    // Different fields: the merge keeps both edits, whatever the order.
+    if problems.is_empty() && x != y && !seq.contains(&Step::Win) {
+        let crm_kept = match x {
+            Field::Name => crm_name == crm_value(x, n).as_str().unwrap(),
+            Field::Value => (crm_deal - crm_value(x, n).as_f64().unwrap()).abs() < 0.005,
+        };
+        let pc_kept = match y {
+            Field::Name => pc_name == pc_value(y, n).as_str().unwrap(),
+            Field::Value => (pc_deal - pc_value(y, n).as_f64().unwrap()).abs() < 0.005,
+        };
+        if seq.contains(&Step::Crm) && !crm_kept {
+            problems.push(format!("the CRM's edit of {x:?} was lost"));
+        }
+        if seq.contains(&Step::Pc) && !pc_kept {
+            problems.push(format!("Partner Center's edit of {y:?} was lost"));
         }
     }
     if problems.is_empty() {
@@ -294,12 +306,11 @@ async fn both_sides_agree_when_the_seller_wins_the_deal_meanwhile() {
     run_all(true, 5).await;
 }
 
-/// The seller renames the deal while Microsoft changes only its value (a field the CRM
-/// wins). The outbound pass sends the CRM's value back, which returns the referral to the
-/// fingerprint last synced; the rename, held back because Partner Center wins the name,
-/// must not then look synced on both sides.
+/// The seller renames the deal while Microsoft changes only its value: the poller's
+/// reconcile merges field by field, so the rename reaches Partner Center and the value the
+/// CRM (neither is taken for the other side undoing it).
 #[tokio::test]
-async fn a_pc_change_undone_by_a_crm_winner_still_settles_the_name() {
+async fn a_crm_rename_and_a_pc_value_edit_both_survive_from_the_crm_side() {
     let h = Harness::start().await;
     let p = pair(&h, 1).await;
     for s in [Step::Crm, Step::Pc, Step::Out] {
@@ -310,11 +321,9 @@ async fn a_pc_change_undone_by_a_crm_winner_still_settles_the_name() {
         .unwrap();
 }
 
-/// The same edits with the inbound pass first: it writes Partner Center's name over the
-/// rename (returning the row to the fingerprint last synced) and keeps the CRM's value,
-/// which must still reach Partner Center.
+/// The same edits with the webhook's reconcile first: the same merge from the other side.
 #[tokio::test]
-async fn a_crm_change_undone_by_a_pc_winner_still_sends_the_kept_value() {
+async fn a_crm_rename_and_a_pc_value_edit_both_survive_from_the_referral_side() {
     let h = Harness::start().await;
     let p = pair(&h, 1).await;
     for s in [Step::Crm, Step::Pc, Step::In] {
@@ -325,8 +334,8 @@ async fn a_crm_change_undone_by_a_pc_winner_still_sends_the_kept_value() {
         .unwrap();
 }
 
-/// A deal the seller won while both sides had changes: the closed row is left alone by the
-/// inbound pass, so Partner Center is brought in line with it instead.
+/// A deal the seller won while both sides had changes: the referral is closed as won, and
+/// the two sides end agreeing.
 #[tokio::test]
 async fn a_deal_won_in_the_crm_meanwhile_ends_with_both_sides_agreeing() {
     let h = Harness::start().await;

@@ -1,21 +1,18 @@
-//! Both sync directions on the DynamoDB store (moto). There a lease can tell a first sync
-//! (no holder ever), and the engine then keeps the link it read while taking the lease;
-//! any later sync finds the marker of the last release and reads the link again. Either
-//! way the crosswalk, the rows and the audit trail must come out as on the embedded store.
+//! The pair reconcile, both directions, on the DynamoDB store (moto): the link with its
+//! base and version, the conditional link writes of a second reconcile, the echo that
+//! writes nothing, and the audit trail must come out as on the embedded store.
 
 #[path = "../../shared/tests/moto_server/mod.rs"]
 mod moto;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use cosell::audit::{AuditQuery, Outcome};
-use cosell::engine::inbound::{sync_referral, InboundOutcome};
-use cosell::engine::outbound::{sync_opportunity, OutboundOutcome};
-use cosell::engine::{InboundMessage, InboundTrigger, OutboundMessage};
+use cosell::engine::pair::key::opportunity_id_for;
+use cosell::engine::{reconcile_pair, Origin, PairOutcome, SyncMessage};
 use cosell::partner_center::PatchOp;
 use cosell::store::dynamodb::DynamoStore;
-use cosell::store::{aws_local, LeaseClaim, Store};
+use cosell::store::{aws_local, Store};
 use cosell_tests::harness::Harness;
 use serde_json::{json, Map, Value};
 
@@ -44,12 +41,10 @@ async fn patch(h: &Harness, id: &str, ops: Vec<PatchOp>) {
         .expect("patch referral");
 }
 
-fn inbound(referral_id: &str) -> InboundMessage {
-    InboundMessage {
-        referral_id: referral_id.to_string(),
-        trigger: InboundTrigger::ReferralUpdated,
-        changed_at: None,
-    }
+async fn from_referral(store: &DynamoStore, referral_id: &str) -> SyncMessage {
+    SyncMessage::for_referral(store, referral_id, Origin::Referral, None)
+        .await
+        .expect("key from the store")
 }
 
 async fn audit_outcomes(store: &DynamoStore, referral_id: &str) -> Vec<Outcome> {
@@ -78,10 +73,19 @@ async fn a_referral_syncs_first_and_again_on_dynamodb() {
     )
     .await;
 
-    let opportunity_id = match sync_referral(&h.engine, &inbound(&id)).await.unwrap() {
-        InboundOutcome::Created { opportunity_id } => opportunity_id,
-        other => panic!("expected Created, got {other:?}"),
+    let message = from_referral(&store, &id).await;
+    assert_eq!(message.key, opportunity_id_for(&id));
+    let opportunity_id = match reconcile_pair(&h.engine, &message).await.unwrap() {
+        PairOutcome::OpportunityCreated {
+            referral_id,
+            opportunity_id,
+        } => {
+            assert_eq!(referral_id, id);
+            opportunity_id
+        }
+        other => panic!("expected OpportunityCreated, got {other:?}"),
     };
+    assert_eq!(opportunity_id, opportunity_id_for(&id), "the derived id");
     let v1 = store
         .get_link_by_referral(&id)
         .await
@@ -91,6 +95,13 @@ async fn a_referral_syncs_first_and_again_on_dynamodb() {
         (v1.version, v1.opportunity_id.as_str()),
         (1, opportunity_id.as_str())
     );
+    let base = v1.base.clone().expect("the link stores the base");
+    assert_eq!(
+        base.fields.get("name").and_then(|v| v.as_str()),
+        Some("Contoso fleet")
+    );
+    let after_create = audit_outcomes(&store, &id).await;
+    assert!(!after_create.is_empty());
 
     patch(
         &h,
@@ -98,12 +109,13 @@ async fn a_referral_syncs_first_and_again_on_dynamodb() {
         vec![PatchOp::replace("/name", json!("Contoso fleet, phase 2"))],
     )
     .await;
-    let again = sync_referral(&h.engine, &inbound(&id)).await.unwrap();
-    assert_eq!(
-        again,
-        InboundOutcome::Updated {
-            opportunity_id: opportunity_id.clone()
-        }
+    // Now linked: the key comes from the link on DynamoDB.
+    let message = from_referral(&store, &id).await;
+    assert_eq!(message.key, opportunity_id);
+    let again = reconcile_pair(&h.engine, &message).await.unwrap();
+    assert!(
+        matches!(&again, PairOutcome::Updated { opportunity_id: o, .. } if *o == opportunity_id),
+        "{again:?}"
     );
     let v2 = store
         .get_link_by_referral(&id)
@@ -112,7 +124,16 @@ async fn a_referral_syncs_first_and_again_on_dynamodb() {
         .expect("link");
     assert_eq!(
         v2.version, 2,
-        "the second sync read the link the first one wrote"
+        "the second reconcile wrote over the link the first one wrote"
+    );
+    assert_eq!(
+        v2.base
+            .as_ref()
+            .unwrap()
+            .fields
+            .get("name")
+            .and_then(|v| v.as_str()),
+        Some("Contoso fleet, phase 2")
     );
     let row = h.dv.row("opportunities", &opportunity_id).expect("row");
     assert!(
@@ -120,17 +141,19 @@ async fn a_referral_syncs_first_and_again_on_dynamodb() {
         "{row}"
     );
     assert_eq!(h.dv.rows("opportunities").len(), 1, "no second opportunity");
-    assert_eq!(
-        audit_outcomes(&store, &id).await,
-        vec![Outcome::Success, Outcome::Success]
+    let after_update = audit_outcomes(&store, &id).await;
+    assert!(after_update.len() > after_create.len());
+    assert!(
+        after_update.iter().all(|o| *o == Outcome::Success),
+        "{after_update:?}"
     );
-    // Each sync gave its lease back, leaving the marker that makes the next claim re-read.
-    let lease = format!("lease/sync/inbound/{id}");
-    let claim = store
-        .claim_lease(&lease, Duration::from_secs(5))
-        .await
-        .unwrap();
-    assert_eq!(claim, LeaseClaim::Reclaimed);
+
+    // The same message again (our own echo): nothing written, no audit entry.
+    let echo = reconcile_pair(&h.engine, &message).await.unwrap();
+    assert!(matches!(echo, PairOutcome::Unchanged { .. }), "{echo:?}");
+    let v3 = store.get_link_by_referral(&id).await.unwrap().unwrap();
+    assert_eq!(v3.version, 2);
+    assert_eq!(audit_outcomes(&store, &id).await.len(), after_update.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,15 +182,17 @@ async fn an_opportunity_syncs_first_and_again_on_dynamodb() {
     row.insert(c.solutions.clone(), json!("Dynamics365forFieldService"));
     row.insert(c.help_needed.clone(), json!(100000003));
     let opp = h.dv.user_insert("opportunities", row).expect("opportunity");
-    let message = OutboundMessage {
-        opportunity_id: opp.clone(),
-        modified_on: None,
-        deleted: false,
-    };
+    let message = SyncMessage::for_opportunity(&opp, None);
 
-    let referral_id = match sync_opportunity(&h.engine, &message).await.unwrap() {
-        OutboundOutcome::Created { referral_id } => referral_id,
-        other => panic!("expected Created, got {other:?}"),
+    let referral_id = match reconcile_pair(&h.engine, &message).await.unwrap() {
+        PairOutcome::ReferralCreated {
+            referral_id,
+            opportunity_id,
+        } => {
+            assert_eq!(opportunity_id, opp);
+            referral_id
+        }
+        other => panic!("expected ReferralCreated, got {other:?}"),
     };
     let link = store
         .get_link_by_opportunity(&opp)
@@ -178,23 +203,19 @@ async fn an_opportunity_syncs_first_and_again_on_dynamodb() {
         (link.version, link.referral_id.as_str()),
         (1, referral_id.as_str())
     );
-    assert!(h.pc.referral(&referral_id).is_some());
+    assert!(link.base.is_some());
+    let referral = h.pc.referral(&referral_id).expect("the referral");
+    assert_eq!(referral["externalReferenceId"], opp.as_str());
     assert_eq!(
         audit_outcomes(&store, &referral_id).await,
         vec![Outcome::Success]
     );
 
-    // Nothing changed since: the second sync reads the link again and leaves it alone.
-    let again = sync_opportunity(&h.engine, &message).await.unwrap();
-    assert!(
-        matches!(again, OutboundOutcome::Unchanged { .. }),
-        "{again:?}"
-    );
+    // Nothing changed since: the second reconcile reads the link and leaves it alone.
+    let again = reconcile_pair(&h.engine, &message).await.unwrap();
+    assert!(matches!(again, PairOutcome::Unchanged { .. }), "{again:?}");
     assert_eq!(h.pc.referrals().len(), 1, "no second referral");
-    let lease = format!("lease/sync/outbound/{opp}");
-    let claim = store
-        .claim_lease(&lease, Duration::from_secs(5))
-        .await
-        .unwrap();
-    assert_eq!(claim, LeaseClaim::Reclaimed);
+    let link = store.get_link_by_opportunity(&opp).await.unwrap().unwrap();
+    assert_eq!(link.version, 1);
+    assert_eq!(audit_outcomes(&store, &referral_id).await.len(), 1);
 }

@@ -1,26 +1,19 @@
-//! Inbound sync (Partner Center -> Dataverse) against both stand-ins and the embedded store:
-//! each scenario asserts the Dataverse rows, the crosswalk and the audit trail.
+//! A referral reconciled into the CRM (a webhook's or the sweep's message, `Origin::Referral`)
+//! against both stand-ins and the embedded store: each scenario asserts the Dataverse rows,
+//! the crosswalk and the audit trail.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cosell::audit::{AuditEntry, AuditQuery, Direction, Outcome};
-use cosell::engine::inbound::{sync_referral, InboundOutcome};
-use cosell::engine::{InboundMessage, InboundTrigger, SyncError};
+use cosell::engine::pair::key;
+use cosell::engine::{reconcile_pair, Origin, PairOutcome, SyncError, SyncMessage};
 use cosell::mapping::Mapping;
 use cosell::partner_center::{PatchOp, Referral};
 use cosell::store::Store;
 use cosell_tests::harness::Harness;
 use dataverse_standin::{Fault, FaultKind, Limit, USD_ID};
 use serde_json::{json, Map, Value};
-
-fn message(referral_id: &str) -> InboundMessage {
-    InboundMessage {
-        referral_id: referral_id.to_string(),
-        trigger: InboundTrigger::ReferralUpdated,
-        changed_at: None,
-    }
-}
 
 fn obj(v: Value) -> Map<String, Value> {
     v.as_object().expect("object literal").clone()
@@ -59,17 +52,53 @@ async fn patch(h: &Harness, id: &str, ops: Vec<PatchOp>) -> Referral {
         .expect("patch referral")
 }
 
-async fn sync(h: &Harness, id: &str) -> Result<InboundOutcome, SyncError> {
-    sync_referral(&h.engine, &message(id)).await
+/// The message a webhook (or the sweep) sends for the referral.
+async fn message(h: &Harness, id: &str, changed_at: Option<&str>) -> SyncMessage {
+    SyncMessage::for_referral(
+        h.engine.store.as_ref(),
+        id,
+        Origin::Referral,
+        changed_at.map(str::to_string),
+    )
+    .await
+    .expect("key the message")
 }
 
+async fn sync(h: &Harness, id: &str) -> Result<PairOutcome, SyncError> {
+    let m = message(h, id, None).await;
+    reconcile_pair(&h.engine, &m).await
+}
+
+/// The first reconcile of a referral: its opportunity gets the id derived from it.
 async fn created(h: &Harness, id: &str) -> String {
     match sync(h, id).await.expect("first sync") {
-        InboundOutcome::Created { opportunity_id } => opportunity_id,
-        other => panic!("expected Created, got {other:?}"),
+        PairOutcome::OpportunityCreated {
+            referral_id,
+            opportunity_id,
+        } => {
+            assert_eq!(referral_id, id);
+            assert_eq!(opportunity_id, key::opportunity_id_for(id));
+            opportunity_id
+        }
+        other => panic!("expected OpportunityCreated, got {other:?}"),
     }
 }
 
+fn updated(rid: &str, oid: &str) -> PairOutcome {
+    PairOutcome::Updated {
+        referral_id: rid.to_string(),
+        opportunity_id: oid.to_string(),
+    }
+}
+
+fn unchanged(rid: &str, oid: &str) -> PairOutcome {
+    PairOutcome::Unchanged {
+        referral_id: Some(rid.to_string()),
+        opportunity_id: oid.to_string(),
+    }
+}
+
+/// The referral's audit entries, newest first.
 async fn audit(h: &Harness, referral_id: &str) -> Vec<AuditEntry> {
     h.store
         .query_audit(&AuditQuery {
@@ -78,6 +107,15 @@ async fn audit(h: &Harness, referral_id: &str) -> Vec<AuditEntry> {
         })
         .await
         .expect("query audit")
+}
+
+/// The entry written to the CRM side by the last reconcile that wrote there.
+async fn last_crm_entry(h: &Harness, referral_id: &str) -> AuditEntry {
+    audit(h, referral_id)
+        .await
+        .into_iter()
+        .find(|e| e.direction == Direction::Inbound && e.outcome == Outcome::Success)
+        .expect("an entry for a CRM write")
 }
 
 /// POST and PATCH requests Dataverse received (token requests aside).
@@ -91,6 +129,10 @@ fn dv_writes(h: &Harness) -> u64 {
 
 fn opp(h: &Harness, id: &str) -> Value {
     h.dv.row("opportunities", id).expect("opportunity row")
+}
+
+fn state_of(row: &Value) -> (Value, Value) {
+    (row["statecode"].clone(), row["statuscode"].clone())
 }
 
 #[tokio::test]
@@ -116,15 +158,18 @@ async fn a_new_referral_becomes_one_bound_opportunity_with_a_recorded_link() {
     assert_eq!(row["_transactioncurrencyid_value"], json!(USD_ID));
     assert_eq!(row["statecode"], json!(0));
 
+    // The account and contact were created with the ids derived from the referral.
     let accounts = h.dv.rows("accounts");
     assert_eq!(accounts.len(), 1);
-    let account_id = accounts[0]["accountid"].as_str().unwrap();
+    let account_id = key::account_id_for(&rid);
+    assert_eq!(accounts[0]["accountid"], json!(account_id));
     assert_eq!(accounts[0]["name"], json!("Contoso Ltd"));
     assert_eq!(accounts[0]["address1_postalcode"], json!("98052"));
     assert_eq!(accounts[0]["address1_city"], json!("Redmond"));
     let contacts = h.dv.rows("contacts");
     assert_eq!(contacts.len(), 1);
-    let contact_id = contacts[0]["contactid"].as_str().unwrap();
+    let contact_id = key::contact_id_for(&rid);
+    assert_eq!(contacts[0]["contactid"], json!(contact_id));
     assert_eq!(contacts[0]["emailaddress1"], json!("ada@contoso.example"));
     assert_eq!(contacts[0]["_parentcustomerid_value"], json!(account_id));
     assert_eq!(row["_parentaccountid_value"], json!(account_id));
@@ -146,16 +191,18 @@ async fn a_new_referral_becomes_one_bound_opportunity_with_a_recorded_link() {
     );
     assert_eq!(link.dv_etag.as_deref(), row["@odata.etag"].as_str());
     assert_eq!(link.dv_modified.as_deref(), row["modifiedon"].as_str());
-    // The fingerprints are the ones the outbound direction computes from the same data.
-    let read = h.engine.dv.get_opportunity(&oid).await.unwrap();
+    // The base holds the values both sides now agree on, in canonical form.
+    let base = link.base.expect("a base after the first reconcile");
+    assert_eq!(base.fields.get("name"), Some(&json!("Contoso ERP")));
     assert_eq!(
-        link.dv_hash,
-        Some(h.engine.mapping.outbound_hash(&read, &h.engine.columns))
+        base.fields.get("details.dealValue").and_then(Value::as_f64),
+        Some(25000.0)
     );
-    let pc_hash = cosell::engine::referral_context::referral_hash(&h.engine, &referral)
-        .await
-        .unwrap();
-    assert_eq!(link.pc_hash, Some(pc_hash));
+    assert_eq!(
+        base.fields.get("details.notes"),
+        Some(&json!("Customer asked Microsoft for a partner"))
+    );
+    assert!(base.referral_status.is_some() && base.opportunity_status.is_some());
 
     let trail = audit(&h, &rid).await;
     assert_eq!(trail.len(), 1, "{trail:?}");
@@ -183,73 +230,56 @@ async fn the_same_message_again_writes_nothing_and_a_non_mapped_change_is_unchan
     let oid = created(&h, &rid).await;
     let before = opp(&h, &oid);
 
+    // A duplicate delivery: the referral equals the base, so one read and nothing more.
     h.dv.reset_request_counts();
+    h.pc.reset_request_counts();
     let again = sync(&h, &rid).await.unwrap();
-    assert_eq!(
-        again,
-        InboundOutcome::Unchanged {
-            opportunity_id: Some(oid.clone())
-        }
-    );
+    assert_eq!(again, unchanged(&rid, &oid));
     assert_eq!(h.dv.total_requests(), 0, "{:?}", h.dv.request_counts());
+    assert_eq!(
+        h.pc.request_count("GET referrals/{id}"),
+        1,
+        "{:?}",
+        h.pc.request_counts()
+    );
 
-    // A change to a field the mapping does not carry: nothing to write, but the new
-    // version is remembered so the next delivery of it is a plain duplicate.
-    let changed = patch(
+    // A change to a field the mapping does not carry: nothing to write anywhere.
+    patch(
         &h,
         &rid,
         vec![PatchOp::replace("/qualification", "MarketingQualified")],
     )
     .await;
-    let link_before = h.store.get_link_by_referral(&rid).await.unwrap().unwrap();
+    h.dv.reset_request_counts();
     let out = sync(&h, &rid).await.unwrap();
-    assert_eq!(
-        out,
-        InboundOutcome::Unchanged {
-            opportunity_id: Some(oid.clone())
-        }
-    );
+    assert_eq!(out, unchanged(&rid, &oid));
     assert_eq!(dv_writes(&h), 0, "{:?}", h.dv.request_counts());
-    let link = h.store.get_link_by_referral(&rid).await.unwrap().unwrap();
-    assert_eq!(link.pc_etag, changed.e_tag);
-    assert_eq!(link.version, link_before.version + 1);
-    assert_eq!(link.dv_hash, link_before.dv_hash);
     assert_eq!(opp(&h, &oid)["@odata.etag"], before["@odata.etag"]);
 
+    // Neither left an audit entry: only the create is on the trail.
     let trail = audit(&h, &rid).await;
-    assert_eq!(trail.len(), 3);
-    assert!(trail[..2]
-        .iter()
-        .all(|e| e.outcome == Outcome::Skipped && e.action == "skip"));
-    assert!(trail[0]
-        .detail
-        .as_deref()
-        .unwrap()
-        .contains("no mapped field changed"));
-    assert!(trail[1].detail.as_deref().unwrap().contains("duplicate"));
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert_eq!(trail[0].action, "create_opportunity");
 }
 
 #[tokio::test]
-async fn a_stale_version_is_dropped() {
+async fn a_late_delivery_of_a_change_already_synced_writes_nothing() {
     let h = Harness::start().await;
     let rid = incoming(&h, "Stale", "Stale Co").await;
-    created(&h, &rid).await;
-    // The crosswalk already holds a later version than the one Partner Center serves now
-    // (e.g. a reconcile sweep raced ahead): nothing is written.
-    let mut link = h.store.get_link_by_referral(&rid).await.unwrap().unwrap();
-    link.pc_etag = Some("\"newer\"".into());
-    link.pc_updated = Some("2999-01-01T00:00:00Z".into());
-    h.store.put_link(&link, Some(link.version)).await.unwrap();
+    let oid = created(&h, &rid).await;
     patch(&h, &rid, vec![PatchOp::replace("/details/dealValue", 1)]).await;
+    assert_eq!(sync(&h, &rid).await.unwrap(), updated(&rid, &oid));
+    let trail = audit(&h, &rid).await.len();
+
+    // The same change's webhook arrives late (an old change time): messages are pointers,
+    // the reconcile reads the referral as it is now, which the pair already holds.
     h.dv.reset_request_counts();
-    let out = sync(&h, &rid).await.unwrap();
-    assert!(matches!(out, InboundOutcome::Unchanged { .. }), "{out:?}");
-    assert_eq!(h.dv.total_requests(), 0);
-    assert!(audit(&h, &rid).await[0]
-        .detail
-        .as_deref()
-        .unwrap()
-        .contains("stale"));
+    let late = message(&h, &rid, Some("2020-01-01T00:00:00Z")).await;
+    let out = reconcile_pair(&h.engine, &late).await.unwrap();
+    assert_eq!(out, unchanged(&rid, &oid));
+    assert_eq!(h.dv.total_requests(), 0, "{:?}", h.dv.request_counts());
+    assert_eq!(audit(&h, &rid).await.len(), trail);
+    assert_eq!(opp(&h, &oid)["estimatedvalue"].as_f64(), Some(1.0));
 }
 
 #[tokio::test]
@@ -267,12 +297,7 @@ async fn deal_value_and_close_date_changes_update_the_same_opportunity() {
     )
     .await;
     let out = sync(&h, &rid).await.unwrap();
-    assert_eq!(
-        out,
-        InboundOutcome::Updated {
-            opportunity_id: oid.clone()
-        }
-    );
+    assert_eq!(out, updated(&rid, &oid));
     let row = opp(&h, &oid);
     assert_eq!(row["estimatedvalue"].as_f64(), Some(42000.5));
     assert_eq!(row["estimatedclosedate"], json!("2026-09-30"));
@@ -286,9 +311,18 @@ async fn deal_value_and_close_date_changes_update_the_same_opportunity() {
     assert_eq!(h.dv.rows("contacts").len(), 1);
     let link = h.store.get_link_by_referral(&rid).await.unwrap().unwrap();
     assert_eq!(link.dv_etag.as_deref(), row["@odata.etag"].as_str());
-    let e = &audit(&h, &rid).await[0];
+    let base = link.base.unwrap();
+    assert_eq!(
+        base.fields.get("details.dealValue").and_then(Value::as_f64),
+        Some(42000.5)
+    );
+    let e = last_crm_entry(&h, &rid).await;
     assert_eq!(e.action, "update_opportunity");
-    assert_eq!(e.outcome, Outcome::Success);
+    let detail = e.detail.unwrap_or_default();
+    assert!(
+        detail.contains("details.dealValue") && detail.contains("details.closingDateTime"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]
@@ -311,18 +345,14 @@ async fn accepted_won_and_lost_referrals_move_the_opportunity_through_the_action
         .close_referral(&won, r.e_tag.as_deref().unwrap(), true, "signed")
         .await
         .unwrap();
-    assert_eq!(
-        sync(&h, &won).await.unwrap(),
-        InboundOutcome::Updated {
-            opportunity_id: won_opp.clone()
-        }
-    );
+    assert_eq!(sync(&h, &won).await.unwrap(), updated(&won, &won_opp));
     let row = opp(&h, &won_opp);
-    assert_eq!(
-        (row["statecode"].clone(), row["statuscode"].clone()),
-        (json!(1), json!(3))
+    assert_eq!(state_of(&row), (json!(1), json!(3)));
+    assert!(
+        last_crm_entry(&h, &won).await.action.ends_with("win"),
+        "{:?}",
+        audit(&h, &won).await
     );
-    assert_eq!(audit(&h, &won).await[0].action, "update_opportunity+win");
     let link = h.store.get_link_by_referral(&won).await.unwrap().unwrap();
     assert_eq!(
         link.dv_etag.as_deref(),
@@ -340,11 +370,11 @@ async fn accepted_won_and_lost_referrals_move_the_opportunity_through_the_action
         .unwrap();
     let lost_opp = created(&h, &lost).await;
     let row = opp(&h, &lost_opp);
+    assert_eq!(state_of(&row), (json!(2), json!(5)));
     assert_eq!(
-        (row["statecode"].clone(), row["statuscode"].clone()),
-        (json!(2), json!(5))
+        last_crm_entry(&h, &lost).await.action,
+        "create_opportunity+lose"
     );
-    assert_eq!(audit(&h, &lost).await[0].action, "create_opportunity+lose");
 
     // Declined: lost as Canceled.
     let declined = incoming(&h, "Not for us", "Decline Co").await;
@@ -357,10 +387,7 @@ async fn accepted_won_and_lost_referrals_move_the_opportunity_through_the_action
         .unwrap();
     sync(&h, &declined).await.unwrap();
     let row = opp(&h, &declined_opp);
-    assert_eq!(
-        (row["statecode"].clone(), row["statuscode"].clone()),
-        (json!(2), json!(4))
-    );
+    assert_eq!(state_of(&row), (json!(2), json!(4)));
 }
 
 #[tokio::test]
@@ -374,9 +401,9 @@ async fn an_opportunity_closed_in_the_crm_stays_closed_while_its_referral_is_ope
         obj(json!({"statecode": 2, "statuscode": 4})),
     )
     .expect("close as a user");
-    // Microsoft edits the still-open referral before the connector has seen the close: the
-    // seller's close wins (the outbound direction closes the referral), so the inbound pass
-    // must not reopen the opportunity.
+    // Microsoft edits the still-open referral before the poller has seen the close: the
+    // seller's close wins over the open referral, so the reconcile must not reopen the
+    // opportunity; it closes the referral instead.
     patch(
         &h,
         &rid,
@@ -385,29 +412,18 @@ async fn an_opportunity_closed_in_the_crm_stays_closed_while_its_referral_is_ope
     .await;
     sync(&h, &rid).await.unwrap();
     let row = opp(&h, &oid);
+    assert_eq!(state_of(&row), (json!(2), json!(4)));
+    let trail = audit(&h, &rid).await;
+    assert!(
+        trail.iter().all(|e| !e.action.contains("reopen")),
+        "{trail:?}"
+    );
+    let referral = h.pc.referral(&rid).unwrap();
     assert_eq!(
-        (row["statecode"].clone(), row["statuscode"].clone()),
-        (json!(2), json!(4))
+        (referral["status"].clone(), referral["substatus"].clone()),
+        (json!("Closed"), json!("Lost"))
     );
-    assert!(!audit(&h, &rid).await[0].action.contains("reopen"));
-    // The pending close is still visible to the outbound direction.
-    let link = h
-        .engine
-        .store
-        .get_link_by_referral(&rid)
-        .await
-        .unwrap()
-        .unwrap();
-    let current: cosell::dataverse::Opportunity = serde_json::from_value(row).unwrap();
-    assert_ne!(
-        link.dv_hash.as_deref(),
-        Some(
-            h.engine
-                .mapping
-                .outbound_hash(&current, &h.engine.columns)
-                .as_str()
-        )
-    );
+    assert!(trail.iter().any(|e| e.action == "close_lost"), "{trail:?}");
 }
 
 #[tokio::test]
@@ -444,27 +460,31 @@ async fn an_opportunity_written_before_a_crash_is_adopted_not_duplicated() {
     let h = Harness::start().await;
     let rid = incoming(&h, "Half done", "Crash Co").await;
     let cols = h.engine.columns.clone();
-    let orphan = h
-        .dv
-        .user_insert(
+    // A try that created the row (with the derived id) and died before the crosswalk write.
+    let derived = key::opportunity_id_for(&rid);
+    let orphan =
+        h.dv.user_insert(
             "opportunities",
-            obj(json!({"name": "Half done", "statecode": 0, "statuscode": 1, cols.referral_id.clone(): rid})),
+            obj(json!({
+                "opportunityid": derived,
+                "name": "Half done",
+                "statecode": 0,
+                "statuscode": 1,
+                cols.referral_id.clone(): rid,
+                cols.sync_flag.clone(): true,
+            })),
         )
         .expect("insert");
+    assert_eq!(orphan, derived);
     assert!(h.store.get_link_by_referral(&rid).await.unwrap().is_none());
     let out = sync(&h, &rid).await.unwrap();
-    assert_eq!(
-        out,
-        InboundOutcome::Updated {
-            opportunity_id: orphan.clone()
-        }
-    );
+    assert_eq!(out, updated(&rid, &orphan));
     assert_eq!(h.dv.rows("opportunities").len(), 1);
     assert_eq!(opp(&h, &orphan)["estimatedvalue"].as_f64(), Some(25000.0));
     let link = h.store.get_link_by_referral(&rid).await.unwrap().unwrap();
     assert_eq!(link.opportunity_id, orphan);
     assert_eq!(
-        audit(&h, &rid).await[0].action,
+        last_crm_entry(&h, &rid).await.action,
         "adopt_opportunity+update_opportunity"
     );
 }
@@ -485,13 +505,14 @@ async fn cosell_only_skips_a_referral_not_shared_with_microsoft() {
     let rid = made.id.unwrap();
     let out = sync(&h, &rid).await.unwrap();
     assert!(
-        matches!(out, InboundOutcome::Skipped { ref reason } if reason.contains("co-sell")),
+        matches!(out, PairOutcome::Skipped { ref reason } if reason.contains("co-sell")),
         "{out:?}"
     );
     assert!(h.dv.rows("opportunities").is_empty());
     assert!(h.store.get_link_by_referral(&rid).await.unwrap().is_none());
     let e = &audit(&h, &rid).await[0];
     assert_eq!(e.outcome, Outcome::Skipped);
+    assert_eq!(e.action, "skip");
 
     // Microsoft's shared referral still syncs with the option on.
     let shared = incoming(&h, "Shared deal", "Shared Co").await;
@@ -505,9 +526,17 @@ async fn a_missing_referral_is_skipped_not_retried() {
     let out = sync(&h, "00000000-0000-0000-0000-00000000dead")
         .await
         .unwrap();
-    assert!(matches!(out, InboundOutcome::Skipped { .. }), "{out:?}");
-    let e = &audit(&h, "00000000-0000-0000-0000-00000000dead").await[0];
-    assert_eq!(e.outcome, Outcome::Skipped);
+    assert!(
+        matches!(out, PairOutcome::Skipped { ref reason } if reason.contains("does not exist")),
+        "{out:?}"
+    );
+    assert!(h.dv.rows("opportunities").is_empty());
+    assert!(h
+        .store
+        .get_link_by_referral("00000000-0000-0000-0000-00000000dead")
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -532,8 +561,10 @@ async fn long_throttling_is_a_retry_with_the_services_delay_and_short_is_absorbe
     assert!(h.store.get_link_by_referral(&rid).await.unwrap().is_none());
     let e = &audit(&h, &rid).await[0];
     assert_eq!(e.outcome, Outcome::Failed);
-    assert!(e.error.as_deref().unwrap().contains("retry"), "{e:?}");
+    assert_eq!(e.action, "reconcile");
+    assert!(e.detail.as_deref().unwrap().contains("will retry"), "{e:?}");
 
+    // The create (a PATCH with the derived id) is throttled briefly: absorbed in the call.
     h.dv.add_fault(
         Fault::new(
             FaultKind::Throttle {
@@ -542,13 +573,15 @@ async fn long_throttling_is_a_retry_with_the_services_delay_and_short_is_absorbe
             },
             1,
         )
-        .on("POST", "opportunities"),
+        .on("PATCH", "opportunities("),
     );
+    h.dv.reset_request_counts();
     created(&h, &rid).await;
     assert_eq!(
-        h.dv.request_count("POST opportunities"),
+        h.dv.request_count("PATCH opportunities({id})"),
         2,
-        "one throttled, one through"
+        "one throttled, one through: {:?}",
+        h.dv.request_counts()
     );
     assert_eq!(h.dv.rows("opportunities").len(), 1);
 }
@@ -589,8 +622,12 @@ set_also = { _bogus_value = "x" }
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].referral_id.as_deref(), Some(rid.as_str()));
     assert!(failed[0].error.as_deref().unwrap().contains("_bogus_value"));
+    assert!(failed[0].detail.as_deref().unwrap().contains("not retried"));
 }
 
+/// Our PATCH is held at the stand-in's door (its `Delay` fault pauses a request before the
+/// handler runs; the request is counted first) while a user saves the row: the PATCH then
+/// arrives with a stale `If-Match` and gets 412, and the reconcile reads both sides again.
 #[tokio::test]
 async fn a_write_that_loses_a_race_is_read_again_and_converges() {
     let h = Harness::start().await;
@@ -603,39 +640,39 @@ async fn a_write_that_loses_a_race_is_read_again_and_converges() {
     )
     .await;
 
-    // Our PATCH is held at the door while a user saves the row: its etag goes stale.
-    h.dv.add_fault(Fault::new(FaultKind::Delay { millis: 700 }, 1).on("PATCH", "opportunities("));
+    h.dv.add_fault(Fault::new(FaultKind::Delay { millis: 1500 }, 1).on("PATCH", "opportunities("));
     h.dv.reset_request_counts();
     let engine = h.engine.clone();
-    let msg = message(&rid);
-    let task = tokio::spawn(async move { sync_referral(&engine, &msg).await });
+    let msg = message(&h, &rid, None).await;
+    let task = tokio::spawn(async move { reconcile_pair(&engine, &msg).await });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while h.dv.request_count("PATCH opportunities({id})") == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the sync never wrote"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     h.dv.user_update("opportunities", &oid, obj(json!({"budgetamount": 5000})))
         .expect("user edit");
     let out = task.await.unwrap().expect("converges");
-    assert_eq!(
-        out,
-        InboundOutcome::Updated {
-            opportunity_id: oid.clone()
-        }
-    );
+    assert_eq!(out, updated(&rid, &oid));
     assert_eq!(
         h.dv.request_count("PATCH opportunities({id})"),
         2,
-        "412 then success"
+        "412 then success: {:?}",
+        h.dv.request_counts()
     );
     let row = opp(&h, &oid);
     assert_eq!(row["estimatedvalue"].as_f64(), Some(31337.0));
     assert_eq!(row["budgetamount"], json!(5000), "the user's edit survives");
     let link = h.store.get_link_by_referral(&rid).await.unwrap().unwrap();
     assert_eq!(link.dv_etag.as_deref(), row["@odata.etag"].as_str());
+    let trail = audit(&h, &rid).await;
+    assert!(
+        trail.iter().all(|e| e.outcome != Outcome::Failed),
+        "a lost race that converged is no failure: {trail:?}"
+    );
 }
 
 #[tokio::test]
@@ -643,7 +680,6 @@ async fn both_sides_changed_keeps_the_crm_deal_value_and_takes_partner_centers_n
     let h = Harness::start().await;
     let rid = incoming(&h, "Both", "Both Co").await;
     let oid = created(&h, &rid).await;
-    let synced = h.store.get_link_by_referral(&rid).await.unwrap().unwrap();
     // The seller edits the deal value in the CRM; Microsoft edits value and name.
     h.dv.user_update(
         "opportunities",
@@ -661,12 +697,7 @@ async fn both_sides_changed_keeps_the_crm_deal_value_and_takes_partner_centers_n
     )
     .await;
     let out = sync(&h, &rid).await.unwrap();
-    assert_eq!(
-        out,
-        InboundOutcome::Updated {
-            opportunity_id: oid.clone()
-        }
-    );
+    assert_eq!(out, updated(&rid, &oid));
     let row = opp(&h, &oid);
     assert_eq!(
         row["estimatedvalue"].as_f64(),
@@ -676,21 +707,23 @@ async fn both_sides_changed_keeps_the_crm_deal_value_and_takes_partner_centers_n
     assert_eq!(
         row["name"],
         json!("Both renamed ✔"),
-        "Partner Center wins the rest"
+        "Partner Center's rename goes through"
     );
-    let e = &audit(&h, &rid).await[0];
-    assert_eq!(e.outcome, Outcome::Conflict);
+    // The CRM's value reaches Partner Center in the same reconcile.
+    let referral = h.pc.referral(&rid).unwrap();
+    assert_eq!(referral["details"]["dealValue"].as_f64(), Some(99999.0));
+    let trail = audit(&h, &rid).await;
+    let merge = trail
+        .iter()
+        .find(|e| e.action == "merge")
+        .unwrap_or_else(|| panic!("a merge entry: {trail:?}"));
+    assert_eq!(merge.outcome, Outcome::Conflict);
+    let detail = merge.detail.as_deref().unwrap();
+    assert!(detail.contains("CRM wins: details.dealValue"), "{detail}");
     assert!(
-        e.detail
-            .as_deref()
-            .unwrap()
-            .contains("conflict on details.dealValue"),
-        "{e:?}"
+        !detail.contains("name"),
+        "the name changed on one side only: {detail}"
     );
-    // The old fingerprint stays, so the outbound direction sends the CRM's value on.
-    let link = h.store.get_link_by_referral(&rid).await.unwrap().unwrap();
-    assert_eq!(link.dv_hash, synced.dv_hash);
-    assert_eq!(link.dv_etag.as_deref(), row["@odata.etag"].as_str());
 
     // Only Partner Center changed: its new value goes through with no conflict.
     let h2 = Harness::start().await;
@@ -704,5 +737,8 @@ async fn both_sides_changed_keeps_the_crm_deal_value_and_takes_partner_centers_n
     .await;
     sync(&h2, &rid2).await.unwrap();
     assert_eq!(opp(&h2, &oid2)["estimatedvalue"].as_f64(), Some(50000.0));
-    assert_eq!(audit(&h2, &rid2).await[0].outcome, Outcome::Success);
+    assert!(audit(&h2, &rid2)
+        .await
+        .iter()
+        .all(|e| e.outcome == Outcome::Success));
 }

@@ -1,7 +1,8 @@
 //! Webhook intake end to end: the Partner Center stand-in delivers signed events to a small
 //! local server that answers with `handle_webhook`; the captured deliveries are then replayed,
 //! tampered with and stripped to check every refusal, and nothing but valid, new deliveries
-//! ever reaches the inbound queue.
+//! ever reaches the sync queue, each keyed by its pair (the linked opportunity, else the id
+//! the referral's opportunity gets).
 
 mod support;
 
@@ -17,8 +18,9 @@ use axum::{Json, Router};
 use cosell::audit::{AuditEntry, AuditQuery};
 use cosell::crosswalk::Link;
 use cosell::engine::intake::{delivery_key, handle_webhook, last_test_event, IntakeResponse};
+use cosell::engine::pair::key::opportunity_id_for;
 use cosell::engine::wiring;
-use cosell::engine::{InboundMessage, InboundTrigger};
+use cosell::engine::{Origin, SyncMessage};
 use cosell::partner_center::WebhookVerifier;
 use cosell::queue::Queue;
 use cosell::store::{Store, StoreError};
@@ -64,7 +66,7 @@ async fn start_intake(h: &Harness) -> Arc<Receiver> {
     let rx = Arc::new(Receiver {
         verifier: wiring::webhook_verifier(&h.config, &h.http),
         store: h.store.clone(),
-        queue: h.inbound.clone(),
+        queue: h.queue.clone(),
         seen: Mutex::new(Vec::new()),
     });
     let app = Router::new()
@@ -85,7 +87,7 @@ async fn call(h: &Harness, rx: &Receiver, headers: &HeaderMap, body: &[u8]) -> I
     handle_webhook(
         &rx.verifier,
         h.store.as_ref(),
-        h.inbound.as_ref(),
+        h.queue.as_ref(),
         headers,
         body,
     )
@@ -112,11 +114,13 @@ async fn a_signed_delivery_is_queued_once_and_every_bad_one_is_refused() {
     assert_eq!(answer.body["status"], "queued");
     assert_eq!(answer.body["referral_id"], id.as_str());
 
-    let queued = drain(h.inbound.as_ref()).await;
+    let queued = drain(h.queue.as_ref()).await;
     assert_eq!(queued.len(), 1, "{queued:?}");
-    let msg = InboundMessage::parse(&queued[0]).unwrap();
-    assert_eq!(msg.referral_id, id);
-    assert_eq!(msg.trigger, InboundTrigger::ReferralCreated);
+    let msg = SyncMessage::parse(&queued[0]).unwrap();
+    assert_eq!(msg.referral_id.as_deref(), Some(id.as_str()));
+    assert_eq!(msg.origin, Origin::Referral);
+    // Not linked yet: keyed by the id its opportunity will get.
+    assert_eq!(msg.key, opportunity_id_for(&id));
     assert!(
         msg.changed_at.is_some(),
         "the event's change date travels along"
@@ -181,7 +185,7 @@ async fn a_signed_delivery_is_queued_once_and_every_bad_one_is_refused() {
         assert!(!answer.body.to_string().contains(signature));
     }
     assert!(
-        drain(h.inbound.as_ref()).await.is_empty(),
+        drain(h.queue.as_ref()).await.is_empty(),
         "nothing more was queued"
     );
 }
@@ -205,7 +209,7 @@ async fn a_test_event_is_answered_and_recorded_but_not_queued() {
         .expect("the test event is recorded");
     assert_eq!(record.event["EventName"], "test-created");
     assert!(!record.received_at.is_empty());
-    assert!(drain(h.inbound.as_ref()).await.is_empty());
+    assert!(drain(h.queue.as_ref()).await.is_empty());
 }
 
 #[tokio::test]
@@ -214,11 +218,11 @@ async fn a_queue_failure_is_a_503_and_the_retry_is_accepted() {
     let verifier = wiring::webhook_verifier(&h.config, &h.http);
     let signer = DeliverySigner::for_standin(&h.pc.base_url());
     let (headers, body) = signer.referral_updated("ref-queue-down");
-    let down = FailingQueue::after(h.inbound.clone(), 0);
+    let down = FailingQueue::after(h.queue.clone(), 0);
 
     let r = handle_webhook(&verifier, h.store.as_ref(), &down, &headers, &body).await;
     assert_eq!((r.status, error_code(&r)), (503, "queue_unavailable"));
-    assert!(drain(h.inbound.as_ref()).await.is_empty());
+    assert!(drain(h.queue.as_ref()).await.is_empty());
     assert!(
         h.store
             .remember_delivery(&delivery_key(&body), Duration::from_secs(1))
@@ -232,7 +236,7 @@ async fn a_queue_failure_is_a_503_and_the_retry_is_accepted() {
     let r = handle_webhook(
         &verifier,
         h.store.as_ref(),
-        h.inbound.as_ref(),
+        h.queue.as_ref(),
         &headers,
         &body,
     )
@@ -242,17 +246,52 @@ async fn a_queue_failure_is_a_503_and_the_retry_is_accepted() {
     let r = handle_webhook(
         &verifier,
         h.store.as_ref(),
-        h.inbound.as_ref(),
+        h.queue.as_ref(),
         &headers,
         &body,
     )
     .await;
     assert_eq!(r.body["status"], "duplicate");
-    let queued = drain(h.inbound.as_ref()).await;
+    let queued = drain(h.queue.as_ref()).await;
     assert_eq!(queued.len(), 1);
-    let msg = InboundMessage::parse(&queued[0]).unwrap();
-    assert_eq!(msg.referral_id, "ref-queue-down");
-    assert_eq!(msg.trigger, InboundTrigger::ReferralUpdated);
+    let msg = SyncMessage::parse(&queued[0]).unwrap();
+    assert_eq!(msg.referral_id.as_deref(), Some("ref-queue-down"));
+    assert_eq!(msg.origin, Origin::Referral);
+}
+
+/// A linked referral's delivery goes to its pair's group: the opportunity it is linked to,
+/// whatever id a new opportunity would get.
+#[tokio::test]
+async fn a_linked_referral_is_queued_under_its_opportunity() {
+    let h = Harness::start().await;
+    let verifier = wiring::webhook_verifier(&h.config, &h.http);
+    let signer = DeliverySigner::for_standin(&h.pc.base_url());
+    let opportunity = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    h.store
+        .put_link(&Link::new("ref-linked", opportunity), None)
+        .await
+        .unwrap();
+    let (headers, body) = signer.referral_updated("ref-linked");
+    let r = handle_webhook(
+        &verifier,
+        h.store.as_ref(),
+        h.queue.as_ref(),
+        &headers,
+        &body,
+    )
+    .await;
+    assert_eq!(r.body["status"], "queued", "{r:?}");
+    let got = h
+        .queue
+        .receive(10, Duration::from_secs(60), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].group.as_deref(), Some(opportunity));
+    let msg = SyncMessage::parse(&got[0].body).unwrap();
+    assert_eq!(msg.key, opportunity);
+    assert_ne!(msg.key, opportunity_id_for("ref-linked"));
+    assert_eq!(msg.referral_id.as_deref(), Some("ref-linked"));
 }
 
 #[tokio::test]
@@ -261,9 +300,9 @@ async fn a_store_outage_is_a_503_and_nothing_is_queued() {
     let verifier = wiring::webhook_verifier(&h.config, &h.http);
     let signer = DeliverySigner::for_standin(&h.pc.base_url());
     let (headers, body) = signer.referral_updated("ref-store-down");
-    let r = handle_webhook(&verifier, &DownStore, h.inbound.as_ref(), &headers, &body).await;
+    let r = handle_webhook(&verifier, &DownStore, h.queue.as_ref(), &headers, &body).await;
     assert_eq!((r.status, error_code(&r)), (503, "store_unavailable"));
-    assert!(drain(h.inbound.as_ref()).await.is_empty());
+    assert!(drain(h.queue.as_ref()).await.is_empty());
 }
 
 /// A store whose backend is unreachable.

@@ -1,13 +1,12 @@
-//! Outbound sync (Dynamics 365 -> Partner Center) against both stand-ins and the embedded
-//! store: create, echo, update, skip, accept, decline, won, lost, conflict, 412, a
-//! permanent rejection and crash recovery. Each test checks both services and the trail.
+//! The pair reconcile driven from the CRM side (Dynamics 365 -> Partner Center) against both
+//! stand-ins and the embedded store: create, echo, update, skip, accept, decline, won, lost,
+//! conflict, 412, a permanent rejection and crash recovery. Each test checks both services
+//! and the trail.
 
 use cosell::audit::{AuditEntry, AuditQuery, Outcome};
 use cosell::crosswalk::Link;
-use cosell::engine::inbound::{sync_referral, InboundOutcome};
-use cosell::engine::outbound::{sync_opportunity, OutboundOutcome};
-use cosell::engine::referral_context::referral_hash;
-use cosell::engine::{InboundMessage, InboundTrigger, OutboundMessage, SyncError};
+use cosell::engine::pair::{key, REFUSED_STATE_PREFIX};
+use cosell::engine::{reconcile_pair, Origin, PairOutcome, SyncError, SyncMessage};
 use cosell::partner_center::{PatchOp, Referral};
 use cosell::store::Store;
 use cosell_tests::harness::Harness;
@@ -24,16 +23,17 @@ fn obj(v: Value) -> Map<String, Value> {
     }
 }
 
-fn message(id: &str) -> OutboundMessage {
-    OutboundMessage {
-        opportunity_id: id.to_string(),
-        modified_on: None,
-        deleted: false,
-    }
+/// The poller's message for the opportunity.
+async fn sync(h: &Harness, id: &str) -> Result<PairOutcome, SyncError> {
+    reconcile_pair(&h.engine, &SyncMessage::for_opportunity(id, None)).await
 }
 
-async fn sync(h: &Harness, id: &str) -> Result<OutboundOutcome, SyncError> {
-    sync_opportunity(&h.engine, &message(id)).await
+/// A Partner Center webhook's message for the referral.
+async fn webhook(h: &Harness, rid: &str) -> Result<PairOutcome, SyncError> {
+    let m = SyncMessage::for_referral(h.store.as_ref(), rid, Origin::Referral, None)
+        .await
+        .expect("store");
+    reconcile_pair(&h.engine, &m).await
 }
 
 /// A customer account and contact, as a seller would have them in the CRM.
@@ -101,6 +101,18 @@ fn pc_writes(h: &Harness) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Dataverse API requests so far, token requests left out.
+fn dv_requests(h: &Harness) -> u64 {
+    h.dv.total_requests() - h.dv.request_count("POST token")
+}
+
+fn pc_requests(h: &Harness) -> usize {
+    h.pc.requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/referrals"))
+        .count()
+}
+
 async fn link(h: &Harness, opportunity_id: &str) -> Option<Link> {
     h.store
         .get_link_by_opportunity(opportunity_id)
@@ -136,12 +148,18 @@ fn user_edit(h: &Harness, id: &str, changes: Value) {
         .expect("user edit");
 }
 
-/// A flagged opportunity synced once: its referral id.
+/// A flagged opportunity reconciled once: (opportunity id, referral id).
 async fn created(h: &Harness) -> (String, String) {
     let opp = opportunity(h, true);
     match sync(h, &opp).await.expect("create") {
-        OutboundOutcome::Created { referral_id } => (opp, referral_id),
-        other => panic!("expected Created, got {other:?}"),
+        PairOutcome::ReferralCreated {
+            referral_id,
+            opportunity_id,
+        } => {
+            assert_eq!(opportunity_id, opp);
+            (opp, referral_id)
+        }
+        other => panic!("expected ReferralCreated, got {other:?}"),
     }
 }
 
@@ -150,6 +168,13 @@ fn amount(v: &Value) -> f64 {
         Value::Number(n) => n.as_f64().unwrap(),
         Value::String(s) => s.parse().unwrap(),
         other => panic!("not an amount: {other}"),
+    }
+}
+
+fn unchanged(rid: &str, opp: &str) -> PairOutcome {
+    PairOutcome::Unchanged {
+        referral_id: Some(rid.to_string()),
+        opportunity_id: opp.to_string(),
     }
 }
 
@@ -181,6 +206,17 @@ async fn a_flagged_opportunity_creates_one_co_sell_referral_and_links_it() {
         "ada@fabrikam.example"
     );
     assert_eq!(h.pc.referrals().len(), 1);
+    // One logical create, one request id derived from the pair key.
+    let posts: Vec<_> =
+        h.pc.requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path.contains("/referrals"))
+            .collect();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(
+        posts[0].request_id.as_deref(),
+        Some(key::create_request_id(&opp).as_str())
+    );
 
     let row = opp_row(&h, &opp);
     let c = &h.engine.columns;
@@ -193,10 +229,11 @@ async fn a_flagged_opportunity_creates_one_co_sell_referral_and_links_it() {
     assert_eq!(l.pc_etag.as_deref(), r["eTag"].as_str());
     assert_eq!(l.dv_etag.as_deref(), row["@odata.etag"].as_str());
     let current: Referral = h.engine.pc.get_referral(&rid).await.unwrap();
+    let base = l.base.expect("the base is stored with the link");
     assert_eq!(
-        l.pc_hash,
-        Some(referral_hash(&h.engine, &current).await.unwrap()),
-        "pc_hash is the inbound fingerprint of the referral as created"
+        base.fields,
+        h.engine.mapping.referral_values(&current),
+        "the base holds the referral's mapped values as created"
     );
     assert!(has(
         &trail(&h, &opp).await,
@@ -211,25 +248,64 @@ async fn the_same_message_again_is_unchanged_and_writes_nothing() {
     let (opp, rid) = created(&h).await;
     let writes = pc_writes(&h).len();
     let row_before = opp_row(&h, &opp);
+    let entries = trail(&h, &opp).await.len();
 
-    // The write-back itself is a change the poller sees: it must read as our own echo.
-    let again = sync(&h, &opp).await.unwrap();
+    // The write-back itself is a change the poller sees: it must read as our own echo,
+    // for one Dataverse read and no Partner Center request.
+    let (dv_before, pc_before) = (dv_requests(&h), pc_requests(&h));
+    assert_eq!(sync(&h, &opp).await.unwrap(), unchanged(&rid, &opp));
     assert_eq!(
-        again,
-        OutboundOutcome::Unchanged {
-            referral_id: Some(rid.clone())
-        }
+        dv_requests(&h) - dv_before,
+        1,
+        "{:?}",
+        h.dv.request_counts()
     );
+    assert_eq!(pc_requests(&h), pc_before, "no Partner Center request");
     assert_eq!(pc_writes(&h).len(), writes, "no Partner Center write");
     assert_eq!(opp_row(&h, &opp)["@odata.etag"], row_before["@odata.etag"]);
+    assert_eq!(
+        trail(&h, &opp).await.len(),
+        entries,
+        "an echo leaves no entry"
+    );
 
     // An edit to an unmapped column is no change either.
     user_edit(&h, &opp, json!({"actualclosedate": "2026-01-01"}));
+    assert_eq!(sync(&h, &opp).await.unwrap(), unchanged(&rid, &opp));
+    assert_eq!(pc_writes(&h).len(), writes);
+    assert_eq!(trail(&h, &opp).await.len(), entries);
+}
+
+#[tokio::test]
+async fn the_webhook_of_a_created_referral_is_our_echo() {
+    let h = Harness::start().await;
+    let (opp, rid) = created(&h).await;
+    let etag = opp_row(&h, &opp)["@odata.etag"].clone();
+    let entries = trail(&h, &opp).await.len();
+    // One Partner Center read, no Dataverse request.
+    let (dv_before, pc_before) = (dv_requests(&h), pc_requests(&h));
+    assert_eq!(webhook(&h, &rid).await.unwrap(), unchanged(&rid, &opp));
+    assert_eq!(dv_requests(&h), dv_before, "{:?}", h.dv.request_counts());
+    assert_eq!(pc_requests(&h) - pc_before, 1);
+    assert_eq!(opp_row(&h, &opp)["@odata.etag"], etag, "no CRM write");
+    assert_eq!(
+        trail(&h, &opp).await.len(),
+        entries,
+        "an echo leaves no entry"
+    );
+
+    // Our own update's webhook is quiet too.
+    user_edit(&h, &opp, json!({"description": "Scope grew"}));
     assert!(matches!(
         sync(&h, &opp).await.unwrap(),
-        OutboundOutcome::Unchanged { .. }
+        PairOutcome::Updated { .. }
     ));
-    assert_eq!(pc_writes(&h).len(), writes);
+    let etag = opp_row(&h, &opp)["@odata.etag"].clone();
+    let entries_after_update = trail(&h, &opp).await.len();
+    assert!(entries_after_update > entries);
+    assert_eq!(webhook(&h, &rid).await.unwrap(), unchanged(&rid, &opp));
+    assert_eq!(opp_row(&h, &opp)["@odata.etag"], etag, "no CRM write");
+    assert_eq!(trail(&h, &opp).await.len(), entries_after_update);
 }
 
 #[tokio::test]
@@ -247,8 +323,9 @@ async fn deal_value_and_close_date_edits_patch_the_referral() {
     let out = sync(&h, &opp).await.unwrap();
     assert_eq!(
         out,
-        OutboundOutcome::Updated {
-            referral_id: rid.clone()
+        PairOutcome::Updated {
+            referral_id: rid.clone(),
+            opportunity_id: opp.clone(),
         }
     );
     let r = referral(&h, &rid);
@@ -275,11 +352,8 @@ async fn deal_value_and_close_date_edits_patch_the_referral() {
         detail.contains("details.dealValue") && detail.contains("details.closingDateTime"),
         "{detail}"
     );
-    // And the echo of that sync is quiet.
-    assert!(matches!(
-        sync(&h, &opp).await.unwrap(),
-        OutboundOutcome::Unchanged { .. }
-    ));
+    // And the echo of that reconcile is quiet.
+    assert_eq!(sync(&h, &opp).await.unwrap(), unchanged(&rid, &opp));
 }
 
 #[tokio::test]
@@ -287,9 +361,9 @@ async fn an_unflagged_opportunity_is_skipped_without_a_referral() {
     let h = Harness::start().await;
     let opp = opportunity(&h, false);
     let out = sync(&h, &opp).await.unwrap();
-    assert!(matches!(out, OutboundOutcome::Skipped { .. }), "{out:?}");
+    assert!(matches!(out, PairOutcome::Skipped { .. }), "{out:?}");
     assert!(h.pc.referrals().is_empty());
-    assert!(pc_writes(&h).is_empty());
+    assert_eq!(pc_requests(&h), 0, "not even a lookup");
     assert!(link(&h, &opp).await.is_none());
     assert!(
         trail(&h, &opp).await.is_empty(),
@@ -303,16 +377,17 @@ async fn a_deleted_or_vanished_linked_opportunity_leaves_the_referral_alone() {
     let h = Harness::start().await;
     let (opp, rid) = created(&h).await;
     let before = referral(&h, &rid);
-    let deleted = OutboundMessage {
+    let deleted = SyncMessage {
         deleted: true,
-        ..message(&opp)
+        ..SyncMessage::for_opportunity(&opp, None)
     };
-    let out = sync_opportunity(&h.engine, &deleted).await.unwrap();
-    assert!(matches!(out, OutboundOutcome::Skipped { .. }));
+    let out = reconcile_pair(&h.engine, &deleted).await.unwrap();
+    assert!(matches!(out, PairOutcome::Skipped { .. }), "{out:?}");
     assert!(h.dv.user_delete("opportunities", &opp));
     let out = sync(&h, &opp).await.unwrap();
-    assert!(matches!(out, OutboundOutcome::Skipped { .. }));
+    assert!(matches!(out, PairOutcome::Skipped { .. }), "{out:?}");
     assert_eq!(referral(&h, &rid), before);
+    assert!(pc_writes(&h).len() == 1, "only the create");
     let skips = trail(&h, &opp)
         .await
         .into_iter()
@@ -321,44 +396,28 @@ async fn a_deleted_or_vanished_linked_opportunity_leaves_the_referral_alone() {
     assert_eq!(skips, 2);
 }
 
-/// An incoming Microsoft referral already synced into an opportunity (as the inbound
-/// direction leaves it): the opportunity and a link with both fingerprints.
+/// An incoming Microsoft referral reconciled into its opportunity: (opportunity, referral).
 async fn linked_incoming(h: &Harness) -> (String, String) {
     let incoming = h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd");
     let rid = incoming["id"].as_str().unwrap().to_string();
-    let c = &h.engine.columns;
-    let mut row = obj(json!({
-        "name": "Contoso ERP ✔",
-        "estimatedvalue": 25000.0,
-        "description": "Customer asked Microsoft for a partner",
-        "statecode": 0,
-        "statuscode": 1,
-    }));
-    row.insert(c.sync_flag.clone(), json!(true));
-    row.insert(c.referral_id.clone(), json!(rid));
-    let opp = h.dv.user_insert("opportunities", row).unwrap();
-    let current = h.engine.pc.get_referral(&rid).await.unwrap();
-    let synced_opp = h.engine.dv.get_opportunity(&opp).await.unwrap();
-    let mut l = Link::new(&rid, &opp);
-    l.pc_hash = Some(referral_hash(&h.engine, &current).await.unwrap());
-    l.dv_hash = Some(
-        h.engine
-            .mapping
-            .outbound_hash(&synced_opp, &h.engine.columns),
-    );
-    l.pc_etag = current.e_tag.clone();
-    h.store.put_link(&l, None).await.unwrap();
-    (opp, rid)
+    match webhook(h, &rid).await.unwrap() {
+        PairOutcome::OpportunityCreated {
+            referral_id,
+            opportunity_id,
+        } => {
+            assert_eq!(referral_id, rid);
+            assert_eq!(opportunity_id, key::opportunity_id_for(&rid));
+            (opportunity_id, rid)
+        }
+        other => panic!("expected OpportunityCreated, got {other:?}"),
+    }
 }
 
 #[tokio::test]
 async fn the_seller_accepts_a_microsoft_referral_once() {
     let h = Harness::start().await;
     let (opp, rid) = linked_incoming(&h).await;
-    assert!(matches!(
-        sync(&h, &opp).await.unwrap(),
-        OutboundOutcome::Unchanged { .. }
-    ));
+    assert_eq!(sync(&h, &opp).await.unwrap(), unchanged(&rid, &opp));
     assert_eq!(referral(&h, &rid)["status"], "New");
 
     let decision = h.engine.columns.decision.clone();
@@ -366,8 +425,9 @@ async fn the_seller_accepts_a_microsoft_referral_once() {
     let out = sync(&h, &opp).await.unwrap();
     assert_eq!(
         out,
-        OutboundOutcome::Updated {
-            referral_id: rid.clone()
+        PairOutcome::Updated {
+            referral_id: rid.clone(),
+            opportunity_id: opp.clone(),
         }
     );
     let r = referral(&h, &rid);
@@ -376,6 +436,8 @@ async fn the_seller_accepts_a_microsoft_referral_once() {
         (Some("Active"), Some("Accepted"))
     );
     assert!(has(&trail(&h, &opp).await, "accept", Outcome::Success));
+    // The accept's webhook is our echo.
+    assert_eq!(webhook(&h, &rid).await.unwrap(), unchanged(&rid, &opp));
 
     // A later edit does not accept again.
     let patches = pc_writes(&h).len();
@@ -399,25 +461,24 @@ async fn the_seller_declines_a_microsoft_referral() {
     let (opp, rid) = linked_incoming(&h).await;
     let decision = h.engine.columns.decision.clone();
     user_edit(&h, &opp, json!({ decision: DECLINE }));
-    // The decline's inbound pass runs inside this outbound sync, under the pair's lease: it
-    // must not wait for that lease itself.
     sync(&h, &opp).await.unwrap();
     let r = referral(&h, &rid);
     assert_eq!(r["status"], "Closed");
     assert_eq!(r["substatus"], "Declined");
     assert!(r["statusReason"].as_str().is_some_and(|s| !s.is_empty()));
     assert!(has(&trail(&h, &opp).await, "decline", Outcome::Success));
-    // Closed/Declined is a lost, canceled opportunity under the default mapping.
+    // Closed/Declined is a lost, canceled opportunity under the default mapping, and the
+    // same reconcile brings the opportunity there.
     let row = opp_row(&h, &opp);
     assert_eq!(
         (row["statecode"].clone(), row["statuscode"].clone()),
         (json!(2), json!(4))
     );
     // And the next look finds nothing left to do on either side.
-    assert!(matches!(
-        sync(&h, &opp).await.unwrap(),
-        OutboundOutcome::Unchanged { .. }
-    ));
+    let writes = pc_writes(&h).len();
+    assert_eq!(sync(&h, &opp).await.unwrap(), unchanged(&rid, &opp));
+    assert_eq!(webhook(&h, &rid).await.unwrap(), unchanged(&rid, &opp));
+    assert_eq!(pc_writes(&h).len(), writes);
 }
 
 #[tokio::test]
@@ -436,6 +497,8 @@ async fn closing_the_opportunity_won_or_lost_closes_the_referral() {
         "close_won",
         Outcome::Success
     ));
+    let row = opp_row(&h, &won_opp);
+    assert_eq!(row["statecode"], json!(1), "still won: {row:#}");
 
     let (lost_opp, lost_rid) = created(&h).await;
     user_edit(&h, &lost_opp, json!({"statecode": 2, "statuscode": 5}));
@@ -452,21 +515,22 @@ async fn closing_the_opportunity_won_or_lost_closes_the_referral() {
         Outcome::Success
     ));
 
-    // Once closed, a repeat is a no-op, even when the link is lost track of.
+    // Once closed, a repeat is a no-op, even for a link with no base (one from before pair
+    // sync): the close is not made twice.
     let writes = pc_writes(&h).len();
     let mut l = link(&h, &lost_opp).await.unwrap();
     let v = l.version;
-    l.dv_hash = None;
+    l.base = None;
     h.store.put_link(&l, Some(v)).await.unwrap();
     sync(&h, &lost_opp).await.unwrap();
     assert_eq!(pc_writes(&h).len(), writes, "no second close");
+    assert!(link(&h, &lost_opp).await.unwrap().base.is_some());
 }
 
 #[tokio::test]
 async fn when_both_sides_changed_each_field_goes_to_its_mapped_winner() {
     let h = Harness::start().await;
     let (opp, rid) = created(&h).await;
-    let old_pc_hash = link(&h, &opp).await.unwrap().pc_hash;
 
     // Microsoft renames the referral and changes its value in Partner Center...
     let current = h.engine.pc.get_referral(&rid).await.unwrap();
@@ -490,7 +554,7 @@ async fn when_both_sides_changed_each_field_goes_to_its_mapped_winner() {
     );
 
     let out = sync(&h, &opp).await.unwrap();
-    assert!(matches!(out, OutboundOutcome::Updated { .. }), "{out:?}");
+    assert!(matches!(out, PairOutcome::Updated { .. }), "{out:?}");
     let r = referral(&h, &rid);
     assert_eq!(
         r["name"], "Fabrikam FS (Microsoft)",
@@ -501,73 +565,29 @@ async fn when_both_sides_changed_each_field_goes_to_its_mapped_winner() {
         99999.0,
         "the CRM wins the deal value"
     );
+    // One reconcile writes both sides.
+    let row = opp_row(&h, &opp);
+    assert_eq!(row["name"], "Fabrikam FS (Microsoft) ✔");
+    assert_eq!(row["estimatedvalue"].as_f64(), Some(99999.0));
 
     let t = trail(&h, &opp).await;
     let conflict = t
         .iter()
-        .find(|e| e.outcome == Outcome::Conflict)
+        .find(|e| e.action == "merge" && e.outcome == Outcome::Conflict)
         .expect("conflict audited");
     let detail = conflict.detail.as_deref().unwrap();
     assert!(detail.contains("Partner Center wins: name"), "{detail}");
-    assert!(detail.contains("details.dealValue"), "{detail}");
-    // Partner Center's rename has not reached the CRM yet: the inbound direction must still
-    // see the referral as changed, and then brings it over.
+    assert!(detail.contains("CRM wins: details.dealValue"), "{detail}");
     let l = link(&h, &opp).await.unwrap();
-    assert_eq!(l.pc_hash, old_pc_hash);
-    assert_ne!(l.pc_etag.as_deref(), r["eTag"].as_str());
-    let inbound = sync_referral(&h.engine, &inbound_message(&rid))
-        .await
-        .unwrap();
-    assert!(
-        matches!(inbound, InboundOutcome::Updated { .. }),
-        "{inbound:?}"
-    );
-    let row = opp_row(&h, &opp);
-    assert_eq!(row["name"], "Fabrikam FS (Microsoft) ✔");
-    assert_eq!(row["estimatedvalue"].as_f64(), Some(99999.0));
-    // Both directions now agree: neither has anything left to send.
-    assert!(matches!(
-        sync(&h, &opp).await.unwrap(),
-        OutboundOutcome::Unchanged { .. }
-    ));
-    assert!(matches!(
-        sync_referral(&h.engine, &inbound_message(&rid))
-            .await
-            .unwrap(),
-        InboundOutcome::Unchanged { .. }
-    ));
-}
+    assert_eq!(l.pc_etag.as_deref(), r["eTag"].as_str());
+    assert_eq!(l.dv_etag.as_deref(), row["@odata.etag"].as_str());
 
-fn inbound_message(referral_id: &str) -> InboundMessage {
-    InboundMessage {
-        referral_id: referral_id.to_string(),
-        trigger: InboundTrigger::Manual,
-        changed_at: None,
-    }
-}
-
-/// The inbound sync of `rid` finds nothing new and leaves the opportunity untouched.
-async fn inbound_echo_writes_nothing(h: &Harness, rid: &str, opp: &str) {
-    let etag = opp_row(h, opp)["@odata.etag"].clone();
-    let out = sync_referral(&h.engine, &inbound_message(rid))
-        .await
-        .unwrap();
-    assert!(matches!(out, InboundOutcome::Unchanged { .. }), "{out:?}");
-    assert_eq!(opp_row(h, opp)["@odata.etag"], etag, "no CRM write");
-}
-
-#[tokio::test]
-async fn the_inbound_direction_sees_a_created_referral_as_its_echo() {
-    let h = Harness::start().await;
-    let (opp, rid) = created(&h).await;
-    inbound_echo_writes_nothing(&h, &rid, &opp).await;
-
-    user_edit(&h, &opp, json!({"description": "Scope grew"}));
-    sync(&h, &opp).await.unwrap();
-    let out = sync_referral(&h.engine, &inbound_message(&rid))
-        .await
-        .unwrap();
-    assert!(matches!(out, InboundOutcome::Unchanged { .. }), "{out:?}");
+    // Both sides now agree: neither message finds anything left to send.
+    let writes = pc_writes(&h).len();
+    assert_eq!(sync(&h, &opp).await.unwrap(), unchanged(&rid, &opp));
+    assert_eq!(webhook(&h, &rid).await.unwrap(), unchanged(&rid, &opp));
+    assert_eq!(pc_writes(&h).len(), writes);
+    assert_eq!(opp_row(&h, &opp)["@odata.etag"], row["@odata.etag"]);
 }
 
 #[tokio::test]
@@ -581,7 +601,7 @@ async fn a_412_from_partner_center_is_reread_and_converges() {
     );
     let writes = pc_writes(&h).len();
     let out = sync(&h, &opp).await.unwrap();
-    assert!(matches!(out, OutboundOutcome::Updated { .. }), "{out:?}");
+    assert!(matches!(out, PairOutcome::Updated { .. }), "{out:?}");
     assert_eq!(amount(&referral(&h, &rid)["details"]["dealValue"]), 61000.0);
     let patches = pc_writes(&h)[writes..]
         .iter()
@@ -591,6 +611,7 @@ async fn a_412_from_partner_center_is_reread_and_converges() {
     // Nobody else changed the referral, so the link holds it as synced now.
     let l = link(&h, &opp).await.unwrap();
     assert_eq!(l.pc_etag.as_deref(), referral(&h, &rid)["eTag"].as_str());
+    assert_eq!(sync(&h, &opp).await.unwrap(), unchanged(&rid, &opp));
 }
 
 #[tokio::test]
@@ -605,8 +626,12 @@ async fn a_referral_that_keeps_changing_is_retried_later() {
     let err = sync(&h, &opp).await.unwrap_err();
     assert!(matches!(err, SyncError::Retry { .. }), "{err:?}");
     assert_eq!(amount(&referral(&h, &rid)["details"]["dealValue"]), 50000.0);
+    assert!(has(&trail(&h, &opp).await, "reconcile", Outcome::Failed));
     h.pc.clear_faults();
-    sync(&h, &opp).await.unwrap();
+    assert!(matches!(
+        sync(&h, &opp).await.unwrap(),
+        PairOutcome::Updated { .. }
+    ));
     assert_eq!(amount(&referral(&h, &rid)["details"]["dealValue"]), 61000.0);
 }
 
@@ -629,17 +654,78 @@ async fn a_rejected_referral_shows_the_error_on_the_opportunity() {
     let t = trail(&h, &opp).await;
     let failed = t
         .iter()
-        .find(|e| e.outcome == Outcome::Failed)
+        .find(|e| e.action == "create_referral" && e.outcome == Outcome::Failed)
         .expect("failure audited");
     assert!(failed.error.as_deref().unwrap().contains("400"));
     assert!(link(&h, &opp).await.is_none());
 
-    // Once Partner Center takes it, the row shows success again.
+    // Once the seller changes a mapped field, Partner Center takes it and the row shows
+    // success again.
+    user_edit(&h, &opp, json!({"estimatedvalue": 51000.0}));
     let out = sync(&h, &opp).await.unwrap();
-    assert!(matches!(out, OutboundOutcome::Created { .. }), "{out:?}");
+    assert!(
+        matches!(out, PairOutcome::ReferralCreated { .. }),
+        "{out:?}"
+    );
     let row = opp_row(&h, &opp);
     assert_eq!(row["name"], "Fabrikam field service ✔");
     assert!(row.get(&h.engine.columns.audit).is_none_or(Value::is_null));
+    assert_eq!(h.pc.referrals().len(), 1);
+}
+
+/// Issue 18: the ✘ and the error written on a refused create are a change the poller sees;
+/// its message must not send the refused create again, until the seller changes something.
+#[tokio::test]
+async fn a_refused_create_is_not_retried_on_its_own_echo() {
+    let h = Harness::start().await;
+    let opp = opportunity(&h, true);
+    h.pc.add_fault(
+        Fault::new(FaultKind::Status { status: 400 }, 1).on("POST", "/v1.0/engagements/referrals"),
+    );
+    let err = sync(&h, &opp).await.unwrap_err();
+    assert!(err.is_permanent(), "{err:?}");
+    let row = opp_row(&h, &opp);
+    assert_eq!(row["name"], "Fabrikam field service ✘");
+    assert!(row[&h.engine.columns.audit].as_str().is_some());
+    let state = h
+        .store
+        .get_state(&format!("{REFUSED_STATE_PREFIX}{opp}"))
+        .await
+        .unwrap();
+    assert!(state.is_some(), "the refused values are remembered");
+
+    // The poller's message for that very write: skipped, no Partner Center request at all.
+    let modified = row["modifiedon"].as_str().map(str::to_string);
+    let requests = pc_requests(&h);
+    let echo = reconcile_pair(&h.engine, &SyncMessage::for_opportunity(&opp, modified))
+        .await
+        .unwrap();
+    assert!(matches!(echo, PairOutcome::Skipped { .. }), "{echo:?}");
+    assert_eq!(pc_requests(&h), requests, "no Partner Center request");
+    assert!(h.pc.referrals().is_empty());
+    assert_eq!(opp_row(&h, &opp)["name"], "Fabrikam field service ✘");
+
+    // An unmapped edit is still the same refused values.
+    user_edit(&h, &opp, json!({"actualclosedate": "2026-01-01"}));
+    assert!(matches!(
+        sync(&h, &opp).await.unwrap(),
+        PairOutcome::Skipped { .. }
+    ));
+    assert_eq!(pc_requests(&h), requests);
+
+    // The seller changes a mapped field: tried again, and taken.
+    user_edit(
+        &h,
+        &opp,
+        json!({"description": "Rollout to 45 technicians"}),
+    );
+    let out = sync(&h, &opp).await.unwrap();
+    assert!(
+        matches!(out, PairOutcome::ReferralCreated { .. }),
+        "{out:?}"
+    );
+    assert_eq!(h.pc.referrals().len(), 1);
+    assert_eq!(opp_row(&h, &opp)["name"], "Fabrikam field service ✔");
 }
 
 #[tokio::test]
@@ -650,8 +736,17 @@ async fn an_opportunity_without_a_customer_contact_cannot_be_co_sold() {
     let err = sync(&h, &opp).await.unwrap_err();
     assert!(err.is_permanent(), "{err:?}");
     assert!(pc_writes(&h).is_empty());
-    let audit = opp_row(&h, &opp)[&h.engine.columns.audit].clone();
+    let row = opp_row(&h, &opp);
+    let audit = row[&h.engine.columns.audit].clone();
     assert!(audit.as_str().unwrap().contains("contact"), "{audit}");
+    assert_eq!(row["name"], "Fabrikam field service ✘");
+    // Its echo is not tried again.
+    let requests = pc_requests(&h);
+    assert!(matches!(
+        sync(&h, &opp).await.unwrap(),
+        PairOutcome::Skipped { .. }
+    ));
+    assert_eq!(pc_requests(&h), requests);
 }
 
 /// A referral created for the opportunity by a run that stopped before writing back.
@@ -688,7 +783,10 @@ async fn an_opportunity_naming_its_referral_is_adopted_not_duplicated() {
     user_edit(&h, &opp, json!({ col: rid }));
 
     let out = sync(&h, &opp).await.unwrap();
-    assert!(!matches!(out, OutboundOutcome::Created { .. }), "{out:?}");
+    assert!(
+        !matches!(out, PairOutcome::ReferralCreated { .. }),
+        "{out:?}"
+    );
     assert_eq!(h.pc.referrals().len(), 1, "still exactly one referral");
     assert_eq!(link(&h, &opp).await.unwrap().referral_id, rid);
     let row = opp_row(&h, &opp);
@@ -702,6 +800,7 @@ async fn an_opportunity_naming_its_referral_is_adopted_not_duplicated() {
         "adopt_referral",
         Outcome::Success
     ));
+    assert_eq!(sync(&h, &opp).await.unwrap(), unchanged(&rid, &opp));
 }
 
 #[tokio::test]
@@ -715,7 +814,10 @@ async fn a_referral_created_before_a_crash_is_found_by_its_external_reference() 
     let rid = existing.id.clone().unwrap();
 
     let out = sync(&h, &opp).await.unwrap();
-    assert!(!matches!(out, OutboundOutcome::Created { .. }), "{out:?}");
+    assert!(
+        !matches!(out, PairOutcome::ReferralCreated { .. }),
+        "{out:?}"
+    );
     assert_eq!(h.pc.referrals().len(), 2, "no third referral");
     assert_eq!(
         opp_row(&h, &opp)[&h.engine.columns.referral_id],
@@ -728,73 +830,52 @@ async fn referral_trail(h: &Harness, referral_id: &str) -> Vec<AuditEntry> {
     audit_where(h, Some(referral_id), None).await
 }
 
-/// The echo of our own create: Partner Center's `referral-created` webhook can arrive while
-/// the outbound sync that made the referral has not written the id back nor recorded the
-/// link. The inbound sync must wait for it, not create a second opportunity.
+/// The webhook of a referral made from one of our opportunities, before that pair has a
+/// link (its create is still running, or stopped before writing back): under the key the
+/// referral alone gives, it is forwarded to its opportunity's key and does nothing else;
+/// there it adopts the opportunity instead of creating a second one.
 #[tokio::test]
-async fn the_webhook_of_a_referral_still_being_created_waits_for_its_link() {
+async fn the_webhook_of_a_referral_made_from_an_unlinked_opportunity_goes_to_its_pair() {
     let h = Harness::start().await;
     let opp = opportunity(&h, true);
-    let opportunities = h.dv.rows("opportunities").len();
-    // The outbound sync is at work: its lease is held and the referral exists.
-    let in_flight = cosell::engine::claim::take(
-        h.store.as_ref(),
-        &cosell::engine::claim::outbound(&opp),
-        std::time::Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let (opportunities, accounts, contacts) = (
+        h.dv.rows("opportunities").len(),
+        h.dv.rows("accounts").len(),
+        h.dv.rows("contacts").len(),
+    );
     let rid = orphan(&h, &opp).await.id.unwrap();
 
-    let err = sync_referral(&h.engine, &inbound_message(&rid))
+    let message = SyncMessage::for_referral(h.store.as_ref(), &rid, Origin::Referral, None)
         .await
-        .unwrap_err();
-    assert!(matches!(err, SyncError::Retry { .. }), "{err:?}");
-    assert_eq!(
-        h.dv.rows("opportunities").len(),
-        opportunities,
-        "no second row"
-    );
+        .unwrap();
+    assert_eq!(message.key, key::opportunity_id_for(&rid));
+    let to = match reconcile_pair(&h.engine, &message).await.unwrap() {
+        PairOutcome::Forwarded { to } => to,
+        other => panic!("expected Forwarded, got {other:?}"),
+    };
+    assert_eq!(to.key, opp);
+    assert_eq!(to.referral_id.as_deref(), Some(rid.as_str()));
+    assert_eq!(h.dv.rows("opportunities").len(), opportunities, "no row");
     assert!(link(&h, &opp).await.is_none());
     assert!(
         referral_trail(&h, &rid).await.is_empty(),
-        "a wait is no failure"
+        "a forward is no failure"
     );
 
-    // The outbound sync ends (here: its retry adopts the referral by its external
-    // reference); the webhook's retry then sees the link and leaves the row alone.
-    in_flight.release(h.store.as_ref()).await;
-    let out = sync(&h, &opp).await.unwrap();
-    assert!(!matches!(out, OutboundOutcome::Created { .. }), "{out:?}");
-    inbound_echo_writes_nothing(&h, &rid, &opp).await;
-    assert_eq!(h.dv.rows("opportunities").len(), opportunities);
-    assert_eq!(h.pc.referrals().len(), 1);
-}
-
-/// An outbound sync that stopped after creating the referral (no write-back, no link): the
-/// referral's webhook adopts the opportunity it was made from, and the outbound direction
-/// then finds the pair linked.
-#[tokio::test]
-async fn a_referral_made_from_an_unlinked_opportunity_is_adopted_by_the_inbound_direction() {
-    let h = Harness::start().await;
-    let opp = opportunity(&h, true);
-    let opportunities = h.dv.rows("opportunities").len();
-    let rid = orphan(&h, &opp).await.id.unwrap();
-
-    let out = sync_referral(&h.engine, &inbound_message(&rid))
-        .await
-        .unwrap();
-    assert_eq!(
-        out,
-        InboundOutcome::Updated {
-            opportunity_id: opp.clone()
-        }
+    // Under the right key it adopts the opportunity the referral was made from.
+    let out = reconcile_pair(&h.engine, &to).await.unwrap();
+    assert!(
+        matches!(&out, PairOutcome::Updated { referral_id, opportunity_id }
+            if *referral_id == rid && *opportunity_id == opp),
+        "{out:?}"
     );
     assert_eq!(
         h.dv.rows("opportunities").len(),
         opportunities,
         "no second row"
     );
+    assert_eq!(h.dv.rows("accounts").len(), accounts, "no second account");
+    assert_eq!(h.dv.rows("contacts").len(), contacts, "no second contact");
     assert_eq!(link(&h, &opp).await.unwrap().referral_id, rid);
     assert_eq!(
         opp_row(&h, &opp)[&h.engine.columns.referral_id],
@@ -807,20 +888,9 @@ async fn a_referral_made_from_an_unlinked_opportunity_is_adopted_by_the_inbound_
             .any(|e| e.action.starts_with("adopt_opportunity") && e.outcome == Outcome::Success),
         "{entries:?}"
     );
-    // The outbound lease taken on the way is free again.
-    let free = cosell::engine::claim::take(
-        h.store.as_ref(),
-        &cosell::engine::claim::outbound(&opp),
-        std::time::Duration::from_secs(60),
-    )
-    .await
-    .expect("the outbound lease is free");
-    free.release(h.store.as_ref()).await;
 
-    assert!(!matches!(
-        sync(&h, &opp).await.unwrap(),
-        OutboundOutcome::Created { .. }
-    ));
+    // The poller's message then finds the pair linked: no referral is created.
+    assert_eq!(sync(&h, &opp).await.unwrap(), unchanged(&rid, &opp));
     assert_eq!(h.pc.referrals().len(), 1, "still one referral");
 }
 
@@ -843,11 +913,11 @@ async fn a_foreign_external_reference_gets_an_opportunity_of_its_own() {
         .await
         .unwrap();
     assert_eq!(r.external_reference_id.as_deref(), Some("SF-0061234"));
-    match sync_referral(&h.engine, &inbound_message(&rid))
-        .await
-        .unwrap()
-    {
-        InboundOutcome::Created { opportunity_id } => assert_ne!(opportunity_id, opp),
+    match webhook(&h, &rid).await.unwrap() {
+        PairOutcome::OpportunityCreated { opportunity_id, .. } => {
+            assert_ne!(opportunity_id, opp);
+            assert_eq!(opportunity_id, key::opportunity_id_for(&rid));
+        }
         other => panic!("{other:?}"),
     }
 }

@@ -1,36 +1,43 @@
-//! A linked pair is synced one direction at a time: the inbound sync of a linked referral
-//! also holds the opportunity's outbound lease, so the two directions never race for the
-//! link (a race left a failed audit entry and a retry behind).
+//! One pair, one reconcile at a time: a message under the wrong key is forwarded to the key
+//! that owns the pair and does nothing else; the FIFO sync queue hands out one message of a
+//! pair at a time, whichever side sent it; and a reconcile whose link moved meanwhile
+//! reads both sides again instead of writing over the other reconcile.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cosell::audit::{AuditEntry, AuditQuery};
+use cosell::audit::{AuditEntry, AuditQuery, Outcome};
 use cosell::crosswalk::Link;
-use cosell::engine::claim;
-use cosell::engine::inbound::{sync_referral, InboundOutcome};
-use cosell::engine::{InboundMessage, InboundTrigger, SyncError};
+use cosell::engine::disposition::queued;
+use cosell::engine::pair::key;
+use cosell::engine::{reconcile_pair, Origin, PairOutcome, SyncMessage};
 use cosell::partner_center::PatchOp;
-use cosell::store::{LeaseClaim, Store, StoreError, SyncRecord};
+use cosell::queue::Queue;
+use cosell::store::{Store, StoreError, SyncRecord};
+use cosell_tests::crash_store::CrashStore;
 use cosell_tests::harness::Harness;
+use cosell_tests::queue_worker::QueueWorker;
+use serde_json::{json, Map, Value};
 
-const TTL: Duration = Duration::from_secs(60);
-
-fn inbound(id: &str) -> InboundMessage {
-    InboundMessage {
-        referral_id: id.to_string(),
-        trigger: InboundTrigger::ReferralUpdated,
-        changed_at: None,
-    }
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().expect("object literal").clone()
 }
 
-/// A Microsoft referral synced into the CRM: (referral id, opportunity id).
+async fn webhook_message(store: &dyn Store, rid: &str) -> SyncMessage {
+    SyncMessage::for_referral(store, rid, Origin::Referral, None)
+        .await
+        .expect("key the message")
+}
+
+/// A Microsoft referral reconciled into the CRM: (referral id, opportunity id).
 async fn linked_pair(h: &Harness) -> (String, String) {
     let created = h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd");
     let rid = created["id"].as_str().unwrap().to_string();
-    match sync_referral(&h.engine, &inbound(&rid)).await.unwrap() {
-        InboundOutcome::Created { opportunity_id } => (rid, opportunity_id),
+    let m = webhook_message(h.engine.store.as_ref(), &rid).await;
+    match reconcile_pair(&h.engine, &m).await.unwrap() {
+        PairOutcome::OpportunityCreated { opportunity_id, .. } => (rid, opportunity_id),
         other => panic!("{other:?}"),
     }
 }
@@ -49,14 +56,8 @@ async fn rename(h: &Harness, rid: &str, name: &str) {
         .unwrap();
 }
 
-async fn entries(store: &dyn Store, rid: &str) -> Vec<AuditEntry> {
-    store
-        .query_audit(&AuditQuery {
-            referral_id: Some(rid.to_string()),
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap()
+async fn entries(store: &dyn Store) -> Vec<AuditEntry> {
+    store.query_audit(&AuditQuery::default()).await.unwrap()
 }
 
 fn opportunity_name(h: &Harness, opp: &str) -> String {
@@ -66,61 +67,158 @@ fn opportunity_name(h: &Harness, opp: &str) -> String {
         .to_string()
 }
 
-#[tokio::test]
-async fn an_inbound_sync_waits_while_the_pairs_outbound_sync_runs() {
-    let h = Harness::start().await;
-    let (rid, opp) = linked_pair(&h).await;
-    rename(&h, &rid, "Contoso ERP phase 2").await;
-    let trail_before = entries(h.store.as_ref(), &rid).await.len();
-
-    let outbound_sync = claim::take(h.store.as_ref(), &claim::outbound(&opp), TTL)
-        .await
-        .unwrap();
-    let err = sync_referral(&h.engine, &inbound(&rid)).await.unwrap_err();
-    assert!(matches!(err, SyncError::Retry { .. }), "{err:?}");
-    assert!(opportunity_name(&h, &opp).starts_with("Contoso ERP"));
-    assert!(
-        !opportunity_name(&h, &opp).contains("phase 2"),
-        "no CRM write"
-    );
-    assert_eq!(
-        entries(h.store.as_ref(), &rid).await.len(),
-        trail_before,
-        "a wait leaves no failed entry"
-    );
-    // The referral's own lease is free again for the retry.
-    claim::take(h.store.as_ref(), &format!("inbound/{rid}"), TTL)
-        .await
-        .expect("inbound lease released")
-        .release(h.store.as_ref())
-        .await;
-
-    outbound_sync.release(h.store.as_ref()).await;
-    assert!(matches!(
-        sync_referral(&h.engine, &inbound(&rid)).await.unwrap(),
-        InboundOutcome::Updated { .. }
-    ));
-    assert!(opportunity_name(&h, &opp).contains("phase 2"));
-    // Both leases are back.
-    for what in [claim::outbound(&opp), format!("inbound/{rid}")] {
-        claim::take(h.store.as_ref(), &what, TTL)
-            .await
-            .unwrap_or_else(|e| panic!("{what} still held: {e}"))
-            .release(h.store.as_ref())
-            .await;
-    }
+/// Requests other than reads and token requests.
+fn writes(counts: &std::collections::BTreeMap<String, u64>) -> Vec<String> {
+    counts
+        .keys()
+        .filter(|k| !k.starts_with("GET ") && k.as_str() != "POST token")
+        .cloned()
+        .collect()
 }
 
-/// A store that, when the outbound lease of `opportunity` is claimed, first moves the link
-/// on a version, as an outbound sync finishing just then would have.
-struct LinkMovesOnClaim {
+/// A seller's flagged opportunity with what a co-sell referral needs.
+fn flagged_opportunity(h: &Harness) -> String {
+    let account =
+        h.dv.user_insert(
+            "accounts",
+            obj(json!({
+                "name": "Fabrikam Inc",
+                "address1_city": "Redmond",
+                "address1_postalcode": "98052",
+                "address1_country": "USA",
+            })),
+        )
+        .expect("account");
+    let contact =
+        h.dv.user_insert(
+            "contacts",
+            obj(json!({
+                "firstname": "Ada",
+                "lastname": "Buyer",
+                "emailaddress1": "ada@fabrikam.example",
+                "_parentcustomerid_value": account,
+            })),
+        )
+        .expect("contact");
+    let c = &h.engine.columns;
+    let mut row = obj(json!({
+        "name": "Fabrikam field service",
+        "estimatedvalue": 50000.0,
+        "estimatedclosedate": "2026-09-30",
+        "description": "Rollout to 40 technicians",
+        "statecode": 0,
+        "statuscode": 1,
+        "_parentaccountid_value": account,
+        "_customerid_value": account,
+        "_parentcontactid_value": contact,
+    }));
+    row.insert(c.sync_flag.clone(), json!(true));
+    row.insert(c.solutions.clone(), json!("Dynamics365forFieldService"));
+    row.insert(c.help_needed.clone(), json!(100000003));
+    h.dv.user_insert("opportunities", row).expect("opportunity")
+}
+
+/// The referral's webhook arrives while the reconcile that created it from the seller's
+/// opportunity has not recorded the link yet (here: it died right before). The intake keys
+/// it by the id an opportunity made from it would get; that reconcile finds the referral's
+/// external reference is one of our opportunities, forwards the message to that key and
+/// writes nothing, so no second opportunity is made. Under the right key (the FIFO group
+/// of the opportunity) it links the pair.
+#[tokio::test]
+async fn a_webhook_for_a_referral_still_being_created_is_forwarded_not_duplicated() {
+    let h = Harness::start().await;
+    let oid = flagged_opportunity(&h);
+    let mut engine = h.engine.clone();
+    let crash = Arc::new(CrashStore::new(h.engine.store.clone()));
+    crash.arm();
+    engine.store = crash.clone();
+    let creating = reconcile_pair(&engine, &SyncMessage::for_opportunity(&oid, None)).await;
+    assert!(crash.take_crashed(), "{creating:?}");
+    let referrals = h.pc.referrals();
+    assert_eq!(referrals.len(), 1);
+    let rid = referrals[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(referrals[0]["externalReferenceId"], json!(oid));
+    assert!(h.store.get_link_by_referral(&rid).await.unwrap().is_none());
+
+    let m = webhook_message(h.engine.store.as_ref(), &rid).await;
+    assert_eq!(m.key, key::opportunity_id_for(&rid));
+    let trail_before = entries(h.store.as_ref()).await.len();
+    h.dv.reset_request_counts();
+    h.pc.reset_request_counts();
+    let out = reconcile_pair(&h.engine, &m).await.unwrap();
+    let PairOutcome::Forwarded { to } = out else {
+        panic!("expected a forward, got {out:?}");
+    };
+    assert_eq!(to.key, oid);
+    assert_eq!(to.referral_id.as_deref(), Some(rid.as_str()));
+    assert_eq!(to.origin, Origin::Operator);
+    assert_eq!(writes(&h.dv.request_counts()), Vec::<String>::new());
+    assert_eq!(writes(&h.pc.request_counts()), Vec::<String>::new());
+    assert_eq!(h.dv.rows("opportunities").len(), 1);
+    assert!(h.store.get_link_by_referral(&rid).await.unwrap().is_none());
+    assert_eq!(entries(h.store.as_ref()).await.len(), trail_before);
+
+    // Through the queue: the forward is queued in the opportunity's group and links there.
+    h.queue.send(&queued(&m)).await.unwrap();
+    let mut worker = QueueWorker::new(h.engine.clone(), h.queue.clone());
+    assert!(worker.drain(Duration::from_secs(20)).await, "queue drained");
+    assert_eq!(worker.stats.forwarded, 1, "{:?}", worker.stats);
+    assert_eq!(worker.stats.dead_lettered, 0, "{:?}", worker.dead_reasons);
+    assert_eq!(h.dv.rows("opportunities").len(), 1, "no second opportunity");
+    assert_eq!(h.pc.referrals().len(), 1, "no second referral");
+    let link = h.store.get_link_by_referral(&rid).await.unwrap().unwrap();
+    assert_eq!(link.opportunity_id, oid);
+    assert!(link.base.is_some());
+}
+
+/// The old design took both directions' leases; now the FIFO queue holds a pair's messages
+/// in one group and hands out one at a time, whichever side sent them.
+#[tokio::test]
+async fn messages_from_both_sides_of_one_pair_are_handed_out_one_at_a_time() {
+    let h = Harness::start().await;
+    let (rid, opp) = linked_pair(&h).await;
+    let from_pc = webhook_message(h.engine.store.as_ref(), &rid).await;
+    assert_eq!(
+        from_pc.key, opp,
+        "a linked referral is keyed by its opportunity"
+    );
+    let from_crm = SyncMessage::for_opportunity(&opp, None);
+    h.queue.send(&queued(&from_pc)).await.unwrap();
+    h.queue.send(&queued(&from_crm)).await.unwrap();
+    let visibility = Duration::from_secs(60);
+    let first = h
+        .queue
+        .receive(10, visibility, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1, "one message of the pair at a time");
+    assert_eq!(SyncMessage::parse(&first[0].body).unwrap(), from_pc);
+    let meanwhile = h
+        .queue
+        .receive(10, visibility, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(meanwhile.is_empty(), "the pair is busy: {meanwhile:?}");
+    h.queue.ack(&first[0].receipt).await.unwrap();
+    let second = h
+        .queue
+        .receive(10, visibility, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(SyncMessage::parse(&second[0].body).unwrap(), from_crm);
+}
+
+/// A store whose first link write finds the link moved on a version, as when another
+/// reconcile of the pair (a visibility that ran out, a duplicate) finished just then.
+struct LinkMovesOnce {
     inner: Arc<dyn Store>,
     referral: String,
-    opportunity: String,
+    moved: AtomicBool,
 }
 
 #[async_trait]
-impl Store for LinkMovesOnClaim {
+impl Store for LinkMovesOnce {
     async fn get_link_by_referral(&self, id: &str) -> Result<Option<Link>, StoreError> {
         self.inner.get_link_by_referral(id).await
     }
@@ -153,8 +251,8 @@ impl Store for LinkMovesOnClaim {
     async fn forget_delivery(&self, key: &str) -> Result<(), StoreError> {
         self.inner.forget_delivery(key).await
     }
-    async fn claim_lease(&self, key: &str, ttl: Duration) -> Result<LeaseClaim, StoreError> {
-        if key.ends_with(&claim::outbound(&self.opportunity)) {
+    async fn finish_sync(&self, record: SyncRecord<'_>) -> Result<Option<Link>, StoreError> {
+        if !self.moved.swap(true, Ordering::SeqCst) {
             let link = self
                 .inner
                 .get_link_by_referral(&self.referral)
@@ -162,47 +260,56 @@ impl Store for LinkMovesOnClaim {
                 .unwrap();
             self.inner.put_link(&link, Some(link.version)).await?;
         }
-        self.inner.claim_lease(key, ttl).await
-    }
-    async fn release_lease(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.release_lease(key).await
-    }
-    async fn finish_sync(&self, record: SyncRecord<'_>) -> Result<Option<Link>, StoreError> {
         self.inner.finish_sync(record).await
     }
 }
 
 #[tokio::test]
-async fn an_inbound_sync_whose_link_moved_before_it_held_the_pair_is_put_off() {
+async fn a_reconcile_whose_link_moved_meanwhile_reads_again_and_finishes() {
     let mut h = Harness::start().await;
     let (rid, opp) = linked_pair(&h).await;
     rename(&h, &rid, "Contoso ERP phase 2").await;
     let real = h.engine.store.clone();
-    h.engine.store = Arc::new(LinkMovesOnClaim {
+    let version = real
+        .get_link_by_referral(&rid)
+        .await
+        .unwrap()
+        .unwrap()
+        .version;
+    h.engine.store = Arc::new(LinkMovesOnce {
         inner: real.clone(),
         referral: rid.clone(),
-        opportunity: opp.clone(),
+        moved: AtomicBool::new(false),
     });
-    let trail_before = entries(real.as_ref(), &rid).await.len();
+    let trail_before = entries(real.as_ref()).await.len();
+    h.dv.reset_request_counts();
 
-    let err = sync_referral(&h.engine, &inbound(&rid)).await.unwrap_err();
-    assert!(matches!(err, SyncError::Retry { .. }), "{err:?}");
-    assert!(
-        !opportunity_name(&h, &opp).contains("phase 2"),
-        "no CRM write"
-    );
-    assert_eq!(entries(real.as_ref(), &rid).await.len(), trail_before);
-    claim::take(real.as_ref(), &claim::outbound(&opp), TTL)
-        .await
-        .expect("the pair's lease was given back")
-        .release(real.as_ref())
-        .await;
-
-    // With the link left alone, the retry goes through.
-    h.engine.store = real;
-    assert!(matches!(
-        sync_referral(&h.engine, &inbound(&rid)).await.unwrap(),
-        InboundOutcome::Updated { .. }
-    ));
+    let m = webhook_message(real.as_ref(), &rid).await;
+    let out = reconcile_pair(&h.engine, &m).await.unwrap();
+    assert!(matches!(out, PairOutcome::Updated { .. }), "{out:?}");
     assert!(opportunity_name(&h, &opp).contains("phase 2"));
+    // The second try found the rename already on both sides: nothing written twice.
+    assert_eq!(
+        h.dv.request_count("PATCH opportunities({id})"),
+        1,
+        "{:?}",
+        h.dv.request_counts()
+    );
+    let link = real.get_link_by_referral(&rid).await.unwrap().unwrap();
+    assert_eq!(link.version, version + 2, "moved once, then written once");
+    assert_eq!(
+        link.base.unwrap().fields.get("name"),
+        Some(&json!("Contoso ERP phase 2"))
+    );
+    let trail = entries(real.as_ref()).await;
+    let new = &trail[..trail.len() - trail_before];
+    assert!(!new.is_empty());
+    assert!(new.iter().all(|e| e.outcome == Outcome::Success), "{new:?}");
+    // Nothing is left for the pair: the next reconcile from the CRM is our echo.
+    h.engine.store = real;
+    let again = reconcile_pair(&h.engine, &SyncMessage::for_opportunity(&opp, None)).await;
+    assert!(
+        matches!(again, Ok(PairOutcome::Unchanged { .. })),
+        "{again:?}"
+    );
 }

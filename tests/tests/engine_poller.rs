@@ -1,15 +1,17 @@
-//! The opportunity poller against the Dataverse stand-in: which changes become outbound
-//! messages, what a quiet poll costs, full resync after token expiry, the `modifiedon`
-//! fallback without change tracking, and that a failed enqueue never advances the cursor.
+//! The opportunity poller against the Dataverse stand-in: which changes become sync
+//! messages (keyed and grouped by the opportunity, the pair key), what a quiet poll costs,
+//! full resync after token expiry, the `modifiedon` fallback without change tracking, and
+//! that a failed enqueue never advances the cursor.
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cosell::crosswalk::Link;
 use cosell::engine::poller::{poll_opportunities, DeltaState, PollReport, DELTA_STATE_KEY};
-use cosell::engine::{OutboundMessage, SyncError};
+use cosell::engine::{Origin, SyncError, SyncMessage};
 use cosell::queue::Queue;
 use cosell::store::Store;
 use cosell_tests::harness::Harness;
@@ -39,16 +41,53 @@ async fn poll(h: &Harness, queue: &dyn Queue) -> Result<PollReport, SyncError> {
     poll_opportunities(&h.engine.dv, h.store.as_ref(), queue, &h.config.columns).await
 }
 
-async fn drained(h: &Harness) -> Vec<OutboundMessage> {
-    drain(h.outbound.as_ref())
-        .await
-        .iter()
-        .map(|b| OutboundMessage::parse(b).unwrap())
-        .collect()
+/// Every queued message; each is in its pair's group and comes from the poll.
+async fn drained(h: &Harness) -> Vec<SyncMessage> {
+    let mut out = Vec::new();
+    loop {
+        let got = h
+            .queue
+            .receive(10, Duration::from_secs(60), Duration::ZERO)
+            .await
+            .unwrap();
+        if got.is_empty() {
+            return out;
+        }
+        for m in got {
+            h.queue.ack(&m.receipt).await.unwrap();
+            let message = SyncMessage::parse(&m.body).unwrap();
+            assert_eq!(m.group.as_deref(), Some(message.key.as_str()));
+            assert_eq!(message.origin, Origin::Opportunity);
+            assert!(message.referral_id.is_none());
+            out.push(message);
+        }
+    }
 }
 
-fn ids(messages: &[OutboundMessage]) -> BTreeSet<String> {
-    messages.iter().map(|m| m.opportunity_id.clone()).collect()
+fn ids(messages: &[SyncMessage]) -> BTreeSet<String> {
+    messages.iter().map(|m| m.key.clone()).collect()
+}
+
+/// Waits until the stand-in's clock (whole seconds, as Dataverse's `modifiedon`) has
+/// passed every row's `modifiedon`, so the next edits get a newer one.
+async fn next_second(h: &Harness) {
+    let newest =
+        h.dv.rows(SET)
+            .iter()
+            .filter_map(|r| r["modifiedon"].as_str().map(str::to_string))
+            .max()
+            .unwrap_or_default();
+    while dataverse_now() <= newest {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn dataverse_now() -> String {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
 }
 
 fn set(items: &[&String]) -> BTreeSet<String> {
@@ -67,13 +106,17 @@ async fn flagged_and_linked_changes_are_queued_and_a_quiet_poll_is_one_request()
     let plain = insert(&h, "Not for co-sell", false, None);
     let linked = insert(&h, "Linked", false, Some("ref-linked"));
 
-    let first = poll(&h, h.outbound.as_ref()).await.unwrap();
+    let first = poll(&h, h.queue.as_ref()).await.unwrap();
     assert!(first.full_resync);
     assert_eq!((first.enqueued, first.deleted), (2, 0));
     let msgs = drained(&h).await;
     assert_eq!(ids(&msgs), set(&[&flagged, &linked]));
-    assert!(msgs.iter().all(|m| !m.deleted && m.modified_on.is_some()));
+    assert!(msgs.iter().all(|m| !m.deleted && m.changed_at.is_some()));
     assert!(state(&h).await.0.delta_link.is_some());
+
+    // The edits below get a newer `modifiedon` than the messages above (a message of the
+    // same content within five minutes is a FIFO duplicate).
+    next_second(&h).await;
 
     // Edits, a new row, a linked row deleted, an unlinked row created and deleted.
     update(&h, &flagged, "name", json!("Flagged, renamed"));
@@ -87,7 +130,7 @@ async fn flagged_and_linked_changes_are_queued_and_a_quiet_poll_is_one_request()
     let fleeting = insert(&h, "Fleeting", true, None);
     assert!(h.dv.user_delete(SET, &fleeting));
 
-    let second = poll(&h, h.outbound.as_ref()).await.unwrap();
+    let second = poll(&h, h.queue.as_ref()).await.unwrap();
     assert!(!second.full_resync);
     assert_eq!((second.enqueued, second.deleted), (4, 1));
     let msgs = drained(&h).await;
@@ -98,7 +141,7 @@ async fn flagged_and_linked_changes_are_queued_and_a_quiet_poll_is_one_request()
     assert_eq!(ids(&deletes), set(&[&linked]));
 
     h.dv.reset_request_counts();
-    let quiet = poll(&h, h.outbound.as_ref()).await.unwrap();
+    let quiet = poll(&h, h.queue.as_ref()).await.unwrap();
     assert_eq!(quiet, PollReport::default());
     assert!(drained(&h).await.is_empty());
     assert_eq!(h.dv.total_requests(), 1, "{:?}", h.dv.request_counts());
@@ -108,18 +151,22 @@ async fn flagged_and_linked_changes_are_queued_and_a_quiet_poll_is_one_request()
 async fn an_expired_delta_token_means_a_full_resync() {
     let h = Harness::start().await;
     let a = insert(&h, "A", true, None);
-    let b = insert(&h, "B", false, Some("ref-b"));
+    insert(&h, "B", false, Some("ref-b"));
     insert(&h, "C", false, None);
-    poll(&h, h.outbound.as_ref()).await.unwrap();
+    poll(&h, h.queue.as_ref()).await.unwrap();
     drained(&h).await;
 
+    next_second(&h).await;
+    update(&h, &a, "name", json!("A, renamed"));
     h.dv.expire_delta_tokens();
-    let report = poll(&h, h.outbound.as_ref()).await.unwrap();
+    let report = poll(&h, h.queue.as_ref()).await.unwrap();
     assert!(report.full_resync);
     assert_eq!(report.enqueued, 2);
-    assert_eq!(ids(&drained(&h).await), set(&[&a, &b]));
+    // Both are sent again; the unchanged one is the same message as before, which the FIFO
+    // queue drops as a duplicate.
+    assert_eq!(ids(&drained(&h).await), set(&[&a]));
     // The fresh link works again.
-    let quiet = poll(&h, h.outbound.as_ref()).await.unwrap();
+    let quiet = poll(&h, h.queue.as_ref()).await.unwrap();
     assert_eq!(quiet, PollReport::default());
 }
 
@@ -130,7 +177,7 @@ async fn without_change_tracking_the_poller_uses_a_modifiedon_watermark() {
     let a = insert(&h, "A", true, None);
     let b = insert(&h, "B", false, None);
 
-    let first = poll(&h, h.outbound.as_ref()).await.unwrap();
+    let first = poll(&h, h.queue.as_ref()).await.unwrap();
     assert!(first.full_resync);
     assert_eq!(first.enqueued, 1);
     assert_eq!(ids(&drained(&h).await), set(&[&a]));
@@ -139,12 +186,12 @@ async fn without_change_tracking_the_poller_uses_a_modifiedon_watermark() {
     assert!(st.watermark.is_some());
 
     // Rows at the watermark come back from `ge`; they are not queued twice.
-    let again = poll(&h, h.outbound.as_ref()).await.unwrap();
+    let again = poll(&h, h.queue.as_ref()).await.unwrap();
     assert_eq!(again.enqueued, 0);
     assert!(drained(&h).await.is_empty());
 
     update(&h, &b, &h.config.columns.sync_flag, json!(true));
-    let third = poll(&h, h.outbound.as_ref()).await.unwrap();
+    let third = poll(&h, h.queue.as_ref()).await.unwrap();
     assert!(!third.full_resync);
     assert_eq!(third.enqueued, 1);
     assert_eq!(ids(&drained(&h).await), set(&[&b]));
@@ -153,26 +200,58 @@ async fn without_change_tracking_the_poller_uses_a_modifiedon_watermark() {
 #[tokio::test]
 async fn a_failing_queue_leaves_the_delta_link_where_it_was() {
     let h = Harness::start().await;
-    poll(&h, h.outbound.as_ref()).await.unwrap();
+    poll(&h, h.queue.as_ref()).await.unwrap();
     let before = state(&h).await;
     let added: Vec<String> = (0..12)
         .map(|i| insert(&h, &format!("Deal {i}"), true, None))
         .collect();
 
-    let flaky = FailingQueue::after(h.outbound.clone() as Arc<dyn Queue>, 5);
+    let flaky = FailingQueue::after(h.queue.clone() as Arc<dyn Queue>, 5);
     let err = poll(&h, &flaky).await.unwrap_err();
     assert!(!err.is_permanent(), "{err:?}");
     assert_eq!(state(&h).await, before, "the cursor did not move");
-    assert_eq!(
-        drained(&h).await.len(),
-        5,
-        "what got through before the failure"
-    );
+    let first = drained(&h).await;
+    assert_eq!(first.len(), 5, "what got through before the failure");
 
-    // The next poll reads the same changes again: nothing is lost.
-    let report = poll(&h, h.outbound.as_ref()).await.unwrap();
+    // The next poll reads the same changes again: nothing is lost, and what was already
+    // queued is not queued twice (the FIFO queue drops the same message within 5 minutes).
+    let report = poll(&h, h.queue.as_ref()).await.unwrap();
     assert_eq!(report.enqueued, 12);
+    let second = drained(&h).await;
+    assert_eq!(second.len(), 7, "{second:?}");
+    assert!(ids(&first).is_disjoint(&ids(&second)));
     let all: Vec<&String> = added.iter().collect();
-    assert_eq!(ids(&drained(&h).await), set(&all));
+    assert_eq!(&ids(&first) | &ids(&second), set(&all));
     assert_ne!(state(&h).await, before);
+}
+
+/// A seller's edit in the same second as the change the last poll queued gets the same
+/// `modifiedon` (whole seconds): the poll must still queue it, since the first message may
+/// have been reconciled before the edit.
+#[tokio::test]
+#[ignore = "bug: a poll message is de-duplicated by its content, so an edit in the same modifiedon second as the last queued change is dropped by the FIFO queue"]
+async fn an_edit_in_the_same_second_as_the_last_poll_is_queued_again() {
+    let h = Harness::start().await;
+    poll(&h, h.queue.as_ref()).await.unwrap();
+    for attempt in 0..5 {
+        let id = insert(&h, &format!("Same second {attempt}"), true, None);
+        poll(&h, h.queue.as_ref()).await.unwrap();
+        let first = drained(&h).await;
+        assert_eq!(ids(&first), set(&[&id]));
+        // The worker reconciled it (acked above); now the seller edits.
+        update(&h, &id, "name", json!("Edited at once"));
+        let row = h.dv.row(SET, &id).unwrap();
+        if row["modifiedon"].as_str() != first[0].changed_at.as_deref() {
+            continue; // the clock crossed a second: not the case under test, try again
+        }
+        let report = poll(&h, h.queue.as_ref()).await.unwrap();
+        assert_eq!(report.enqueued, 1);
+        assert_eq!(
+            ids(&drained(&h).await),
+            set(&[&id]),
+            "the edit never reached the queue"
+        );
+        return;
+    }
+    panic!("no edit landed in the same second as its insert in 5 tries");
 }

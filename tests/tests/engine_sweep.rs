@@ -3,15 +3,19 @@
 //!
 //! The rule under test: a sweep queues every referral with
 //! `updatedDateTime >= watermark - overlap` and then stores the newest `updatedDateTime` it
-//! saw (the first sweep looks back `overlap` from now).
+//! saw (the first sweep looks back `overlap` from now). Each message is keyed by its pair
+//! (the linked opportunity, else the id the referral's opportunity gets), and the same
+//! referral version queued again within five minutes is a FIFO duplicate: dropped.
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use cosell::crosswalk::Link;
+use cosell::engine::pair::key::opportunity_id_for;
 use cosell::engine::reconcile::{sweep_referrals, sweep_referrals_paged, SWEEP_STATE_KEY};
-use cosell::engine::{InboundMessage, InboundTrigger};
+use cosell::engine::{Origin, SyncMessage};
 use cosell::partner_center::PatchOp;
 use cosell::store::Store;
 use cosell_tests::harness::Harness;
@@ -43,16 +47,22 @@ fn updated_since(h: &Harness, since: OffsetDateTime) -> (BTreeSet<String>, Offse
     (ids, newest)
 }
 
-async fn queued(h: &Harness) -> Vec<InboundMessage> {
-    drain(h.inbound.as_ref())
+async fn queued(h: &Harness) -> Vec<SyncMessage> {
+    drain(h.queue.as_ref())
         .await
         .iter()
-        .map(|b| InboundMessage::parse(b).unwrap())
+        .map(|b| SyncMessage::parse(b).unwrap())
         .collect()
 }
 
-fn ids(messages: &[InboundMessage]) -> BTreeSet<String> {
-    messages.iter().map(|m| m.referral_id.clone()).collect()
+fn referral(m: &SyncMessage) -> String {
+    m.referral_id
+        .clone()
+        .expect("a sweep message names its referral")
+}
+
+fn ids(messages: &[SyncMessage]) -> BTreeSet<String> {
+    messages.iter().map(referral).collect()
 }
 
 async fn watermark(h: &Harness) -> OffsetDateTime {
@@ -90,7 +100,7 @@ async fn referrals_updated_since_the_watermark_are_queued_across_pages() {
     let report = sweep_referrals_paged(
         &h.engine.pc,
         h.store.as_ref(),
-        h.inbound.as_ref(),
+        h.queue.as_ref(),
         overlap,
         Some(2),
     )
@@ -101,9 +111,14 @@ async fn referrals_updated_since_the_watermark_are_queued_across_pages() {
     let msgs = queued(&h).await;
     assert_eq!(ids(&msgs), new);
     assert!(old.iter().all(|id| !ids(&msgs).contains(id)));
-    assert!(msgs.iter().all(|m| m.trigger == InboundTrigger::Reconcile));
+    assert!(msgs.iter().all(|m| m.origin == Origin::Referral));
     for m in &msgs {
-        let stored = h.pc.referral(&m.referral_id).unwrap();
+        assert_eq!(
+            m.key,
+            opportunity_id_for(&referral(m)),
+            "unlinked: the derived key"
+        );
+        let stored = h.pc.referral(&referral(m)).unwrap();
         assert_eq!(
             m.changed_at.as_deref(),
             stored["updatedDateTime"].as_str(),
@@ -118,34 +133,36 @@ async fn referrals_updated_since_the_watermark_are_queued_across_pages() {
     );
     assert_eq!(report.watermark.map(|w| parse(&w)), Some(newest));
 
-    // No changes: exactly the referrals inside the overlap before the watermark come again.
+    // No changes: exactly the referrals inside the overlap before the watermark are sent
+    // again, and the queue drops them (the same versions, within five minutes).
     let (expected, _) = updated_since(&h, newest - overlap);
     let report = sweep_referrals_paged(
         &h.engine.pc,
         h.store.as_ref(),
-        h.inbound.as_ref(),
+        h.queue.as_ref(),
         overlap,
         Some(2),
     )
     .await
     .unwrap();
-    assert_eq!(ids(&queued(&h).await), expected);
     assert_eq!(report.enqueued, expected.len());
+    assert!(queued(&h).await.is_empty(), "duplicates were queued");
     assert!(!expected.is_empty() && expected.is_subset(&new));
     assert_eq!(watermark(&h).await, newest, "unchanged");
 
-    // With no overlap only the referral at the watermark itself comes again.
-    sweep_referrals(
+    // With no overlap only the referral at the watermark itself is sent again.
+    let report = sweep_referrals(
         &h.engine.pc,
         h.store.as_ref(),
-        h.inbound.as_ref(),
+        h.queue.as_ref(),
         Duration::ZERO,
     )
     .await
     .unwrap();
     let (at_mark, _) = updated_since(&h, newest);
-    assert_eq!(ids(&queued(&h).await), at_mark);
     assert_eq!(at_mark.len(), 1);
+    assert_eq!(report.enqueued, 1);
+    assert!(queued(&h).await.is_empty());
 
     // An old referral edited now is found, and moves the watermark.
     let edited = h.engine.pc.get_referral(&old[0]).await.unwrap();
@@ -162,7 +179,7 @@ async fn referrals_updated_since_the_watermark_are_queued_across_pages() {
     sweep_referrals(
         &h.engine.pc,
         h.store.as_ref(),
-        h.inbound.as_ref(),
+        h.queue.as_ref(),
         Duration::ZERO,
     )
     .await
@@ -185,7 +202,7 @@ async fn the_first_sweep_looks_back_only_the_overlap() {
 
     // Nothing there: the watermark starts at "now - overlap".
     let before = OffsetDateTime::now_utc();
-    let report = sweep_referrals(&h.engine.pc, h.store.as_ref(), h.inbound.as_ref(), overlap)
+    let report = sweep_referrals(&h.engine.pc, h.store.as_ref(), h.queue.as_ref(), overlap)
         .await
         .unwrap();
     assert_eq!((report.enqueued, report.pages), (0, 1));
@@ -207,7 +224,7 @@ async fn without_a_watermark_older_referrals_are_left_to_backfill() {
         .as_str()
         .unwrap()
         .to_string();
-    let report = sweep_referrals(&h.engine.pc, h.store.as_ref(), h.inbound.as_ref(), overlap)
+    let report = sweep_referrals(&h.engine.pc, h.store.as_ref(), h.queue.as_ref(), overlap)
         .await
         .unwrap();
     assert_eq!(report.enqueued, 1);
@@ -236,7 +253,7 @@ async fn an_unreadable_watermark_falls_back_to_the_overlap_window() {
     let report = sweep_referrals(
         &h.engine.pc,
         h.store.as_ref(),
-        h.inbound.as_ref(),
+        h.queue.as_ref(),
         Duration::from_secs(60),
     )
     .await
@@ -249,4 +266,31 @@ async fn an_unreadable_watermark_falls_back_to_the_overlap_window() {
             .unwrap(),
     );
     assert_eq!(watermark(&h).await, at, "repaired");
+}
+
+#[tokio::test]
+async fn a_linked_referral_is_queued_under_its_opportunity() {
+    let h = Harness::start().await;
+    let id = h.pc.create_incoming_referral("Linked", "Contoso")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let opportunity = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
+    h.store
+        .put_link(&Link::new(id.clone(), opportunity), None)
+        .await
+        .unwrap();
+    let report = sweep_referrals(
+        &h.engine.pc,
+        h.store.as_ref(),
+        h.queue.as_ref(),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.enqueued, 1);
+    let msgs = queued(&h).await;
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].key, opportunity);
+    assert_eq!(referral(&msgs[0]), id);
 }

@@ -8,6 +8,8 @@ use aws_lambda_events::cloudformation::CloudFormationCustomResourceRequest;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use cosell::custom_resource::{CustomResourceRequest, RequestType};
+use cosell::engine::pair::key::opportunity_id_for;
+use cosell::engine::{Origin, SyncMessage};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -51,6 +53,8 @@ fn api_gateway_v2_webhook_delivery() {
         .starts_with("https://api.partner.microsoft.com/v1.0/engagements/referrals/"));
 }
 
+/// A batch of the FIFO sync queue as Lambda delivers it: the group and de-duplication id
+/// among the record's attributes.
 #[test]
 fn sqs_batch_of_three() {
     let event: SqsEvent = fixture("sqs-batch.json");
@@ -73,35 +77,49 @@ fn sqs_batch_of_three() {
         .iter()
         .map(|r| r.attributes["ApproximateReceiveCount"].parse().unwrap())
         .collect();
-    assert_eq!(receive_counts, [1, 3, 5]);
-    // Two bodies are what the inbound queue carries; the third is a poison message.
-    let parsed: Vec<bool> = event
-        .records
-        .iter()
-        .map(|r| cosell::engine::InboundMessage::parse(r.body.as_deref().unwrap()).is_ok())
-        .collect();
-    assert_eq!(parsed, [true, true, false]);
+    assert_eq!(receive_counts, [2, 2, 5]);
     for r in &event.records {
         assert!(!r.receipt_handle.as_deref().unwrap().is_empty());
         assert_eq!(r.event_source.as_deref(), Some("aws:sqs"));
-        assert!(r
-            .event_source_arn
-            .as_deref()
-            .unwrap()
-            .starts_with("arn:aws:sqs:us-east-1:123456789012:"));
+        let arn = r.event_source_arn.as_deref().unwrap();
+        assert!(arn.starts_with("arn:aws:sqs:us-east-1:123456789012:"));
+        assert!(arn.ends_with(".fifo"), "the sync queue is FIFO: {arn}");
+        for attribute in ["MessageGroupId", "MessageDeduplicationId", "SequenceNumber"] {
+            assert!(r.attributes.contains_key(attribute), "{attribute}");
+        }
     }
-    // Two JSON bodies and one poison message, to exercise partial batch responses.
-    let parsed: Vec<bool> = event
+    // Two bodies are sync messages, of one pair (a webhook, then the poll), sent in order
+    // under their key with their content's de-duplication id; the third is a poison message.
+    let parsed: Vec<Option<SyncMessage>> = event
         .records
         .iter()
-        .map(|r| serde_json::from_str::<Value>(r.body.as_deref().unwrap()).is_ok())
+        .map(|r| SyncMessage::parse(r.body.as_deref().unwrap()).ok())
         .collect();
-    assert_eq!(parsed, [true, true, false]);
+    assert!(parsed[2].is_none());
+    assert!(serde_json::from_str::<Value>(event.records[2].body.as_deref().unwrap()).is_err());
+    let (webhook, poll) = (parsed[0].clone().unwrap(), parsed[1].clone().unwrap());
+    assert_eq!(webhook.origin, Origin::Referral);
+    let referral = webhook.referral_id.as_deref().unwrap();
     assert_eq!(
-        event.records[1].message_attributes["attempt"]
-            .string_value
-            .as_deref(),
-        Some("3")
+        webhook.key,
+        opportunity_id_for(referral),
+        "a new referral's key"
+    );
+    assert_eq!(poll.origin, Origin::Opportunity);
+    assert_eq!(poll.key, webhook.key);
+    for (r, m) in event.records.iter().zip([&webhook, &poll]) {
+        assert_eq!(r.attributes["MessageGroupId"], m.key);
+        assert_eq!(r.attributes["MessageDeduplicationId"], m.dedup_id());
+    }
+    let sequence = |i: usize| -> u128 {
+        event.records[i].attributes["SequenceNumber"]
+            .parse()
+            .unwrap()
+    };
+    assert!(sequence(0) < sequence(1), "in the group's order");
+    assert_ne!(
+        event.records[2].attributes["MessageGroupId"], webhook.key,
+        "the poison is another pair's"
     );
 }
 

@@ -1,7 +1,7 @@
 //! The `webhook-intake` function binary run as Lambda runs it: against the local runtime API,
 //! with DynamoDB and SQS served by moto and the signing certificate by the Partner Center
 //! stand-in. Real API Gateway HTTP API (payload 2.0) events go in; the test checks the HTTP
-//! answers and the inbound queue's messages.
+//! answers and the messages on the FIFO sync queue (grouped by pair key).
 
 #[path = "lambda/binary.rs"]
 mod binary;
@@ -12,7 +12,8 @@ mod moto;
 use std::time::Duration;
 
 use base64::Engine as _;
-use cosell::engine::{InboundMessage, InboundTrigger};
+use cosell::engine::pair::key::opportunity_id_for;
+use cosell::engine::{Origin, SyncMessage};
 use cosell::queue::sqs::SqsQueue;
 use cosell::queue::Queue;
 use cosell::store::aws_local;
@@ -65,7 +66,8 @@ fn answer(response: &Value) -> (u64, Value) {
     )
 }
 
-async fn drain(queue: &SqsQueue) -> Vec<String> {
+/// Every message as (group, body).
+async fn drain(queue: &SqsQueue) -> Vec<(Option<String>, String)> {
     let mut bodies = Vec::new();
     loop {
         let got = queue
@@ -77,13 +79,13 @@ async fn drain(queue: &SqsQueue) -> Vec<String> {
         }
         for m in got {
             queue.ack(&m.receipt).await.unwrap();
-            bodies.push(m.body);
+            bodies.push((m.group, m.body));
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signed_deliveries_flow_through_the_binary_to_the_inbound_queue() {
+async fn signed_deliveries_flow_through_the_binary_to_the_sync_queue() {
     let Some(moto) = moto::url() else { return };
     let binary = binary::build("webhook-intake");
 
@@ -100,7 +102,7 @@ async fn signed_deliveries_flow_through_the_binary_to_the_inbound_queue() {
     .unwrap();
     let queue = SqsQueue::create_queues_if_missing(
         aws_local::sqs_client(&moto, moto::REGION).await,
-        &moto::unique("inbound"),
+        &format!("{}.fifo", moto::unique("sync")),
         5,
         Duration::from_secs(30),
     )
@@ -120,8 +122,8 @@ async fn signed_deliveries_flow_through_the_binary_to_the_inbound_queue() {
                 ("AWS_SECRET_ACCESS_KEY", "test"),
                 ("AWS_EC2_METADATA_DISABLED", "true"),
                 ("COSELL_TABLE_NAME", table.as_str()),
-                ("COSELL_INBOUND_QUEUE_URL", queue.queue_url()),
-                ("COSELL_INBOUND_DLQ_URL", queue.dlq_url()),
+                ("COSELL_SYNC_QUEUE_URL", queue.queue_url()),
+                ("COSELL_SYNC_DLQ_URL", queue.dlq_url()),
                 ("COSELL_WEBHOOK_CERT_HOSTS", cert_host.as_str()),
                 (
                     "COSELL_WEBHOOK_CERT_ORGS",
@@ -181,13 +183,16 @@ async fn signed_deliveries_flow_through_the_binary_to_the_inbound_queue() {
     assert_eq!(status, 401, "{json}");
     assert_eq!(json["error"]["code"], "bad_signature");
 
-    let mut queued: Vec<InboundMessage> = drain(&queue)
+    let mut queued: Vec<(Option<String>, SyncMessage)> = drain(&queue)
         .await
         .iter()
-        .map(|b| InboundMessage::parse(b).unwrap())
+        .map(|(group, body)| (group.clone(), SyncMessage::parse(body).unwrap()))
         .collect();
-    queued.sort_by(|a, b| a.referral_id.cmp(&b.referral_id));
-    let ids: Vec<&str> = queued.iter().map(|m| m.referral_id.as_str()).collect();
+    queued.sort_by(|a, b| a.1.referral_id.cmp(&b.1.referral_id));
+    let ids: Vec<&str> = queued
+        .iter()
+        .map(|(_, m)| m.referral_id.as_deref().unwrap())
+        .collect();
     assert_eq!(
         ids,
         [
@@ -195,9 +200,12 @@ async fn signed_deliveries_flow_through_the_binary_to_the_inbound_queue() {
             "7a0c4e19-2b58-4d3f-8e6a-1c9b2d4f6a80"
         ]
     );
-    assert!(queued
-        .iter()
-        .all(|m| m.trigger == InboundTrigger::ReferralUpdated));
+    for (group, m) in &queued {
+        assert_eq!(m.origin, Origin::Referral);
+        // Not linked: each in the group of the id its opportunity will get.
+        assert_eq!(m.key, opportunity_id_for(m.referral_id.as_deref().unwrap()));
+        assert_eq!(group.as_deref(), Some(m.key.as_str()));
+    }
     assert!(queue.list_dead_letters(10).await.unwrap().is_empty());
     assert!(
         function.try_wait().unwrap().is_none(),

@@ -1,7 +1,8 @@
 //! Convergence: a seeded randomized run of creates and edits on both sides, accept/decline
-//! and won/lost, with injected faults, ends with both sides in agreement: one opportunity
-//! per referral, one referral per synced opportunity, fields equal under the mapping, and
-//! every failure in the audit trail. CI runs a few hundred operations; set
+//! and won/lost, with injected faults (writes applied and their answers lost among them),
+//! ends with both sides in agreement: one opportunity per referral, one referral per synced
+//! opportunity, no duplicate account or contact, fields equal under the mapping, no edit
+//! undone by an older value, and every failure in the audit trail. CI runs a few hundred operations; set
 //! COSELL_CONVERGENCE_OPS for more and COSELL_CONVERGENCE_SEED to replay a seed.
 
 use cosell_tests::convergence::{RunConfig, Simulation};
@@ -22,6 +23,16 @@ async fn both_sides_converge_under_faults() {
     for m in f.mismatches.iter().take(40) {
         println!("  mismatch: {m}");
     }
+    assert_eq!(
+        f.duplicates, 0,
+        "duplicates; replay with COSELL_CONVERGENCE_SEED={}",
+        f.seed
+    );
+    assert_eq!(
+        f.lost_edits, 0,
+        "lost edits; replay with COSELL_CONVERGENCE_SEED={}",
+        f.seed
+    );
     assert!(
         f.mismatches.is_empty(),
         "{} mismatches; replay with COSELL_CONVERGENCE_SEED={}",
@@ -31,4 +42,10 @@ async fn both_sides_converge_under_faults() {
     // The run must have exercised what it claims to.
     assert!(f.operations as usize == config.operations);
     assert!(f.faults_injected > 0 && f.referrals > 0 && f.opportunities > 0);
+    assert!(
+        f.faults_by_kind.contains_key("dv_lost_response")
+            || f.faults_by_kind.contains_key("pc_lost_response"),
+        "the run lost no response after a commit: {:?}",
+        f.faults_by_kind
+    );
 }

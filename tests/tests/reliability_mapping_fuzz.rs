@@ -1,8 +1,10 @@
 //! Property test (the project's fuzzer) of the mapping of arbitrary referral JSON: random,
 //! missing, wrong-typed and unknown fields. Deserializing either fails cleanly or succeeds;
 //! the inbound mapping never panics and writes only columns the mapping and the configured
-//! column names define; the echo fingerprint is deterministic and blind to key order;
-//! unknown fields survive a round trip. `COSELL_PROPTEST_CASES` raises the case count.
+//! column names define; the referral's mapped values (what a reconcile compares with the
+//! stored base to tell our own echo from a change) are deterministic, blind to key order and
+//! only of merged fields; unknown fields survive a round trip. `COSELL_PROPTEST_CASES` raises
+//! the case count.
 
 use std::collections::BTreeSet;
 
@@ -324,6 +326,7 @@ struct Tally {
     parsed: u32,
     rejected: u32,
     with_warnings: u32,
+    with_values: u32,
 }
 
 fn check(input: &Value, tally: &mut Tally) -> Result<(), TestCaseError> {
@@ -365,13 +368,35 @@ fn check(input: &Value, tally: &mut Tally) -> Result<(), TestCaseError> {
         referral.id.as_deref()
     );
 
-    let hash = mapping.inbound_hash(&plan);
-    let again = mapping.inbound_hash(&mapping.inbound(&referral, &columns, &ctx()));
-    prop_assert_eq!(&hash, &again, "hash is not deterministic");
+    // The values a reconcile compares with the base: the same every time, whatever the key
+    // order, and only of the fields the merge knows.
+    let values = mapping.referral_values(&referral);
+    prop_assert_eq!(
+        &values,
+        &mapping.referral_values(&referral),
+        "values are not deterministic"
+    );
     let shuffled: Referral = serde_json::from_value(reversed_keys(input))
         .map_err(|e| TestCaseError::fail(format!("reordered keys no longer parse: {e}")))?;
-    let shuffled_hash = mapping.inbound_hash(&mapping.inbound(&shuffled, &columns, &ctx()));
-    prop_assert_eq!(&hash, &shuffled_hash, "hash depends on key order");
+    prop_assert_eq!(
+        &values,
+        &mapping.referral_values(&shuffled),
+        "values depend on key order"
+    );
+    let merged: BTreeSet<&str> = mapping
+        .pair_fields()
+        .map(|(f, _)| f.referral.as_str())
+        .collect();
+    for path in values.keys() {
+        prop_assert!(
+            merged.contains(path.as_str()),
+            "{} is not a merged field",
+            path
+        );
+    }
+    if !values.is_empty() {
+        tally.with_values += 1;
+    }
 
     // Unknown fields survive a round trip, at the top level and inside nested objects.
     let back = serde_json::to_value(&referral).expect("a parsed referral serializes");
@@ -409,8 +434,8 @@ fn arbitrary_referral_json_maps_safely() {
     });
     let tally = tally.into_inner();
     println!(
-        "mapping fuzz: cases={cases} parsed={} rejected={} with_warnings={}",
-        tally.parsed, tally.rejected, tally.with_warnings
+        "mapping fuzz: cases={cases} parsed={} rejected={} with_warnings={} with_values={}",
+        tally.parsed, tally.rejected, tally.with_warnings, tally.with_values
     );
     if let Err(e) = result {
         panic!("{e}");
@@ -418,4 +443,8 @@ fn arbitrary_referral_json_maps_safely() {
     // The generator must exercise both outcomes, or the property says little.
     assert!(tally.parsed > 0 && tally.rejected > 0, "{tally:?}");
     assert!(tally.parsed > cases / 10, "too few inputs parse: {tally:?}");
+    assert!(
+        tally.with_values > 0,
+        "no input had a mapped value: {tally:?}"
+    );
 }

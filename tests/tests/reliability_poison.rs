@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cosell::audit::AuditQuery;
-use cosell::engine::{InboundMessage, InboundTrigger};
+use cosell::engine::disposition::queued;
+use cosell::engine::{Origin, SyncMessage};
 use cosell::queue::{OutMessage, Queue};
 use cosell::store::Store;
 use cosell_tests::harness::Harness;
@@ -50,27 +51,17 @@ async fn a_permanently_rejected_referral_is_dead_lettered_and_replays_after_the_
         })
         .collect();
     let poison = ids[2].clone();
-    // One batch, the poison in the middle.
-    let batch: Vec<OutMessage> = ids
-        .iter()
-        .map(|id| {
-            OutMessage::new(
-                InboundMessage {
-                    referral_id: id.clone(),
-                    trigger: InboundTrigger::ReferralCreated,
-                    changed_at: None,
-                }
-                .to_body(),
-            )
-        })
-        .collect();
-    h.inbound.send_batch(&batch).await.unwrap();
+    // One batch, the poison in the middle, each in its pair's group.
+    let mut batch: Vec<OutMessage> = Vec::new();
+    for id in &ids {
+        let m = SyncMessage::for_referral(h.store.as_ref(), id, Origin::Referral, None)
+            .await
+            .unwrap();
+        batch.push(queued(&m));
+    }
+    h.queue.send_batch(&batch).await.unwrap();
 
-    let mut worker = QueueWorker::new(
-        h.engine.clone(),
-        h.inbound.clone() as Arc<dyn Queue>,
-        h.outbound.clone() as Arc<dyn Queue>,
-    );
+    let mut worker = QueueWorker::new(h.engine.clone(), h.queue.clone() as Arc<dyn Queue>);
     assert!(
         worker.drain(Duration::from_secs(30)).await,
         "queues did not drain"
@@ -95,12 +86,15 @@ async fn a_permanently_rejected_referral_is_dead_lettered_and_replays_after_the_
 
     // Dead-lettered once, at the first attempt, with the CRM's reason.
     assert_eq!(worker.stats.dead_lettered, 1, "{:?}", worker.stats);
-    let dead = h.inbound.list_dead_letters(10).await.unwrap();
+    let dead = h.queue.list_dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert!(dead[0].reason.contains(RULE), "{}", dead[0].reason);
     assert_eq!(
-        InboundMessage::parse(&dead[0].body).unwrap().referral_id,
-        poison
+        SyncMessage::parse(&dead[0].body)
+            .unwrap()
+            .referral_id
+            .as_deref(),
+        Some(poison.as_str())
     );
     assert_eq!(dead[0].receive_count, 1);
 
@@ -124,7 +118,7 @@ async fn a_permanently_rejected_referral_is_dead_lettered_and_replays_after_the_
 
     // The cause is fixed: replay brings it back and it syncs, once.
     h.dv.clear_write_rejections();
-    assert_eq!(h.inbound.replay_dead_letters(None).await.unwrap(), 1);
+    assert_eq!(h.queue.replay_dead_letters(None).await.unwrap(), 1);
     assert!(worker.drain(Duration::from_secs(30)).await);
     assert_eq!(opportunities_for(&h, &poison).len(), 1);
     let link = h
@@ -137,7 +131,7 @@ async fn a_permanently_rejected_referral_is_dead_lettered_and_replays_after_the_
         opportunities_for(&h, &poison)[0]["opportunityid"].as_str(),
         Some(link.opportunity_id.as_str())
     );
-    assert!(h.inbound.list_dead_letters(10).await.unwrap().is_empty());
+    assert!(h.queue.list_dead_letters(10).await.unwrap().is_empty());
     assert_eq!(worker.stats.dead_lettered, 1);
     // Five referrals, five opportunities: nothing was duplicated along the way.
     assert_eq!(h.dv.rows("opportunities").len(), 5);

@@ -1,8 +1,25 @@
-//! The local Lambda runtime API, exercised by an HTTP client playing the function's runtime.
+//! The local Lambda runtime API, exercised by an HTTP client playing the function's runtime,
+//! and the pair-sync function binary run against it with DynamoDB, SQS (a FIFO queue) and
+//! Secrets Manager served by moto.
+
+#[path = "lambda/binary.rs"]
+mod binary;
+// The same moto launcher as the store and queue contract suites.
+#[path = "../../shared/tests/moto_server/mod.rs"]
+mod moto;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cosell::engine::disposition::queued;
+use cosell::engine::pair::key::opportunity_id_for;
+use cosell::engine::{Origin, SyncMessage};
+use cosell::queue::sqs::SqsQueue;
+use cosell::queue::{OutMessage, Queue, Received};
+use cosell::store::aws_local;
+use cosell::store::dynamodb::DynamoStore;
+use cosell::store::Store;
+use cosell_tests::harness::{standin_settings, Harness};
 use cosell_tests::runtime_api::{RuntimeApi, FUNCTION_ARN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -222,5 +239,177 @@ while True:
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "process {pid} survived its handle"
+    );
+}
+
+/// The SQS record Lambda makes of a received message (the attributes a FIFO event source
+/// passes on).
+fn sqs_record(m: &Received, queue_arn: &str, dedup_id: &str) -> Value {
+    json!({
+        "messageId": m.id,
+        "receiptHandle": m.receipt,
+        "body": m.body,
+        "attributes": {
+            "ApproximateReceiveCount": m.receive_count.to_string(),
+            "SentTimestamp": "1770647531002",
+            "SequenceNumber": "18891457412290297856",
+            "MessageGroupId": m.group.clone().unwrap_or_default(),
+            "SenderId": "AROAEXAMPLEROLEID:cosell-WebhookIntakeFunction",
+            "MessageDeduplicationId": dedup_id,
+            "ApproximateFirstReceiveTimestamp": "1770647531010"
+        },
+        "messageAttributes": {},
+        "md5OfBody": "00000000000000000000000000000000",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": moto::REGION
+    })
+}
+
+async fn secret(moto: &str, value: Value) -> String {
+    let sm = aws_sdk_secretsmanager::Client::new(&aws_local::sdk_config(moto, moto::REGION).await);
+    sm.create_secret()
+        .name(moto::unique("cosell/secret"))
+        .secret_string(value.to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string()
+}
+
+/// The reconciler binary as Lambda runs it: an SQS event of the FIFO sync queue with a new
+/// referral's message and a poison message in another group. The referral's opportunity is
+/// created under the pair key, the link stored in DynamoDB, the poison dead-lettered with
+/// its reason, and the batch response reports no failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pair_sync_binary_reconciles_a_fifo_batch() {
+    let Some(moto) = moto::url() else { return };
+    let binary = binary::build("pair-sync");
+    let h = Harness::start().await;
+
+    let table = moto::unique("cosell");
+    let store = DynamoStore::new(
+        aws_local::dynamodb_client(&moto, moto::REGION).await,
+        &table,
+    );
+    store.create_table_if_missing().await.unwrap();
+    let queue = SqsQueue::create_queues_if_missing(
+        aws_local::sqs_client(&moto, moto::REGION).await,
+        &format!("{}.fifo", moto::unique("sync")),
+        10,
+        Duration::from_secs(360),
+    )
+    .await
+    .unwrap();
+    assert_eq!(queue.kind(), cosell::queue::QueueKind::Fifo);
+    let pc = h.pc.config();
+    let dv = h.dv.config();
+    let pc_arn = secret(
+        &moto,
+        json!({"client_id": pc.client_id, "client_secret": pc.client_secret}),
+    )
+    .await;
+    let dv_arn = secret(
+        &moto,
+        json!({"client_id": dv.client_id, "client_secret": dv.client_secret}),
+    )
+    .await;
+
+    // A new referral, and its message as the intake queues it.
+    let referral = h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let message = SyncMessage::for_referral(&store, &referral, Origin::Referral, None)
+        .await
+        .unwrap();
+    assert_eq!(message.key, opportunity_id_for(&referral));
+    queue.send(&queued(&message)).await.unwrap();
+    let poison = OutMessage::new("not a sync message")
+        .group("another-pair")
+        .dedup_id("poison-1");
+    queue.send(&poison).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.extend(
+            queue
+                .receive(10, Duration::from_secs(360), Duration::from_secs(1))
+                .await
+                .unwrap(),
+        );
+        if got.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 2, "{got:?}");
+    got.sort_by_key(|m| m.body == "not a sync message");
+    assert_eq!(got[0].group.as_deref(), Some(message.key.as_str()));
+    let arn = format!("arn:aws:sqs:{}:000000000000:{}", moto::REGION, "sync.fifo");
+    let event = json!({"Records": [
+        sqs_record(&got[0], &arn, &message.dedup_id()),
+        sqs_record(&got[1], &arn, "poison-1"),
+    ]});
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars: Vec<(String, String)> = standin_settings(&h.pc, &h.dv, dir.path())
+        .into_iter()
+        .filter(|(k, _)| !k.contains("CLIENT_") && k != "COSELL_DATA_DIR")
+        .collect();
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL", moto.as_str()),
+        ("AWS_REGION", moto::REGION),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("COSELL_TABLE_NAME", table.as_str()),
+        ("COSELL_SYNC_QUEUE_URL", queue.queue_url()),
+        ("COSELL_SYNC_DLQ_URL", queue.dlq_url()),
+        ("COSELL_PC_SECRET_ARN", pc_arn.as_str()),
+        ("COSELL_DV_SECRET_ARN", dv_arn.as_str()),
+        ("COSELL_SYNC_MAX_ATTEMPTS", "3"),
+        ("COSELL_LOG_LEVEL", "warn"),
+    ] {
+        vars.push((k.to_string(), v.to_string()));
+    }
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let api = RuntimeApi::start().await;
+    let mut function = api.spawn_function(&binary, "pair-sync", &vars).unwrap();
+
+    let answer = api
+        .invoke_with_timeout(event, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("the function failed: {e}"));
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+
+    // The reconcile happened: the opportunity under the pair key, linked in DynamoDB.
+    let row =
+        h.dv.row("opportunities", &message.key)
+            .expect("the opportunity was created with the derived id");
+    assert_eq!(
+        row[h.config.columns.referral_id.as_str()],
+        referral.as_str()
+    );
+    assert_eq!(h.dv.rows("opportunities").len(), 1);
+    let link = store
+        .get_link_by_referral(&referral)
+        .await
+        .unwrap()
+        .expect("the link");
+    assert_eq!(link.opportunity_id, message.key);
+    // The poison went to the FIFO DLQ with its reason, in its group.
+    let dead = queue.list_dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].body, "not a sync message");
+    assert!(
+        dead[0].reason.contains("poison message"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(dead[0].group.as_deref(), Some("another-pair"));
+    assert!(
+        function.try_wait().unwrap().is_none(),
+        "the function is still serving"
     );
 }

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use cosell::engine::intake::MAX_BODY_BYTES;
+use cosell::engine::pair::key::opportunity_id_for;
 use cosell::engine::wiring;
+use cosell::engine::SyncMessage;
 use cosell::partner_center::webhook_verify::Rejection;
+use cosell::queue::Queue;
 use cosell_tests::intake_fixture::IntakeFixture;
 use cosell_tests::webhook_sink::WebhookSink;
 use http::HeaderValue;
@@ -43,6 +46,17 @@ async fn a_valid_delivery_is_queued_once() {
     assert_eq!(resp.status, 200, "{:?}", resp.body);
     assert_eq!(resp.body["status"], "queued");
     assert_eq!(f.queued().await, 1);
+    let got =
+        f.h.queue
+            .receive(10, Duration::from_secs(60), Duration::ZERO)
+            .await
+            .unwrap();
+    let message = SyncMessage::parse(&got[0].body).unwrap();
+    assert_eq!(message.referral_id.as_deref(), Some(REFERRAL));
+    assert_eq!(
+        got[0].group.as_deref(),
+        Some(opportunity_id_for(REFERRAL).as_str())
+    );
 }
 
 #[tokio::test]
@@ -125,14 +139,9 @@ async fn a_certificate_of_an_untrusted_organization_is_401() {
     let strict = wiring::webhook_verifier(&f.h.config, &f.h.http)
         .with_organizations(vec!["Microsoft Corporation".into()]);
     let (headers, body) = f.signer.referral_updated(REFERRAL);
-    let resp = cosell::engine::intake::handle_webhook(
-        &strict,
-        &*f.h.store,
-        &*f.h.inbound,
-        &headers,
-        &body,
-    )
-    .await;
+    let resp =
+        cosell::engine::intake::handle_webhook(&strict, &*f.h.store, &*f.h.queue, &headers, &body)
+            .await;
     assert_eq!(resp.status, 401, "{:?}", resp.body);
     assert_eq!(resp.body["error"]["code"], "bad_certificate");
     assert_eq!(f.queued().await, 0);

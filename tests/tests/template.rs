@@ -1,6 +1,8 @@
-//! Checks of `template.yaml` that the linters do not make: schedule expressions, visibility
-//! timeouts against function timeouts, dead-letter queues and their alarms, the build of every
-//! function, and no secret value in an environment variable.
+//! Checks of `template.yaml` that the linters do not make: schedule expressions, the FIFO
+//! sync queue and its consumer (visibility timeout against the function's timeout, the
+//! redrive backstop above the function's own attempts, partial batch responses), dead-letter
+//! queues and their alarms, the build of every function, the outputs the CLI reads, and no
+//! secret value in an environment variable.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -8,12 +10,12 @@ use std::path::PathBuf;
 use cosell_tests::schedule_expression::check;
 use serde_yaml::Value;
 
-/// The function binaries, fixed by the design.
-const BINARIES: [&str; 5] = [
+/// The function binaries, fixed by the design: intake, the reconciler (both directions),
+/// the poller (with the sweep), the registration.
+const BINARIES: [&str; 4] = [
     "webhook-intake",
-    "referral-sync",
+    "pair-sync",
     "opportunity-poller",
-    "opportunity-sync",
     "webhook-registration",
 ];
 
@@ -226,12 +228,127 @@ fn queue_visibility_timeouts_are_six_times_their_consumers_timeout() {
             );
             let batch = p["BatchSize"].as_u64().expect("an explicit BatchSize");
             assert!((1..=10).contains(&batch), "{name}: batch size {batch}");
+            // Lambda takes no batching window on a FIFO event source.
+            assert_eq!(queues[&queue]["Properties"]["FifoQueue"], true, "{queue}");
+            assert!(
+                p.get("MaximumBatchingWindowInSeconds").is_none(),
+                "{name}: a batching window on a FIFO queue"
+            );
+            assert_eq!(queue, "SyncQueue");
             consumers += 1;
         }
     }
+    assert_eq!(consumers, 1, "pair-sync alone consumes the sync queue");
+}
+
+#[test]
+fn the_sync_queue_and_its_dead_letter_queue_are_fifo() {
+    let t = template();
+    let queues = of_type(&t, "AWS::SQS::Queue");
     assert_eq!(
-        consumers, 2,
-        "referral-sync and opportunity-sync consume a queue each"
+        queues.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["SyncDeadLetterQueue", "SyncQueue"]
+    );
+    for name in ["SyncQueue", "SyncDeadLetterQueue"] {
+        assert_eq!(queues[name]["Properties"]["FifoQueue"], true, "{name}");
+        // A name, if one is given, must end in .fifo; none lets CloudFormation make one.
+        if let Some(n) = queues[name]["Properties"]["QueueName"].as_str() {
+            assert!(n.ends_with(".fifo"), "{name}: {n}");
+        }
+    }
+    let (dlq, _) =
+        get_att(&queues["SyncQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+            .unwrap();
+    assert_eq!(dlq, "SyncDeadLetterQueue");
+}
+
+/// pair-sync dead-letters a message itself after `SyncMaxAttempts` failed attempts, with
+/// its reason; SQS's own redrive (no reason) is only the backstop, so it must come later
+/// than any allowed setting.
+#[test]
+fn the_redrive_backstop_comes_after_the_functions_own_attempts() {
+    let t = template();
+    let param = &t["Parameters"]["SyncMaxAttempts"];
+    let max_setting = param["MaxValue"]
+        .as_u64()
+        .expect("SyncMaxAttempts has a MaxValue");
+    assert!(param["MinValue"].as_u64().unwrap_or(0) >= 1);
+    assert_eq!(
+        param["Default"].as_u64(),
+        Some(u64::from(cosell::engine::disposition::DEFAULT_MAX_ATTEMPTS))
+    );
+    let redrive = &of_type(&t, "AWS::SQS::Queue")["SyncQueue"]["Properties"]["RedrivePolicy"];
+    let backstop = redrive["maxReceiveCount"]
+        .as_u64()
+        .expect("maxReceiveCount");
+    assert!(
+        backstop > max_setting,
+        "maxReceiveCount {backstop} <= SyncMaxAttempts' MaxValue {max_setting}"
+    );
+    let f = function_of(&t, "pair-sync");
+    assert_eq!(
+        reference(&f["Properties"]["Environment"]["Variables"]["COSELL_SYNC_MAX_ATTEMPTS"]),
+        Some("SyncMaxAttempts")
+    );
+}
+
+#[test]
+fn nothing_of_the_per_direction_functions_is_left() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    for gone in [
+        "referral-sync",
+        "opportunity-sync",
+        "ReferralSync",
+        "OpportunitySync",
+        "InboundQueue",
+        "OutboundQueue",
+        "InboundDeadLetterQueue",
+        "OutboundDeadLetterQueue",
+        "COSELL_INBOUND_",
+        "COSELL_OUTBOUND_",
+    ] {
+        assert!(!text.contains(gone), "template.yaml still has {gone}");
+    }
+}
+
+/// The CLI finds a stack's resources by its outputs (`infra/cosell/src/ops/target.rs`):
+/// every output it reads exists, and the queue outputs name the sync queue and its DLQ.
+#[test]
+fn the_outputs_the_cli_reads_exist() {
+    let t = template();
+    let source =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/cosell/src/ops/target.rs");
+    let text = std::fs::read_to_string(source).unwrap();
+    let code = text.split("#[cfg(test)]").next().unwrap();
+    let mut read = BTreeSet::new();
+    for call in ["need(\"", "get(\""] {
+        for piece in code.split(call).skip(1) {
+            let name: String = piece
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            if name.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
+                read.insert(name);
+            }
+        }
+    }
+    for name in ["SyncQueueUrl", "SyncDeadLetterQueueUrl", "TableName"] {
+        assert!(read.contains(name), "the scan found {read:?}");
+    }
+    for name in &read {
+        assert!(
+            !t["Outputs"][name.as_str()].is_null(),
+            "the CLI reads output {name}, which the template lacks"
+        );
+    }
+    assert_eq!(
+        reference(&t["Outputs"]["SyncQueueUrl"]["Value"]),
+        Some("SyncQueue")
+    );
+    assert_eq!(
+        reference(&t["Outputs"]["SyncDeadLetterQueueUrl"]["Value"]),
+        Some("SyncDeadLetterQueue")
     );
 }
 
@@ -251,7 +368,7 @@ fn every_work_queue_redrives_to_a_dead_letter_queue_with_an_alarm() {
         let max = redrive["maxReceiveCount"]
             .as_u64()
             .expect("maxReceiveCount");
-        assert!((2..=10).contains(&max), "{name}: maxReceiveCount {max}");
+        assert!((2..=20).contains(&max), "{name}: maxReceiveCount {max}");
         dead_letter_queues.insert(dlq);
     }
     for name in queues.keys() {
@@ -261,7 +378,7 @@ fn every_work_queue_redrives_to_a_dead_letter_queue_with_an_alarm() {
             "{name} has no RedrivePolicy and is no DLQ"
         );
     }
-    assert_eq!(dead_letter_queues.len(), 2, "{dead_letter_queues:?}");
+    assert_eq!(dead_letter_queues.len(), 1, "{dead_letter_queues:?}");
 
     let alarmed: BTreeSet<String> = of_type(&t, "AWS::CloudWatch::Alarm")
         .values()
@@ -496,10 +613,7 @@ fn functions_that_read_both_secrets_may_read_them_in_one_call() {
         );
         seen += usize::from(batch);
     }
-    assert_eq!(
-        seen, 3,
-        "the two queue consumers and the poller read both secrets"
-    );
+    assert_eq!(seen, 2, "pair-sync and the poller read both secrets");
 }
 
 #[test]
@@ -635,8 +749,8 @@ fn every_setting_a_function_requires_is_set_by_the_template() {
     ));
     for name in [
         "COSELL_TABLE_NAME",
-        "COSELL_INBOUND_QUEUE_URL",
-        "COSELL_OUTBOUND_DLQ_URL",
+        "COSELL_SYNC_QUEUE_URL",
+        "COSELL_SYNC_DLQ_URL",
         "COSELL_PC_SECRET_ARN",
         "COSELL_DV_SECRET_ARN",
     ] {
@@ -663,6 +777,8 @@ fn every_setting_a_function_requires_is_set_by_the_template() {
     // The intake reads these with defaults; the template sets them from parameters.
     let intake = env_of(&t, function_of(&t, "webhook-intake"));
     assert!(intake.contains("COSELL_WEBHOOK_CERT_HOSTS"));
+    let pair_sync = env_of(&t, function_of(&t, "pair-sync"));
+    assert!(pair_sync.contains("COSELL_SYNC_MAX_ATTEMPTS"));
     let registration = env_of(&t, function_of(&t, "webhook-registration"));
     assert!(
         registration.contains("COSELL_WEBHOOK_URL")
@@ -782,31 +898,37 @@ fn the_intake_may_only_keep_delivery_keys_and_send_to_its_queue() {
     );
 }
 
+/// The senders of sync work send to the sync queue only; pair-sync may also forward (the
+/// sync queue), dead-letter (its DLQ) and extend a message's visibility for a retry.
 #[test]
-fn the_queue_consumers_may_requeue_and_dead_letter() {
+fn the_sync_queue_senders_and_its_consumer_have_their_grants() {
     let t = template();
-    for (binary, queue, dlq) in [
-        ("referral-sync", "InboundQueue", "InboundDeadLetterQueue"),
-        (
-            "opportunity-sync",
-            "OutboundQueue",
-            "OutboundDeadLetterQueue",
-        ),
-    ] {
-        let f = function_of(&t, binary);
-        let targets: BTreeSet<String> = f["Properties"]["Policies"]
+    let send_targets = |binary: &str| -> BTreeSet<String> {
+        function_of(&t, binary)["Properties"]["Policies"]
             .as_sequence()
             .unwrap()
             .iter()
             .filter_map(|p| p.get("SQSSendMessagePolicy"))
             .filter_map(|p| get_att(&p["QueueName"]).map(|(r, _)| r))
-            .collect();
+            .collect()
+    };
+    for binary in ["webhook-intake", "opportunity-poller"] {
         assert_eq!(
-            targets,
-            [queue.to_string(), dlq.to_string()].into(),
+            send_targets(binary),
+            ["SyncQueue".to_string()].into(),
             "{binary}"
         );
     }
+    assert_eq!(
+        send_targets("pair-sync"),
+        ["SyncQueue".to_string(), "SyncDeadLetterQueue".to_string()].into()
+    );
+    let f = function_of(&t, "pair-sync");
+    assert!(
+        statement_actions(f, "SyncQueue").contains("sqs:ChangeMessageVisibility"),
+        "pair-sync cannot extend a message's visibility"
+    );
+    assert!(send_targets("webhook-registration").is_empty());
 }
 
 /// Every function that saves the rotated refresh token may move the version stage (the
@@ -828,8 +950,8 @@ fn refresh_token_saves_are_versioned_and_their_failures_alarm() {
         }
     }
     assert!(
-        savers >= 4,
-        "expected the four syncing functions to save, found {savers}"
+        savers >= 3,
+        "expected the three functions that call Partner Center to save, found {savers}"
     );
 
     let filters = of_type(&t, "AWS::Logs::MetricFilter");
@@ -844,9 +966,8 @@ fn refresh_token_saves_are_versioned_and_their_failures_alarm() {
         .filter_map(|f| reference(&f["Properties"]["LogGroupName"]).map(str::to_string))
         .collect();
     for group in [
-        "ReferralSyncLogGroup",
+        "PairSyncLogGroup",
         "OpportunityPollerLogGroup",
-        "OpportunitySyncLogGroup",
         "WebhookRegistrationLogGroup",
     ] {
         assert!(

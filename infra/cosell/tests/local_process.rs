@@ -1,16 +1,25 @@
 //! `cosell run` as a separate process over HTTP against the stand-ins: a bad setting stops it
 //! with one line naming it; a signed webhook becomes an opportunity and a CRM edit updates the
-//! referral; killed with work queued and restarted, it loses and duplicates nothing.
+//! referral; killed mid-reconcile with work queued and restarted, every pair converges and
+//! nothing is lost or duplicated.
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cosell::engine::pair::key::opportunity_id_for;
+use cosell::store::sqlite::SqliteStore;
+use cosell::store::Store;
+use cosell_cli::local::runtime::DATABASE_FILE;
 use cosell_cli::local::standins::{overlay, Standins};
 use serde_json::{json, Map, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cosell");
+
+/// How long a received message stays hidden in `cosell run` below: the messages of a
+/// killed process come back to the next one after this (the pair's only lease).
+const VISIBILITY: &str = "2s";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -22,7 +31,7 @@ fn free_port() -> u16 {
 
 fn spawn_run(settings: &[(String, String)], cwd: &Path) -> Child {
     Command::new(BIN)
-        .args(["run", "--visibility-timeout", "2s"])
+        .args(["run", "--visibility-timeout", VISIBILITY])
         .env_clear()
         .envs(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("RUST_LOG", "warn")
@@ -44,6 +53,13 @@ async fn wait_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+fn accounts_named(s: &Standins, name: &str) -> usize {
+    s.dv.rows("accounts")
+        .iter()
+        .filter(|a| a.get("name").and_then(Value::as_str) == Some(name))
+        .count()
 }
 
 fn opportunities_for(s: &Standins, referral_id: &str) -> Vec<Value> {
@@ -95,9 +111,6 @@ async fn cosell_run_syncs_both_ways_and_survives_a_kill_with_work_queued() {
                 format!("http://127.0.0.1:{port}/partner-center/webhook"),
             ),
             ("COSELL_POLL_INTERVAL", "300ms".into()),
-            // A sync killed mid-way keeps its record's lease until it expires: keep
-            // the lease short so recovery after the kill is quick to observe.
-            ("COSELL_SYNC_LEASE", "5s".into()),
         ],
     );
     let mut child = spawn_run(&settings, dir.path());
@@ -168,8 +181,9 @@ async fn cosell_run_syncs_both_ways_and_survives_a_kill_with_work_queued() {
     s.dv.clear_faults();
 
     let mut child = spawn_run(&settings, dir.path());
-    // A sync killed mid-way holds its record's lease (COSELL_SYNC_LEASE above)
-    // until it expires; the messages wait for it (requeued, not dead-lettered).
+    // The messages the killed process had received come back once their visibility
+    // (VISIBILITY) has passed; the others are handed out at once. A create the kill cut
+    // short is found again by its derived id, not made twice.
     let all = wait_until(Duration::from_secs(60), || {
         ids.iter()
             .all(|id| !opportunities_for(&s, id).is_empty())
@@ -183,6 +197,22 @@ async fn cosell_run_syncs_both_ways_and_survives_a_kill_with_work_queued() {
     assert!(all.is_some(), "lost work after the kill");
     for id in ids.iter().chain(std::iter::once(&first_id)) {
         assert_eq!(opportunities_for(&s, id).len(), 1, "{id} duplicated");
+    }
+    // Each pair converged: the opportunity has the id derived from its referral and is the
+    // one the crosswalk links, and the customer's account was created once.
+    let store = SqliteStore::open(dir.path().join("data").join(DATABASE_FILE)).unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let opportunity = opportunities_for(&s, id).pop().unwrap();
+        let opportunity_id = opportunity["opportunityid"].as_str().unwrap();
+        assert_eq!(opportunity_id, opportunity_id_for(id), "{opportunity}");
+        let link = store.get_link_by_referral(id).await.unwrap();
+        assert_eq!(
+            link.map(|l| l.opportunity_id).as_deref(),
+            Some(opportunity_id),
+            "{id} is not linked to its opportunity"
+        );
+        let customer = format!("Burst Customer {i}");
+        assert_eq!(accounts_named(&s, &customer), 1, "{customer} duplicated");
     }
     s.shutdown().await;
 }

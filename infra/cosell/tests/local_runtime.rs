@@ -5,12 +5,11 @@
 use std::time::{Duration, Instant};
 
 use cosell::config::{Config, Source};
-use cosell::engine::{InboundMessage, InboundTrigger};
-use cosell::queue::sqlite::SqliteQueue;
+use cosell::engine::{disposition, Origin, SyncMessage};
 use cosell::queue::{OutMessage, Queue};
 use cosell::store::Store;
 use cosell_cli::local::demo::{self, DemoOptions};
-use cosell_cli::local::runtime::{Runtime, RuntimeOptions, DATABASE_FILE, INBOUND_QUEUE};
+use cosell_cli::local::runtime::{open_sync_queue, Runtime, RuntimeOptions, DATABASE_FILE};
 use cosell_cli::local::standins::{overlay, Standins};
 use serde_json::Value;
 
@@ -70,15 +69,17 @@ fn queue_only() -> RuntimeOptions {
     }
 }
 
-fn inbound_message(referral_id: &str) -> OutMessage {
-    OutMessage::new(
-        InboundMessage {
-            referral_id: referral_id.to_string(),
-            trigger: InboundTrigger::Manual,
-            changed_at: None,
-        }
-        .to_body(),
+/// "Look at this referral" under its pair's key, as an operator's backfill queues it.
+async fn referral_message(runtime: &Runtime, referral_id: &str) -> OutMessage {
+    let message = SyncMessage::for_referral(
+        runtime.store().as_ref(),
+        referral_id,
+        Origin::Operator,
+        None,
     )
+    .await
+    .unwrap();
+    disposition::queued(&message)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +135,7 @@ async fn the_webhook_endpoint_answers_bad_deliveries_with_json_and_queues_nothin
         "{body}"
     );
 
-    let depth = runtime.inbound().depth().await.unwrap();
+    let depth = runtime.queue().depth().await.unwrap();
     assert_eq!(
         depth.visible + depth.in_flight + depth.delayed,
         0,
@@ -200,20 +201,45 @@ async fn messages_queued_at_shutdown_are_processed_after_a_restart_once_each() {
         })
         .collect();
 
-    let first = Runtime::start(&cfg, queue_only()).await.unwrap();
-    // Delayed past the shutdown, so they are still queued when the first run stops.
-    let delayed: Vec<OutMessage> = ids
-        .iter()
-        .map(|id| inbound_message(id).delay(Duration::from_secs(2)))
-        .collect();
-    first.inbound().send_batch(&delayed).await.unwrap();
-    first.shutdown().await;
+    // One reconcile at a time, each slow (every Dataverse call waits), so the shutdown lands
+    // while the first is in flight and the others are still queued. (The FIFO sync queue
+    // takes no per-message delay to hold them back otherwise.)
+    s.dv.add_fault(dataverse_standin::Fault {
+        kind: dataverse_standin::FaultKind::Delay { millis: 300 },
+        count: 1000,
+        method: None,
+        path_contains: None,
+    });
+    let one_at_a_time = RuntimeOptions {
+        concurrency: 1,
+        ..queue_only()
+    };
+    let first = Runtime::start(&cfg, one_at_a_time).await.unwrap();
+    let mut messages = Vec::new();
     for id in &ids {
-        assert_eq!(opportunities_for(&s, id), 0, "synced before the restart");
+        messages.push(referral_message(&first, id).await);
     }
-    let reopened = SqliteQueue::open(dir.path().join(DATABASE_FILE), INBOUND_QUEUE, 5).unwrap();
+    first.queue().send_batch(&messages).await.unwrap();
+    let picked = wait_until(Duration::from_secs(5), || {
+        let depth = futures_now(first.queue().depth()).ok()?;
+        (depth.in_flight == 1).then_some(())
+    })
+    .await;
+    assert!(picked.is_some(), "no message was received");
+    first.shutdown().await;
+    s.dv.clear_faults();
+    let left: Vec<&String> = ids
+        .iter()
+        .filter(|id| opportunities_for(&s, id) == 0)
+        .collect();
+    assert!(
+        !left.is_empty(),
+        "every message was handled before the shutdown: nothing left to test"
+    );
+    let reopened = open_sync_queue(&dir.path().join(DATABASE_FILE), 8).unwrap();
     let depth = reopened.depth().await.unwrap();
-    assert_eq!(depth.visible + depth.delayed, 3, "{depth:?}");
+    assert_eq!(depth.visible, left.len() as u64, "{depth:?}");
+    assert_eq!(depth.in_flight + depth.dead, 0, "{depth:?}");
 
     let second = Runtime::start(&cfg, queue_only()).await.unwrap();
     let all = wait_until(Duration::from_secs(20), || {
@@ -224,13 +250,13 @@ async fn messages_queued_at_shutdown_are_processed_after_a_restart_once_each() {
     .await;
     assert!(all.is_some(), "not all synced: {:?}", audit(&second).await);
     // Settle: the queue empties, nothing dead-lettered, no duplicates.
-    let mut depth = second.inbound().depth().await.unwrap();
+    let mut depth = second.queue().depth().await.unwrap();
     for _ in 0..100 {
         if depth.visible + depth.in_flight + depth.delayed == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        depth = second.inbound().depth().await.unwrap();
+        depth = second.queue().depth().await.unwrap();
     }
     assert_eq!(
         depth.visible + depth.in_flight + depth.delayed + depth.dead,
@@ -259,14 +285,15 @@ async fn shutdown_finishes_the_sync_in_flight() {
         path_contains: None,
     });
     let runtime = Runtime::start(&cfg, queue_only()).await.unwrap();
-    runtime.inbound().send(&inbound_message(&id)).await.unwrap();
+    let message = referral_message(&runtime, &id).await;
+    runtime.queue().send(&message).await.unwrap();
     let picked = wait_until(Duration::from_secs(5), || {
-        let depth = futures_now(runtime.inbound().depth()).ok()?;
+        let depth = futures_now(runtime.queue().depth()).ok()?;
         (depth.in_flight == 1).then_some(())
     })
     .await;
     assert!(picked.is_some(), "the message was never received");
-    let inbound = runtime.inbound();
+    let queue = runtime.queue();
     let started = Instant::now();
     runtime.shutdown().await;
     assert!(started.elapsed() < Duration::from_secs(30));
@@ -275,7 +302,7 @@ async fn shutdown_finishes_the_sync_in_flight() {
         1,
         "the in-flight sync did not finish"
     );
-    let depth = inbound.depth().await.unwrap();
+    let depth = queue.depth().await.unwrap();
     assert_eq!(
         depth.visible + depth.in_flight + depth.delayed + depth.dead,
         0,

@@ -1,5 +1,6 @@
-//! The AWS path: `status`, `audit` and `dlq` against DynamoDB and SQS in moto, with the
-//! table and queue URLs given as flags (dead-letter queues found from the redrive policy).
+//! The AWS path: `status`, `audit` and `dlq` against DynamoDB and the FIFO sync queue in
+//! moto, with the table and queue URL given as flags (the dead-letter queue found from the
+//! redrive policy, or given), or found from a stack's outputs.
 
 #[path = "../../../shared/tests/moto_server/mod.rs"]
 mod moto_server;
@@ -8,8 +9,9 @@ use std::time::Duration;
 
 use cosell::audit::{AuditEntry, Direction, Outcome};
 use cosell::crosswalk::Link;
+use cosell::engine::{disposition, Origin, SyncMessage};
 use cosell::queue::sqs::SqsQueue;
-use cosell::queue::{OutMessage, Queue};
+use cosell::queue::Queue;
 use cosell::store::aws_local;
 use cosell::store::dynamodb::DynamoStore;
 use cosell::store::Store;
@@ -45,34 +47,28 @@ async fn status_audit_and_dlq_work_against_dynamodb_and_sqs() {
         .await
         .unwrap();
 
-    let inbound = SqsQueue::create_queues_if_missing(
-        sqs.clone(),
-        &moto_server::unique("in"),
-        5,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    let outbound = SqsQueue::create_queues_if_missing(
+    let queue = SqsQueue::create_queues_if_missing(
         sqs,
-        &moto_server::unique("out"),
+        &format!("{}.fifo", moto_server::unique("sync")),
         5,
         Duration::from_secs(30),
     )
     .await
     .unwrap();
-    inbound
-        .send(&OutMessage::new(
-            r#"{"referral_id":"ref-aws","trigger":"manual"}"#,
-        ))
-        .await
-        .unwrap();
-    let got = inbound
+    let message = SyncMessage {
+        key: "opp-aws".into(),
+        origin: Origin::Referral,
+        referral_id: Some("ref-aws".into()),
+        changed_at: Some("2026-05-01T10:00:00Z".into()),
+        deleted: false,
+    };
+    queue.send(&disposition::queued(&message)).await.unwrap();
+    let got = queue
         .receive(1, Duration::from_secs(30), Duration::from_secs(1))
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
-    inbound
+    queue
         .dead_letter(&got[0], "permanent: bad data")
         .await
         .unwrap();
@@ -84,10 +80,8 @@ async fn status_audit_and_dlq_work_against_dynamodb_and_sqs() {
         moto_server::REGION,
         "--table",
         table.as_str(),
-        "--inbound-queue-url",
-        inbound.queue_url(),
-        "--outbound-queue-url",
-        outbound.queue_url(),
+        "--queue-url",
+        queue.queue_url(),
     ];
     let settings = Settings::Pairs(vec![]);
     let with = |args: &[&'static str]| -> Vec<String> {
@@ -125,22 +119,51 @@ async fn status_audit_and_dlq_work_against_dynamodb_and_sqs() {
     assert_eq!(list.exit, Exit::Ok, "{}", list.stderr);
     let v: Value = serde_json::from_str(&list.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
-    assert_eq!(v[0]["queue"], "inbound");
+    assert_eq!(v[0]["queue"], "sync");
     assert_eq!(v[0]["reason"], "permanent: bad data");
+    assert_eq!(
+        SyncMessage::parse(v[0]["body"].as_str().unwrap()).unwrap(),
+        message
+    );
 
-    let replay = run(with(&["dlq", "replay", "--all", "--queue", "inbound"])).await;
+    // The dead-letter queue given explicitly finds the same letter.
+    let mut explicit = with(&["dlq", "list", "-o", "json"]);
+    explicit.extend(["--dlq-url".to_string(), queue.dlq_url().to_string()]);
+    let listed = run(explicit).await;
+    assert_eq!(listed.exit, Exit::Ok, "{}", listed.stderr);
+    let w: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(w.as_array().unwrap().len(), 1, "{w}");
+
+    // The per-direction queue flags are gone.
+    let old = run(vec![
+        "dlq".into(),
+        "list".into(),
+        "--table".into(),
+        table.clone(),
+        "--inbound-queue-url".into(),
+        queue.queue_url().into(),
+    ])
+    .await;
+    assert_eq!(old.exit, Exit::Usage, "{}", old.stdout);
+
+    let replay = run(with(&["dlq", "replay", "--all", "--queue", "sync"])).await;
     assert_eq!(replay.exit, Exit::Ok, "{}", replay.stderr);
     assert!(
         replay.stdout.contains("moved 1 dead letter(s)"),
         "{}",
         replay.stdout
     );
-    let back = inbound
+    let back = queue
         .receive(10, Duration::from_secs(30), Duration::from_secs(2))
         .await
         .unwrap();
     assert_eq!(back.len(), 1);
-    assert!(back[0].body.contains("ref-aws"));
+    assert_eq!(SyncMessage::parse(&back[0].body).unwrap(), message);
+    assert_eq!(
+        back[0].group.as_deref(),
+        Some("opp-aws"),
+        "a replay goes back into its pair's group"
+    );
 }
 
 /// `--stack NAME`: the table and queues come from the stack's CloudFormation outputs (moto's
@@ -160,29 +183,32 @@ async fn a_stack_name_finds_the_table_and_queues_from_its_outputs() {
         .put_link(&Link::new("ref-stack", "opp-stack"), None)
         .await
         .unwrap();
-    let inbound = SqsQueue::create_queues_if_missing(
-        sqs.clone(),
-        &moto_server::unique("stack-in"),
-        5,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    let outbound = SqsQueue::create_queues_if_missing(
+    let queue = SqsQueue::create_queues_if_missing(
         sqs,
-        &moto_server::unique("stack-out"),
+        &format!("{}.fifo", moto_server::unique("stack-sync")),
         5,
         Duration::from_secs(30),
     )
     .await
     .unwrap();
+    let message = SyncMessage::for_opportunity("opp-stack", None);
+    queue.send(&disposition::queued(&message)).await.unwrap();
+    let got = queue
+        .receive(1, Duration::from_secs(30), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    queue
+        .dead_letter(&got[0], "permanent: stack letter")
+        .await
+        .unwrap();
 
     let template = serde_json::json!({
         "Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
         "Outputs": {
             "TableName": {"Value": table},
-            "InboundQueueUrl": {"Value": inbound.queue_url()},
-            "OutboundQueueUrl": {"Value": outbound.queue_url()},
+            "SyncQueueUrl": {"Value": queue.queue_url()},
+            "SyncDeadLetterQueueUrl": {"Value": queue.dlq_url()},
             "WebhookUrl": {"Value": "https://example.invalid/partner-center/webhook"},
         }
     });
@@ -209,6 +235,29 @@ async fn a_stack_name_finds_the_table_and_queues_from_its_outputs() {
     let status = run_args(&args, &settings).await;
     assert_eq!(status.exit, Exit::Ok, "{}", status.stderr);
     assert!(status.stdout.contains("ref-stack"), "{}", status.stdout);
+
+    // The dead-letter queue named by the stack's SyncDeadLetterQueueUrl output.
+    let list = run_args(
+        &[
+            "dlq",
+            "list",
+            "-o",
+            "json",
+            "--stack",
+            stack.as_str(),
+            "--endpoint-url",
+            url.as_str(),
+            "--region",
+            moto_server::REGION,
+        ],
+        &settings,
+    )
+    .await;
+    assert_eq!(list.exit, Exit::Ok, "{}", list.stderr);
+    let v: Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["queue"], "sync");
+    assert_eq!(v[0]["reason"], "permanent: stack letter");
 
     let missing = run_args(
         &[

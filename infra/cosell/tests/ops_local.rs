@@ -5,18 +5,19 @@ use std::time::Duration;
 
 use cosell::audit::{AuditEntry, Direction, Outcome};
 use cosell::crosswalk::Link;
+use cosell::engine::{disposition, Origin, SyncMessage};
 use cosell::queue::sqlite::SqliteQueue;
-use cosell::queue::{OutMessage, Queue};
+use cosell::queue::Queue;
 use cosell::store::sqlite::SqliteStore;
 use cosell::store::Store;
+use cosell_cli::local::runtime::open_sync_queue;
 use cosell_cli::ops::{run_args, Exit, Settings};
 use serde_json::Value;
 use time::OffsetDateTime;
 
 struct Seeded {
     dir: tempfile::TempDir,
-    inbound: SqliteQueue,
-    outbound: SqliteQueue,
+    queue: SqliteQueue,
 }
 
 impl Seeded {
@@ -29,8 +30,10 @@ impl Seeded {
     }
 }
 
-async fn dead_letter(queue: &SqliteQueue, body: &str, reason: &str) {
-    queue.send(&OutMessage::new(body)).await.unwrap();
+/// A message as the intake, poller or sweep queues it (grouped by its pair key), received
+/// once and dead-lettered.
+async fn dead_letter(queue: &SqliteQueue, message: &SyncMessage, reason: &str) {
+    queue.send(&disposition::queued(message)).await.unwrap();
     let got = queue
         .receive(1, Duration::from_secs(30), Duration::ZERO)
         .await
@@ -39,7 +42,19 @@ async fn dead_letter(queue: &SqliteQueue, body: &str, reason: &str) {
     queue.dead_letter(&got[0], reason).await.unwrap();
 }
 
-/// Two links, audit entries at known times, and dead letters on both queues.
+/// A referral's message, keyed by its (unlinked) referral's opportunity-to-be.
+fn referral_message(referral_id: &str) -> SyncMessage {
+    SyncMessage {
+        key: format!("opp-of-{referral_id}"),
+        origin: Origin::Referral,
+        referral_id: Some(referral_id.into()),
+        changed_at: None,
+        deleted: false,
+    }
+}
+
+/// Two links, audit entries at known times, and dead letters on the sync queue: two from
+/// referrals, one from an opportunity.
 async fn seed() -> Seeded {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cosell.db");
@@ -86,31 +101,27 @@ async fn seed() -> Seeded {
         store.append_audit(e).await.unwrap();
     }
 
-    let inbound = SqliteQueue::open(&db, "inbound", 5).unwrap();
-    let outbound = SqliteQueue::open(&db, "outbound", 5).unwrap();
+    // The queue the local runner (and so the operator commands) opens.
+    let queue = open_sync_queue(&db, 8).unwrap();
     dead_letter(
-        &inbound,
-        r#"{"referral_id":"ref-1","trigger":"manual"}"#,
+        &queue,
+        &referral_message("ref-1"),
         "permanent: referral is gone",
     )
     .await;
     dead_letter(
-        &inbound,
-        r#"{"referral_id":"ref-3","trigger":"manual"}"#,
-        "exceeded max receive count",
+        &queue,
+        &referral_message("ref-3"),
+        "gave up after 8 attempts: dataverse timed out",
     )
     .await;
     dead_letter(
-        &outbound,
-        r#"{"opportunity_id":"opp-2"}"#,
+        &queue,
+        &SyncMessage::for_opportunity("opp-2", None),
         "permanent: missing required field name",
     )
     .await;
-    Seeded {
-        dir,
-        inbound,
-        outbound,
-    }
+    Seeded { dir, queue }
 }
 
 fn json(text: &str) -> Value {
@@ -248,18 +259,28 @@ async fn dlq_lists_shows_and_replays_with_counts() {
     let letters = json(&list.stdout);
     let letters = letters.as_array().unwrap();
     assert_eq!(letters.len(), 3);
+    assert!(letters.iter().all(|d| d["queue"] == "sync"), "{letters:?}");
     let gone = letters
         .iter()
         .find(|d| d["reason"] == "permanent: referral is gone")
         .unwrap();
-    assert_eq!(gone["queue"], "inbound");
     assert_eq!(gone["receive_count"], 1);
     let gone_id = gone["id"].as_str().unwrap().to_string();
 
-    let only_outbound = run_args(&["dlq", "list", "--queue", "outbound"], &settings).await;
-    assert!(only_outbound.stdout.contains("missing required field name"));
-    assert!(!only_outbound.stdout.contains("referral is gone"));
-    assert!(only_outbound.stdout.contains("1 dead letter(s)"));
+    let only_sync = run_args(&["dlq", "list", "--queue", "sync"], &settings).await;
+    assert_eq!(only_sync.exit, Exit::Ok, "{}", only_sync.stderr);
+    assert!(only_sync.stdout.contains("missing required field name"));
+    assert!(only_sync.stdout.contains("gave up after 8 attempts"));
+    assert!(
+        only_sync.stdout.contains("3 dead letter(s)"),
+        "{}",
+        only_sync.stdout
+    );
+    // The per-direction queues are gone, and naming one is a usage error.
+    for old in ["inbound", "outbound"] {
+        let out = run_args(&["dlq", "list", "--queue", old], &settings).await;
+        assert_eq!(out.exit, Exit::Usage, "{old}: {}", out.stdout);
+    }
 
     let show = run_args(&["dlq", "show", &gone_id], &settings).await;
     assert_eq!(show.exit, Exit::Ok, "{}", show.stderr);
@@ -268,24 +289,26 @@ async fn dlq_lists_shows_and_replays_with_counts() {
         "{}",
         show.stdout
     );
+    assert!(show.stdout.contains("opp-of-ref-1"), "{}", show.stdout);
     let missing = run_args(&["dlq", "show", "no-such-id"], &settings).await;
     assert_eq!(missing.exit, Exit::Failure);
 
-    // Replay one by id: exactly that message is back on the inbound queue.
+    // Replay one by id: exactly that message is back on the sync queue, in its pair's group.
     let one = run_args(&["dlq", "replay", &gone_id, "-o", "json"], &settings).await;
     assert_eq!(one.exit, Exit::Ok, "{}", one.stderr);
     let v = json(&one.stdout);
     assert_eq!(v["moved"], 1);
-    assert_eq!(v["per_queue"]["inbound"], 1);
+    assert_eq!(v["per_queue"]["sync"], 1);
     let back = s
-        .inbound
+        .queue
         .receive(10, Duration::from_secs(30), Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(back.len(), 1);
+    assert_eq!(back[0].group.as_deref(), Some("opp-of-ref-1"));
     assert_eq!(
-        back[0].body,
-        r#"{"referral_id":"ref-1","trigger":"manual"}"#
+        SyncMessage::parse(&back[0].body).unwrap(),
+        referral_message("ref-1")
     );
 
     // An unknown id is reported and fails the command; nothing else moves.
@@ -293,6 +316,7 @@ async fn dlq_lists_shows_and_replays_with_counts() {
     assert_eq!(unknown.exit, Exit::Failure);
     assert!(unknown.stdout.contains("moved 0"), "{}", unknown.stdout);
     assert!(unknown.stdout.contains("not found: no-such-id"));
+    assert_eq!(s.queue.depth().await.unwrap().dead, 2);
 
     let all = run_args(&["dlq", "replay", "--all"], &settings).await;
     assert_eq!(all.exit, Exit::Ok, "{}", all.stderr);
@@ -301,18 +325,23 @@ async fn dlq_lists_shows_and_replays_with_counts() {
         "{}",
         all.stdout
     );
-    assert!(
-        all.stdout.contains("inbound: 1, outbound: 1"),
-        "{}",
-        all.stdout
-    );
-    let out_back = s
-        .outbound
+    assert!(all.stdout.contains("(sync: 2)"), "{}", all.stdout);
+    let rest = s
+        .queue
         .receive(10, Duration::from_secs(30), Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!(out_back.len(), 1);
-    assert_eq!(out_back[0].body, r#"{"opportunity_id":"opp-2"}"#);
+    let mut groups: Vec<_> = rest.iter().filter_map(|r| r.group.clone()).collect();
+    groups.sort();
+    assert_eq!(groups, ["opp-2", "opp-of-ref-3"]);
+    let opportunity = rest
+        .iter()
+        .find(|r| r.group.as_deref() == Some("opp-2"))
+        .unwrap();
+    assert_eq!(
+        SyncMessage::parse(&opportunity.body).unwrap(),
+        SyncMessage::for_opportunity("opp-2", None)
+    );
     let empty = run_args(&["dlq", "list"], &settings).await;
     assert!(empty.stdout.contains("no dead letters"), "{}", empty.stdout);
 

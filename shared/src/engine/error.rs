@@ -90,7 +90,10 @@ impl From<StoreError> for SyncError {
 impl From<QueueError> for SyncError {
     fn from(e: QueueError) -> Self {
         match e {
-            QueueError::Invalid(_) => SyncError::permanent(format!("queue: {e}")),
+            // What the queue's kind cannot take never succeeds on a retry.
+            QueueError::Invalid(_) | QueueError::Unsupported(_) | QueueError::KindMismatch { .. } => {
+                SyncError::permanent(format!("queue: {e}"))
+            }
             _ => SyncError::retry(None, format!("queue: {e}")),
         }
     }

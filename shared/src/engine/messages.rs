@@ -36,6 +36,10 @@ pub struct SyncMessage {
     /// The opportunity was deleted in the CRM.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// The change's version on its side, when the sender knows one (the row's
+    /// `versionnumber`, the referral's eTag): messages for one version are one change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// A message body that is not one of ours: permanent, goes to the dead-letter queue.
@@ -57,6 +61,7 @@ impl SyncMessage {
             referral_id: Some(referral_id.trim().to_string()),
             changed_at,
             deleted: false,
+            version: None,
         })
     }
 
@@ -68,7 +73,14 @@ impl SyncMessage {
             referral_id: None,
             changed_at: modified_on,
             deleted: false,
+            version: None,
         }
+    }
+
+    /// The same message, naming the change's version (see [`SyncMessage::version`]).
+    pub fn with_version(mut self, version: Option<String>) -> SyncMessage {
+        self.version = version.filter(|v| !v.trim().is_empty());
+        self
     }
 
     /// The same pair under the key that owns it: both sides are read there.
@@ -95,10 +107,22 @@ impl SyncMessage {
         serde_json::to_string(self).expect("plain struct serializes")
     }
 
-    /// The FIFO de-duplication id: the same change sent twice within five minutes (a
-    /// webhook and the sweep seeing one update) is queued once.
+    /// The FIFO de-duplication id. A message that names its change's version is queued
+    /// once for that version within five minutes (the poller reading one change twice);
+    /// one that does not is never dropped as a duplicate: two changes within one second
+    /// share a `modifiedon`, and dropping the second would lose it.
     pub fn dedup_id(&self) -> String {
-        let digest = Sha256::digest(self.to_body().as_bytes());
+        let Some(version) = &self.version else {
+            return uuid::Uuid::new_v4().to_string();
+        };
+        let origin = serde_json::to_string(&self.origin).unwrap_or_default();
+        let text = format!(
+            "{}|{origin}|{}|{version}|{}",
+            self.key,
+            self.referral_id.as_deref().unwrap_or(""),
+            self.deleted
+        );
+        let digest = Sha256::digest(text.as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
@@ -115,6 +139,7 @@ mod tests {
             referral_id: Some("r1".into()),
             changed_at: Some("2026-01-01T00:00:00Z".into()),
             deleted: false,
+            version: None,
         };
         let body = m.to_body();
         assert!(body.contains("\"referral\""));
@@ -129,10 +154,21 @@ mod tests {
 
     #[test]
     fn a_forward_keeps_the_referral_and_reads_both_sides() {
-        let m = SyncMessage::for_opportunity("o1", None);
+        let m = SyncMessage::for_opportunity("o1", None).with_version(Some("7".into()));
         let f = m.forwarded_to("o2");
         assert_eq!(f.key, "o2");
         assert_eq!(f.origin, Origin::Operator);
         assert_ne!(m.dedup_id(), f.dedup_id());
+    }
+
+    #[test]
+    fn only_a_named_version_is_de_duplicated() {
+        let a = SyncMessage::for_opportunity("o1", Some("2026-01-01T00:00:00Z".into()));
+        // Two changes in one second: same body, never the same id.
+        assert_ne!(a.dedup_id(), a.clone().dedup_id());
+        let v = a.with_version(Some("1001".into()));
+        assert_eq!(v.dedup_id(), v.clone().dedup_id());
+        let w = v.clone().with_version(Some("1002".into()));
+        assert_ne!(v.dedup_id(), w.dedup_id());
     }
 }

@@ -243,10 +243,14 @@ fn wants_sync(o: &Opportunity, columns: &ColumnNames) -> bool {
 }
 
 fn upsert_message(o: &Opportunity) -> Option<SyncMessage> {
-    Some(SyncMessage::for_opportunity(
-        o.opportunityid.as_deref()?,
-        o.modifiedon.clone(),
-    ))
+    let version = o.versionnumber.as_ref().map(|v| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    Some(
+        SyncMessage::for_opportunity(o.opportunityid.as_deref()?, o.modifiedon.clone())
+            .with_version(version),
+    )
 }
 
 async fn send_all(outbound: &dyn Queue, messages: &[SyncMessage]) -> Result<(), SyncError> {

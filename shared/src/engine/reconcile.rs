@@ -87,8 +87,9 @@ pub async fn sweep_referrals_paged(
                     newest = Some((t, rfc3339(t)));
                 }
             }
-            let message =
-                SyncMessage::for_referral(store, &id, Origin::Referral, changed_at).await?;
+            let message = SyncMessage::for_referral(store, &id, Origin::Referral, changed_at)
+                .await?
+                .with_version(referral.e_tag.clone());
             messages.push(queued(&message));
         }
         for chunk in messages.chunks(BATCH) {

@@ -192,7 +192,15 @@ mod tests {
     use serde_json::json;
 
     fn columns() -> ColumnNames {
-        ColumnNames::default()
+        ColumnNames {
+            sync_flag: "cosell_syncwithpartnercenter".into(),
+            referral_id: "cosell_referralidentifier".into(),
+            referral_link: "cosell_referrallink".into(),
+            help_needed: "cosell_howcanmicrosofthelp".into(),
+            solutions: "cosell_solutions".into(),
+            audit: "cosell_audit".into(),
+            decision: "cosell_referraldecision".into(),
+        }
     }
 
     fn referral(v: Value) -> Referral {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use clap::Args;
-use cosell::queue::sqlite::SqliteQueue;
 use cosell::queue::sqs::SqsQueue;
 use cosell::queue::Queue;
 use cosell::store::aws_local;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::crosswalk::Link;
+use crate::crosswalk::{Base, Link};
 use crate::dataverse::Opportunity;
 use crate::engine::referral_context::referral_link;
 use crate::engine::{Engine, SyncError};
@@ -86,7 +86,8 @@ pub(super) async fn from_referral(
     if engine.options.checkmark {
         if let Some(Value::String(name)) = plan.opportunity.get("name") {
             let marked = with_checkmark(name, true);
-            plan.opportunity.insert("name".into(), Value::String(marked));
+            plan.opportunity
+                .insert("name".into(), Value::String(marked));
         }
     }
     let parties = super::parties::find_or_create(&engine.dv, &plan, referral_id, trail).await?;
@@ -95,12 +96,21 @@ pub(super) async fn from_referral(
     let link = Link::new(referral_id, key);
     match crm::create(engine, key, body, plan.target_state, &referral, trail).await? {
         Some(opp) => linked::finish(engine, link, &referral, &opp, None, trail).await,
-        // An earlier try made it (its answer was lost) or a crash left it: reconcile it.
+        // An earlier try made it (its answer was lost) or a crash left it: reconcile it,
+        // from the row as it stands (it was made from the referral).
         None => {
             trail.crm_step("adopt_opportunity");
+            let Some(opp) = sides::read_opportunity(engine, key).await? else {
+                return Err(Step::Raced(format!("opportunity {key} exists and then did not")));
+            };
+            let (fields, _) = opportunity_side(engine, &opp).await?;
             let known = Known {
                 referral: Some(referral),
-                opportunity: None,
+                opportunity: Some(opp),
+                base: Some(Base {
+                    fields,
+                    ..Base::default()
+                }),
             };
             linked::reconcile(engine, message, link, known, trail, carried).await
         }
@@ -132,16 +142,29 @@ pub(super) async fn from_opportunity(
     }
     if let Some(referral) = existing_referral(engine, &opp, key).await? {
         let referral_id = referral.id.clone().unwrap_or_default();
-        if let Some(other) = engine.store.get_link_by_referral(&referral_id).await.map_err(SyncError::from)? {
+        if let Some(other) = engine
+            .store
+            .get_link_by_referral(&referral_id)
+            .await
+            .map_err(SyncError::from)?
+        {
             return Err(Step::Failed(SyncError::permanent(format!(
                 "referral {referral_id} is already synced with opportunity {}",
                 other.opportunity_id
             ))));
         }
         trail.adopted_referral();
+        // One we made from this row (its create's answer was lost) was made from the CRM's
+        // values: those stand for the base. One named by the row's column has none.
+        let ours = referral.external_reference_id.as_deref() == Some(key);
+        let base = ours.then(|| Base {
+            fields: engine.mapping.referral_values(&referral),
+            ..Base::default()
+        });
         let known = Known {
             referral: Some(referral),
             opportunity: Some(opp),
+            base,
         };
         let link = Link::new(referral_id, key);
         return linked::reconcile(engine, message, link, known, trail, carried).await;
@@ -150,7 +173,11 @@ pub(super) async fn from_opportunity(
     let (values, _) = opportunity_side(engine, &opp).await?;
     let fingerprint = serde_json::to_string(&values).unwrap_or_default();
     let refused_key = format!("{REFUSED_STATE_PREFIX}{key}");
-    let refused = engine.store.get_state(&refused_key).await.map_err(SyncError::from)?;
+    let refused = engine
+        .store
+        .get_state(&refused_key)
+        .await
+        .map_err(SyncError::from)?;
     if refused.as_ref().is_some_and(|(v, _)| *v == fingerprint) {
         return skipped("Partner Center refused these values; change a mapped field to try again");
     }
@@ -182,14 +209,25 @@ pub(super) async fn from_opportunity(
         Ok(c) => c,
         Err(e) => {
             if e.is_permanent() {
-                refuse(engine, &opp, &refused_key, refused.map(|(_, v)| v), &fingerprint, &e).await;
+                refuse(
+                    engine,
+                    &opp,
+                    &refused_key,
+                    refused.map(|(_, v)| v),
+                    &fingerprint,
+                    &e,
+                )
+                .await;
             }
             return Err(Step::Failed(e));
         }
     };
     let referral_id = created.id.clone().ok_or_else(|| {
         // Created but unnamed: the next try finds it by its external reference.
-        Step::Failed(SyncError::retry(None, "Partner Center created a referral without an id"))
+        Step::Failed(SyncError::retry(
+            None,
+            "Partner Center created a referral without an id",
+        ))
     })?;
     trail.referral(&referral_id);
     trail.note_created_referral(format!(
@@ -223,7 +261,11 @@ async fn refuse(
     {
         tracing::warn!(opportunity_id, error = %e, "could not show the refusal on the opportunity");
     }
-    if let Err(e) = engine.store.put_state(state_key, fingerprint, version).await {
+    if let Err(e) = engine
+        .store
+        .put_state(state_key, fingerprint, version)
+        .await
+    {
         tracing::warn!(opportunity_id, error = %e, "could not remember the refused values");
     }
 }

@@ -67,7 +67,9 @@ pub(super) async fn apply(
     let target = match state {
         CrmState::Keep if closed => {
             if !body.is_empty() {
-                trail.note("the opportunity is closed: its columns are read-only and were left alone");
+                trail.note(
+                    "the opportunity is closed: its columns are read-only and were left alone",
+                );
             }
             return Ok(current.clone());
         }

@@ -21,13 +21,19 @@ pub(super) fn in_sync(engine: &Engine, opp: &Opportunity, referral_id: &str) -> 
     let mut changes = Map::new();
     let cols = &engine.columns;
     let link = referral_link(referral_id);
-    for (column, value) in [(&cols.referral_id, referral_id), (&cols.referral_link, &link)] {
+    for (column, value) in [
+        (&cols.referral_id, referral_id),
+        (&cols.referral_link, &link),
+    ] {
         if opp.column_str(column) != Some(value) {
             changes.insert(column.clone(), Value::String(value.to_string()));
         }
     }
     mark(engine, opp, true, &mut changes);
-    if opp.column(&cols.audit).is_some_and(|v| v.as_str() != Some("")) {
+    if opp
+        .column(&cols.audit)
+        .is_some_and(|v| v.as_str() != Some(""))
+    {
         changes.insert(cols.audit.clone(), Value::Null);
     }
     changes
@@ -77,7 +83,11 @@ pub(super) async fn write(
             return Ok(row);
         }
         let etag = row.etag.clone().unwrap_or_else(|| "*".into());
-        match engine.dv.update_opportunity(&id, Some(&etag), &changes).await {
+        match engine
+            .dv
+            .update_opportunity(&id, Some(&etag), &changes)
+            .await
+        {
             Ok(written) => return Ok(written),
             Err(DataverseError::Conflict { .. }) if attempt < WRITE_ATTEMPTS => {
                 row = engine.dv.get_opportunity(&id).await?;

@@ -16,11 +16,16 @@ use super::sides::{self, closed_as, opportunity_side, referral_side, sync_flag_o
 use super::trail::Trail;
 use super::{crm, decoration, moves, referral, Carried, Origin, PairOutcome, Step, SyncMessage};
 
-/// Sides the caller has read already (a create that found its row, an adoption).
+/// Sides the caller has read already (a create that found its row, an adoption), and
+/// the base a pair being adopted starts from.
 #[derive(Default)]
 pub(super) struct Known {
     pub referral: Option<Referral>,
     pub opportunity: Option<Opportunity>,
+    /// For a row or referral we made from the other side (its create's answer was lost):
+    /// that side's values as they are now stand for the base, so what differs is a change
+    /// made since on the side we wrote.
+    pub base: Option<Base>,
 }
 
 pub(super) async fn reconcile(
@@ -34,20 +39,34 @@ pub(super) async fn reconcile(
     let key = link.opportunity_id.clone();
     let referral_id = link.referral_id.clone();
     trail.referral(&referral_id);
-    let base = carried.base.clone().or_else(|| link.base.clone());
+    let base = carried
+        .base
+        .clone()
+        .or_else(|| link.base.clone())
+        .or(known.base);
     let unchanged = || PairOutcome::Unchanged {
         referral_id: Some(referral_id.clone()),
         opportunity_id: key.clone(),
     };
     if message.deleted {
-        return skip(engine, trail, "opportunity deleted in CRM; referral left as is").await;
+        return skip(
+            engine,
+            trail,
+            "opportunity deleted in CRM; referral left as is",
+        )
+        .await;
     }
 
     // The sender first: when it equals the base, this is our own echo.
     let (referral, opp) = match message.origin {
         Origin::Opportunity => {
             let Some(opp) = read_opp(engine, &key, known.opportunity).await? else {
-                return skip(engine, trail, "the linked opportunity was deleted in the CRM").await;
+                return skip(
+                    engine,
+                    trail,
+                    "the linked opportunity was deleted in the CRM",
+                )
+                .await;
             };
             if let Some(base) = &base {
                 let (values, status) = opportunity_side(engine, &opp).await?;
@@ -67,7 +86,12 @@ pub(super) async fn reconcile(
                 }
             }
             let Some(opp) = read_opp(engine, &key, known.opportunity).await? else {
-                return skip(engine, trail, "the linked opportunity was deleted in the CRM").await;
+                return skip(
+                    engine,
+                    trail,
+                    "the linked opportunity was deleted in the CRM",
+                )
+                .await;
             };
             (referral, opp)
         }
@@ -82,8 +106,31 @@ pub(super) async fn reconcile(
     let plan = merge::merge_fields(&engine.mapping, base_fields, &pc_values, &dv_values);
     trail.conflicts(&plan.conflicts);
 
-    // Partner Center first: the status it ends with decides the opportunity's state.
+    // The opportunity's state follows the status the referral ends with.
     let mv = moves::wanted(engine, &opp, &referral);
+    let (status, substatus) = match &mv {
+        Some(m) => {
+            let (s, ss) = m.outcome();
+            (Some(s), Some(ss))
+        }
+        None => (referral.status.clone(), referral.substatus.clone()),
+    };
+    let target = match (&status, &substatus) {
+        (Some(s), Some(ss)) => engine.mapping.target_state(s, ss),
+        _ => None,
+    };
+    let (state, status_conflict) = merge::crm_state(&engine.mapping, closed_as(&opp), target);
+    if status_conflict {
+        trail.status_conflict();
+    }
+    let mut plan = plan;
+    if closed_as(&opp).is_some() && state == CrmState::Keep {
+        // A row closed in the CRM is read-only: the deal as closed there is what Partner
+        // Center gets, rather than edits that could never reach it.
+        plan.keep_closed_crm(&engine.mapping, &dv_values);
+    }
+
+    // Partner Center first, then the opportunity.
     let pc_written = !plan.to_pc.is_empty() || mv.is_some();
     let referral = if pc_written {
         let after = referral::write(engine, referral, &plan.to_pc, mv, trail).await?;
@@ -95,21 +142,19 @@ pub(super) async fn reconcile(
         referral
     };
 
-    let target = match (&referral.status, &referral.substatus) {
-        (Some(s), Some(ss)) => engine.mapping.target_state(s, ss),
-        _ => None,
-    };
-    let (state, status_conflict) = merge::crm_state(&engine.mapping, closed_as(&opp), target);
-    if status_conflict {
-        trail.status_conflict();
+    // Currency rows for the codes this write binds (cached: usually no request).
+    let mut currency_ids = std::collections::BTreeMap::new();
+    for (field, _) in engine.mapping.pair_fields() {
+        if field.transform != crate::mapping::Transform::Currency {
+            continue;
+        }
+        if let Some(iso) = plan.to_crm.get(&field.referral).and_then(|v| v.as_str()) {
+            if let Some(id) = engine.currencies.id_of(&engine.dv, iso).await? {
+                currency_ids.insert(iso.to_ascii_uppercase(), id);
+            }
+        }
     }
-    let currencies = engine.currencies.known();
-    let currency_id = |iso: &str| {
-        currencies
-            .iter()
-            .find(|c| c.isocurrencycode.eq_ignore_ascii_case(iso))
-            .map(|c| c.transactioncurrencyid.clone())
-    };
+    let currency_id = |iso: &str| currency_ids.get(&iso.to_ascii_uppercase()).cloned();
     let mut body = engine.mapping.opportunity_body(
         &plan.to_crm,
         &engine.columns,
@@ -160,11 +205,7 @@ fn echo(
     merge::same_values(&base.fields, values) && side(base).as_deref() == Some(status)
 }
 
-async fn read_ref(
-    engine: &Engine,
-    id: &str,
-    known: Option<Referral>,
-) -> Result<Referral, Step> {
+async fn read_ref(engine: &Engine, id: &str, known: Option<Referral>) -> Result<Referral, Step> {
     if let Some(r) = known {
         return Ok(r);
     }
@@ -217,9 +258,7 @@ pub(super) async fn finish(
     };
     let previous = (link.version > 0).then(|| link.clone());
     let moved = previous.as_ref().is_none_or(|p| {
-        p.base.as_ref() != Some(&base)
-            || p.pc_etag != referral.e_tag
-            || p.dv_etag != opp.etag
+        p.base.as_ref() != Some(&base) || p.pc_etag != referral.e_tag || p.dv_etag != opp.etag
     });
     let entries = trail.done();
     let outcome = outcome(&link, trail);

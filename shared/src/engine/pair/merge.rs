@@ -29,6 +29,20 @@ impl FieldPlan {
     pub fn is_empty(&self) -> bool {
         self.to_crm.is_empty() && self.to_pc.is_empty()
     }
+
+    /// For an opportunity that is closed and stays closed: what would have gone to it
+    /// goes the other way, the CRM's value to the referral (where the field may flow out).
+    pub fn keep_closed_crm(&mut self, mapping: &Mapping, dv: &FieldValues) {
+        let moved = std::mem::take(&mut self.to_crm);
+        for (field, flow) in mapping.pair_fields() {
+            if !moved.contains_key(&field.referral) || !flow.outbound {
+                continue;
+            }
+            if let Some(v) = dv.get(&field.referral) {
+                self.to_pc.insert(field.referral.clone(), v.clone());
+            }
+        }
+    }
 }
 
 /// Merges the mapped fields. `base` is `None` for a link from before pair sync: where the
@@ -177,9 +191,18 @@ mod tests {
     #[test]
     fn a_field_changed_on_one_side_goes_to_the_other() {
         let m = Mapping::default_mapping();
-        let base = values(&[("details.notes", json!("a")), ("details.dealValue", json!(1.0))]);
-        let pc = values(&[("details.notes", json!("b")), ("details.dealValue", json!(1.0))]);
-        let dv = values(&[("details.notes", json!("a")), ("details.dealValue", json!(2.0))]);
+        let base = values(&[
+            ("details.notes", json!("a")),
+            ("details.dealValue", json!(1.0)),
+        ]);
+        let pc = values(&[
+            ("details.notes", json!("b")),
+            ("details.dealValue", json!(1.0)),
+        ]);
+        let dv = values(&[
+            ("details.notes", json!("a")),
+            ("details.dealValue", json!(2.0)),
+        ]);
         let plan = merge_fields(&m, Some(&base), &pc, &dv);
         assert_eq!(plan.to_crm, values(&[("details.notes", json!("b"))]));
         assert_eq!(plan.to_pc, values(&[("details.dealValue", json!(2.0))]));
@@ -202,10 +225,16 @@ mod tests {
     #[test]
     fn equal_spellings_cleared_values_and_one_way_fields() {
         let m = Mapping::default_mapping();
-        let base = values(&[("details.dealValue", json!(5)), ("details.notes", json!("x"))]);
+        let base = values(&[
+            ("details.dealValue", json!(5)),
+            ("details.notes", json!("x")),
+        ]);
         // Same amount spelled differently, notes cleared in Partner Center: nothing to do.
         let pc = values(&[("details.dealValue", json!(5.0))]);
-        let dv = values(&[("details.dealValue", json!(5)), ("details.notes", json!("x"))]);
+        let dv = values(&[
+            ("details.dealValue", json!(5)),
+            ("details.notes", json!("x")),
+        ]);
         assert!(merge_fields(&m, Some(&base), &pc, &dv).is_empty());
         // The external reference flows only outbound: a Partner Center edit is undone.
         let base = values(&[("externalReferenceId", json!("o1"))]);
@@ -219,8 +248,14 @@ mod tests {
     #[test]
     fn a_link_without_a_base_agrees_where_the_sides_agree() {
         let m = Mapping::default_mapping();
-        let pc = values(&[("details.notes", json!("a")), ("details.dealValue", json!(1.0))]);
-        let dv = values(&[("details.notes", json!("a")), ("details.dealValue", json!(2.0))]);
+        let pc = values(&[
+            ("details.notes", json!("a")),
+            ("details.dealValue", json!(1.0)),
+        ]);
+        let dv = values(&[
+            ("details.notes", json!("a")),
+            ("details.dealValue", json!(2.0)),
+        ]);
         let plan = merge_fields(&m, None, &pc, &dv);
         assert_eq!(plan.to_pc, values(&[("details.dealValue", json!(2.0))]));
         assert!(plan.to_crm.is_empty());
@@ -232,10 +267,16 @@ mod tests {
     fn the_next_base_keeps_what_is_still_pending() {
         let old = values(&[("details.notes", json!("x"))]);
         let pc = values(&[("details.dealValue", json!(1.0))]);
-        let dv = values(&[("details.dealValue", json!(1.0)), ("details.notes", json!("x"))]);
+        let dv = values(&[
+            ("details.dealValue", json!(1.0)),
+            ("details.notes", json!("x")),
+        ]);
         assert_eq!(
             next_base(Some(&old), &pc, &dv),
-            values(&[("details.dealValue", json!(1.0)), ("details.notes", json!("x"))])
+            values(&[
+                ("details.dealValue", json!(1.0)),
+                ("details.notes", json!("x"))
+            ])
         );
     }
 
@@ -245,11 +286,20 @@ mod tests {
         let won = TargetState::Won { statuscode: 3 };
         let lost = TargetState::Lost { statuscode: 4 };
         let open = TargetState::Open { statuscode: 1 };
-        assert_eq!(crm_state(&m, Some(won), Some(open)), (CrmState::Keep, false));
-        assert_eq!(crm_state(&m, None, Some(lost)), (CrmState::Move(lost), false));
+        assert_eq!(
+            crm_state(&m, Some(won), Some(open)),
+            (CrmState::Keep, false)
+        );
+        assert_eq!(
+            crm_state(&m, None, Some(lost)),
+            (CrmState::Move(lost), false)
+        );
         assert_eq!(crm_state(&m, Some(won), Some(won)), (CrmState::Keep, false));
         // The default: Partner Center's status wins when both closed differently.
-        assert_eq!(crm_state(&m, Some(won), Some(lost)), (CrmState::Move(lost), true));
+        assert_eq!(
+            crm_state(&m, Some(won), Some(lost)),
+            (CrmState::Move(lost), true)
+        );
         assert_eq!(crm_state(&m, None, None), (CrmState::Keep, false));
     }
 }

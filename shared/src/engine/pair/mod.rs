@@ -125,7 +125,11 @@ async fn once(
 ) -> Result<PairOutcome, Step> {
     let key = message.key.trim();
     let store = engine.store.as_ref();
-    if let Some(link) = store.get_link_by_opportunity(key).await.map_err(SyncError::from)? {
+    if let Some(link) = store
+        .get_link_by_opportunity(key)
+        .await
+        .map_err(SyncError::from)?
+    {
         let known = linked::Known::default();
         return linked::reconcile(engine, message, link, known, trail, carried).await;
     }

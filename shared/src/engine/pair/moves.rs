@@ -29,6 +29,18 @@ impl Move {
     }
 }
 
+impl Move {
+    /// The referral's status and substatus once the move is made.
+    pub fn outcome(&self) -> (ReferralStatus, ReferralSubstatus) {
+        match self {
+            Move::Accept => (ReferralStatus::Active, ReferralSubstatus::Accepted),
+            Move::Decline { .. } => (ReferralStatus::Closed, ReferralSubstatus::Declined),
+            Move::Close { won: true, .. } => (ReferralStatus::Closed, ReferralSubstatus::Won),
+            Move::Close { won: false, .. } => (ReferralStatus::Closed, ReferralSubstatus::Lost),
+        }
+    }
+}
+
 /// The move still to make on `referral`, if any.
 pub(super) fn wanted(engine: &Engine, opp: &Opportunity, referral: &Referral) -> Option<Move> {
     let (status, substatus, reason) = engine.mapping.outbound_status(opp, &engine.columns)?;

@@ -47,7 +47,11 @@ impl Currencies {
     }
 
     /// The ISO code of a currency row id.
-    pub async fn iso_of(&self, dv: &DataverseClient, id: &str) -> Result<Option<String>, SyncError> {
+    pub async fn iso_of(
+        &self,
+        dv: &DataverseClient,
+        id: &str,
+    ) -> Result<Option<String>, SyncError> {
         let id = id.trim();
         Ok(self
             .find(dv, |c| c.transactioncurrencyid.eq_ignore_ascii_case(id))
@@ -56,22 +60,16 @@ impl Currencies {
     }
 
     /// The row id of an ISO code.
-    pub async fn id_of(&self, dv: &DataverseClient, iso: &str) -> Result<Option<String>, SyncError> {
+    pub async fn id_of(
+        &self,
+        dv: &DataverseClient,
+        iso: &str,
+    ) -> Result<Option<String>, SyncError> {
         let iso = iso.trim();
         Ok(self
             .find(dv, |c| c.isocurrencycode.eq_ignore_ascii_case(iso))
             .await?
             .map(|c| c.transactioncurrencyid))
-    }
-
-    /// Every row already read (for building a body without awaiting).
-    pub fn known(&self) -> Vec<Currency> {
-        self.rows
-            .lock()
-            .expect("currency cache poisoned")
-            .as_ref()
-            .map(|(_, rows)| rows.clone())
-            .unwrap_or_default()
     }
 }
 
