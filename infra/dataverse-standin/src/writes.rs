@@ -56,6 +56,7 @@ pub fn changes_from_body(
     existing: Option<&Row>,
 ) -> Result<Map<String, Value>, ApiError> {
     crate::validation::check(&inner.rejections, def.set, &body)?;
+    crate::validation::date_only(def.set, &body)?;
     let mut changes = Map::new();
     for (key, value) in body {
         if let Some(nav) = key.strip_suffix("@odata.bind") {

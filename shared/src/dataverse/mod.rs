@@ -7,8 +7,10 @@ mod client;
 mod error;
 pub mod model;
 pub mod query;
+mod select;
 
 pub use changes::ChangeSet;
 pub use client::DataverseClient;
 pub use error::DataverseError;
 pub use model::{Account, Contact, Opportunity};
+pub use select::Selects;
