@@ -35,7 +35,7 @@ async fn token(config: &Config, http: &reqwest::Client, pc: bool) -> anyhow::Res
             config.pc_token_url(),
             config.pc_client_id.clone(),
             config.pc_client_secret.clone(),
-            wiring::resource_scope(&config.pc_api_url),
+            cosell::partner_center::REFERRALS_SCOPE.to_string(),
             Grant::ClientCredentials,
             RetryPolicy::default(),
         )

@@ -67,12 +67,8 @@ struct Cached {
     renew_at: Instant,
 }
 
-struct State {
-    cached: Option<Cached>,
-    grant: Grant,
-}
-
-/// A cached token source for one resource (`scope` ends in `/.default`).
+/// A cached token source for one resource (`scope` ends in `/.default`). Providers made with
+/// [`TokenProvider::for_scope`] share the grant: one refresh token, rotated once for all.
 pub struct TokenProvider {
     http: reqwest::Client,
     token_url: Url,
@@ -80,7 +76,10 @@ pub struct TokenProvider {
     client_secret: Secret,
     scope: String,
     policy: RetryPolicy,
-    state: Mutex<State>,
+    cached: Mutex<Option<Cached>>,
+    /// Locked for the whole token request, so siblings never present the same refresh
+    /// token twice (a rotated one is spent).
+    grant: Arc<Mutex<Grant>>,
     refresh_store: Option<Arc<dyn RefreshTokenStore>>,
     fetches: std::sync::atomic::AtomicU64,
 }
@@ -102,13 +101,38 @@ impl TokenProvider {
             client_secret,
             scope: scope.into(),
             policy,
-            state: Mutex::new(State {
-                cached: None,
-                grant,
-            }),
+            cached: Mutex::new(None),
+            grant: Arc::new(Mutex::new(grant)),
             refresh_store: None,
             fetches: Default::default(),
         }
+    }
+
+    /// A provider for another resource (audience) with the same app and the same grant:
+    /// its own token cache, the refresh token shared with this one.
+    pub fn for_scope(&self, scope: impl Into<String>) -> TokenProvider {
+        TokenProvider {
+            http: self.http.clone(),
+            token_url: self.token_url.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            scope: scope.into(),
+            policy: self.policy.clone(),
+            cached: Mutex::new(None),
+            grant: self.grant.clone(),
+            refresh_store: self.refresh_store.clone(),
+            fetches: Default::default(),
+        }
+    }
+
+    /// The scope this provider asks tokens for.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// Names the app and token endpoint (no secret): part of a throttle-gate key.
+    pub fn credential_key(&self) -> String {
+        format!("{}|{}", self.token_url, self.client_id)
     }
 
     pub fn with_refresh_store(mut self, store: Arc<dyn RefreshTokenStore>) -> Self {
@@ -123,25 +147,27 @@ impl TokenProvider {
 
     /// A valid bearer token, from the cache when it has one.
     pub async fn token(&self) -> Result<Secret, TokenError> {
-        let mut state = self.state.lock().await;
-        if let Some(c) = &state.cached {
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref() {
             if Instant::now() < c.renew_at {
                 return Ok(c.token.clone());
             }
         }
-        let (token, lifetime, rotated) = self.fetch(&state.grant).await?;
-        if let (Some(new_rt), Grant::RefreshToken(old)) = (rotated, &state.grant) {
+        let mut grant = self.grant.lock().await;
+        let (token, lifetime, rotated) = self.fetch(&grant).await?;
+        if let (Some(new_rt), Grant::RefreshToken(old)) = (rotated, &*grant) {
             if new_rt.expose() != old.expose() {
                 if let Some(store) = &self.refresh_store {
                     if let Err(e) = store.save(&new_rt).await {
                         tracing::error!(error = %e, "could not store the rotated refresh token");
                     }
                 }
-                state.grant = Grant::RefreshToken(new_rt);
+                *grant = Grant::RefreshToken(new_rt);
             }
         }
+        drop(grant);
         let renew_in = lifetime.saturating_sub(RENEW_MARGIN.min(lifetime / 2));
-        state.cached = Some(Cached {
+        *cached = Some(Cached {
             token: token.clone(),
             renew_at: Instant::now() + renew_in,
         });
@@ -150,7 +176,7 @@ impl TokenProvider {
 
     /// Drops the cached token (after a 401), so the next call fetches a new one.
     pub async fn invalidate(&self) {
-        self.state.lock().await.cached = None;
+        *self.cached.lock().await = None;
     }
 
     async fn fetch(&self, grant: &Grant) -> Result<(Secret, Duration, Option<Secret>), TokenError> {

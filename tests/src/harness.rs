@@ -126,7 +126,7 @@ pub fn token_provider(
             config.pc_token_url(),
             config.pc_client_id.clone(),
             config.pc_client_secret.clone(),
-            wiring::resource_scope(&config.pc_api_url),
+            cosell::partner_center::REFERRALS_SCOPE.to_string(),
         )
     } else {
         (

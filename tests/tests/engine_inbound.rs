@@ -557,6 +557,8 @@ async fn long_throttling_is_a_retry_with_the_services_delay_and_short_is_absorbe
         Err(SyncError::Retry { after, .. }) => assert_eq!(after, Some(Duration::from_secs(120))),
         other => panic!("expected a retry, got {other:?}"),
     }
+    // Every caller now holds back for the 120 s; stand in for their end.
+    h.engine.dv.throttle_gate().open();
     assert!(h.dv.rows("opportunities").is_empty());
     assert!(h.store.get_link_by_referral(&rid).await.unwrap().is_none());
     let e = &audit(&h, &rid).await[0];

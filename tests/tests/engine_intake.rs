@@ -77,7 +77,10 @@ async fn start_intake(h: &Harness) -> Arc<Receiver> {
     tokio::spawn(async move { axum::serve(listener, app).await });
     h.engine
         .pc
-        .register(&url, &["referral-created", "referral-updated"])
+        .register(
+            &url,
+            &["referral-created", "referral-updated", "test-created"],
+        )
         .await
         .expect("register the intake URL");
     rx

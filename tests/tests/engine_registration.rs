@@ -4,6 +4,7 @@
 use cosell::engine::registration::{
     ensure_webhook, recorded_registration, remove_webhook, RegistrationChange,
 };
+use cosell::partner_center::Cleared;
 use cosell_tests::harness::Harness;
 use url::Url;
 
@@ -67,11 +68,16 @@ async fn register_keep_move_and_remove() {
         serde_json::json!(["referral-created"])
     );
 
-    assert!(remove_webhook(pc, store).await.unwrap());
-    assert!(h.pc.registration().is_none());
+    // No DELETE in the API: removing updates the registration to no events.
+    assert_eq!(remove_webhook(pc, store).await.unwrap(), Cleared::Cleared);
+    assert_eq!(
+        h.pc.registration().unwrap()["WebhookEvents"],
+        serde_json::json!([])
+    );
     assert!(recorded_registration(store).await.unwrap().is_none());
-    assert!(
-        !remove_webhook(pc, store).await.unwrap(),
+    assert_eq!(
+        remove_webhook(pc, store).await.unwrap(),
+        Cleared::NoneRegistered,
         "nothing left to remove"
     );
 }

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use cosell::dataverse::DataverseClient;
-use cosell::engine::wiring;
 use cosell::entra::{Grant, RefreshTokenStore, TokenProvider};
 use cosell::partner_center::{ListQuery, PartnerCenterClient};
 use cosell::retry::RetryPolicy;
@@ -57,7 +56,7 @@ async fn no_secret_or_token_reaches_the_logs() {
             h.config.pc_token_url(),
             h.config.pc_client_id.clone(),
             h.config.pc_client_secret.clone(),
-            wiring::resource_scope(&h.config.pc_api_url),
+            cosell::partner_center::REFERRALS_SCOPE,
             Grant::RefreshToken(Secret::new(initial_refresh.clone())),
             policy.clone(),
         )

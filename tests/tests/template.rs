@@ -982,3 +982,22 @@ fn refresh_token_saves_are_versioned_and_their_failures_alarm() {
     );
     assert!(text(&alarm["Properties"]["AlarmActions"]).contains("AlarmTopicArn"));
 }
+
+#[test]
+fn the_registration_subscribes_the_handled_referral_events_and_test_created() {
+    let t = template();
+    let registration = &of_type(&t, "Custom::WebhookRegistration")["WebhookRegistration"];
+    let events = &registration["Properties"]["Events"];
+    let parameter = reference(events).expect("Events refers to a parameter");
+    let default = t["Parameters"][parameter]["Default"]
+        .as_str()
+        .expect("the parameter has a default");
+    let registered: BTreeSet<&str> = default.split(',').map(str::trim).collect();
+    let wanted = cosell::partner_center::event::registered_events();
+    let wanted: BTreeSet<&str> = wanted.iter().map(String::as_str).collect();
+    assert_eq!(registered, wanted);
+    assert!(registered.contains("test-created"));
+    for e in cosell::partner_center::event::REFERRAL_EVENTS {
+        assert!(registered.contains(e), "{e} is not registered");
+    }
+}

@@ -9,6 +9,7 @@ use cosell::custom_resource::{
     RequestType,
 };
 use cosell::engine::registration::{ensure_webhook, remove_webhook, RegistrationChange};
+use cosell::partner_center::Cleared;
 use cosell::partner_center::PartnerCenterClient;
 use cosell::store::Store;
 use serde::Deserialize;
@@ -138,11 +139,22 @@ impl Registrar {
     }
 
     pub async fn unregister(&self) -> Result<Value, String> {
-        let removed = remove_webhook(&self.pc, self.store.as_ref())
+        let cleared = remove_webhook(&self.pc, self.store.as_ref())
             .await
             .map_err(|e| e.to_string())?;
-        tracing::info!(removed, "webhook registration removed");
-        Ok(json!({"action": "unregister", "removed": removed}))
+        // Partner Center has no DELETE: the registration is updated to no events.
+        let (removed, left_in_place) = match cleared {
+            Cleared::Cleared => (true, None),
+            Cleared::NoneRegistered => (false, None),
+            Cleared::LeftInPlace { reason } => (false, Some(reason)),
+        };
+        match &left_in_place {
+            Some(reason) => {
+                tracing::warn!(%reason, "Partner Center kept the webhook registration; remove its events in Partner Center")
+            }
+            None => tracing::info!(removed, "webhook registration retired"),
+        }
+        Ok(json!({"action": "unregister", "removed": removed, "left_in_place": left_in_place}))
     }
 
     pub async fn show(&self) -> Result<Value, String> {

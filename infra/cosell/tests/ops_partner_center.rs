@@ -420,3 +420,48 @@ async fn webhook_test_reports_an_unreachable_intake() {
     let none = run_args(&["webhook", "register"], &e.settings).await;
     assert_eq!(none.exit, Exit::Usage);
 }
+
+#[tokio::test]
+async fn webhook_test_says_when_the_registration_lacks_test_created_and_unregister_clears_it() {
+    let e = env().await;
+    let url = start_intake(&e).await;
+    let reg = run_args(&["webhook", "register", "--url", &url], &e.settings).await;
+    assert_eq!(reg.exit, Exit::Ok, "{}", reg.stderr);
+    let events = e.pc.registration().unwrap()["WebhookEvents"].clone();
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "test-created"),
+        "{events}"
+    );
+
+    // A registration made elsewhere, without the test event.
+    let config = Config::load(&Source::from_pairs(e.pairs.clone())).unwrap();
+    let http = wiring::http_client(&config).unwrap();
+    let pc = wiring::partner_center_client(&config, &http, None);
+    pc.update_registration(&url, &["referral-created", "referral-updated"])
+        .await
+        .unwrap();
+    let test = run_args(&["webhook", "test", "--wait", "5"], &e.settings).await;
+    assert_eq!(test.exit, Exit::Failure, "{}", test.stdout);
+    assert!(
+        test.stderr.contains("does not include test-created")
+            && test.stderr.contains("cosell webhook register"),
+        "{}",
+        test.stderr
+    );
+    assert!(
+        e.pc.deliveries().is_empty(),
+        "nothing was asked of Partner Center"
+    );
+
+    let gone = run_args(&["webhook", "unregister"], &e.settings).await;
+    assert_eq!(gone.exit, Exit::Ok, "{}", gone.stderr);
+    assert!(gone.stdout.contains("no events"), "{}", gone.stdout);
+    assert_eq!(
+        e.pc.registration().unwrap()["WebhookEvents"],
+        serde_json::json!([])
+    );
+}

@@ -223,6 +223,12 @@ fn literal(word: &str) -> Result<Literal, String> {
         return Ok(Literal::Guid(u.hyphenated().to_string()));
     }
     if let Ok(t) = OffsetDateTime::parse(word, &Rfc3339) {
+        // Dataverse keeps 100 ns ticks and refuses a literal finer than that.
+        if fractional_digits(word) > 7 {
+            return Err(format!(
+                "The DateTimeOffset text '{word}' should be in format 'yyyy-mm-ddThh:mm:ss('.'s+)?(zzzzzz)?' and each field value is within valid range."
+            ));
+        }
         return Ok(Literal::DateTime(t));
     }
     if let Some(d) = parse_date(word) {
@@ -231,6 +237,13 @@ fn literal(word: &str) -> Result<Literal, String> {
     word.parse::<f64>()
         .map(Literal::Num)
         .map_err(|_| format!("'{word}' is not a value"))
+}
+
+/// Digits after the seconds' decimal point of a date-time literal.
+fn fractional_digits(word: &str) -> usize {
+    word.split_once('.')
+        .map(|(_, rest)| rest.chars().take_while(char::is_ascii_digit).count())
+        .unwrap_or(0)
 }
 
 fn parse_date(s: &str) -> Option<Date> {
@@ -395,6 +408,13 @@ mod tests {
             .unwrap()
             .matches(&r));
         assert!(!parse("description ne 'x'").unwrap().matches(&r));
+    }
+
+    #[test]
+    fn date_times_finer_than_ticks_are_refused() {
+        assert!(parse("modifiedon ge 2024-05-01T10:00:00.1234567Z").is_ok());
+        let err = parse("modifiedon ge 2024-05-01T10:00:00.123456789Z").unwrap_err();
+        assert!(err.contains("DateTimeOffset"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod faults;
 pub mod filter;
 mod index;
 mod metadata;
+pub mod journal;
 mod odata_error;
 pub mod ratelimit;
 mod request;
@@ -32,6 +33,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 pub use faults::{Fault, FaultKind, Limit, LostAs};
+pub use journal::JournalEntry;
 pub use schema::Attribute;
 pub use state::{StandinConfig, EUR_ID, USD_ID};
 pub use tracking::EXPIRED_MESSAGE;
@@ -39,7 +41,11 @@ pub use validation::WriteRejection;
 
 use state::State;
 
-fn router(state: Arc<State>, limiter: Arc<ratelimit::Limiter>) -> Router {
+fn router(
+    state: Arc<State>,
+    limiter: Arc<ratelimit::Limiter>,
+    journal: Arc<journal::Journal>,
+) -> Router {
     let api = Router::new()
         .route(
             "/api/data/v9.2/{segment}",
@@ -69,6 +75,10 @@ fn router(state: Arc<State>, limiter: Arc<ratelimit::Limiter>) -> Router {
             state.clone(),
             faults::layer,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            journal,
+            journal::layer,
+        ))
         .with_state(state)
 }
 
@@ -77,6 +87,7 @@ pub struct StandinHandle {
     state: Arc<State>,
     server: standin_kit::Served,
     limiter: Arc<ratelimit::Limiter>,
+    journal: Arc<journal::Journal>,
 }
 
 impl StandinHandle {
@@ -93,7 +104,8 @@ impl StandinHandle {
         let (listener, base_url) = standin_kit::listen(addr).await?;
         let state = State::new(config, base_url.clone());
         let limiter = Arc::new(ratelimit::Limiter::default());
-        let app = router(state.clone(), limiter.clone());
+        let journal = Arc::new(journal::Journal::default());
+        let app = router(state.clone(), limiter.clone(), journal.clone());
         let server = standin_kit::Served::spawn(listener, app, "dataverse stand-in");
         tracing::info!(%base_url, "dataverse stand-in listening");
         Ok((
@@ -101,6 +113,7 @@ impl StandinHandle {
                 state,
                 server,
                 limiter,
+                journal,
             },
             base_url,
         ))
@@ -135,6 +148,20 @@ impl StandinHandle {
     /// API requests the rate limit answered with a 429 so far.
     pub fn rate_limited(&self) -> u64 {
         self.limiter.throttled()
+    }
+
+    /// API requests that arrived inside a `Retry-After` window announced earlier.
+    pub fn ignored_retry_after(&self) -> u64 {
+        self.limiter.ignored_retry_after()
+    }
+
+    /// Every Web API request so far, in order.
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        self.journal.entries()
+    }
+
+    pub fn clear_journal(&self) {
+        self.journal.clear();
     }
 
     pub fn clear_faults(&self) {

@@ -40,3 +40,32 @@ pub(crate) fn check(
     }
     Ok(())
 }
+
+/// Opportunity columns with DateOnly behaviour (`Edm.Date`): they take `YYYY-MM-DD` only.
+const DATE_ONLY: &[(&str, &str)] = &[
+    ("opportunities", "estimatedclosedate"),
+    ("opportunities", "actualclosedate"),
+    ("opportunities", "finaldecisiondate"),
+];
+
+/// Refuses a date-time (or anything but `YYYY-MM-DD` or null) in a DateOnly column. The
+/// real service's words are not documented; this is the OData conversion error's shape.
+pub(crate) fn date_only(set: &str, body: &Map<String, Value>) -> Result<(), ApiError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    for (_, column) in DATE_ONLY.iter().filter(|(s, _)| *s == set) {
+        let ok = match body.get(*column) {
+            None | Some(Value::Null) => true,
+            Some(Value::String(v)) => time::Date::parse(v, &format).is_ok(),
+            Some(_) => false,
+        };
+        if !ok {
+            return Err(ApiError::bad_request(format!(
+                "Cannot convert the literal '{}' to the expected type 'Edm.Date'.",
+                body[*column]
+                    .as_str()
+                    .map_or_else(|| body[*column].to_string(), str::to_string)
+            )));
+        }
+    }
+    Ok(())
+}

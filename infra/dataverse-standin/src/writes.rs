@@ -59,6 +59,7 @@ pub fn changes_from_body(
     if def.set == "opportunities" {
         inner.schema.check_body(&body)?;
     }
+    crate::validation::date_only(def.set, &body)?;
     let mut changes = Map::new();
     for (key, value) in body {
         if let Some(nav) = key.strip_suffix("@odata.bind") {

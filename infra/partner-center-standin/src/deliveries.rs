@@ -21,6 +21,8 @@ pub(crate) struct PendingDelivery {
     referral_id: Option<String>,
     correlation_id: Option<String>,
     copies: u32,
+    /// The registration's `SignatureTokenToMsSignatureHeader`: sign in `x-ms-signature`.
+    signature_in_ms_header: bool,
 }
 
 fn change_date(t: OffsetDateTime) -> String {
@@ -43,13 +45,14 @@ pub(crate) fn emit(
             return;
         };
         let url = reg["WebhookUrl"].as_str().unwrap_or_default().to_string();
+        let signature_in_ms_header = reg["SignatureTokenToMsSignatureHeader"] == true;
         let wanted = reg["WebhookEvents"].as_array().is_some_and(|evs| {
             evs.iter().any(|e| {
                 e.as_str()
                     .is_some_and(|e| e.eq_ignore_ascii_case(event_name))
             })
         });
-        if event_name != TEST_EVENT && !wanted {
+        if !wanted {
             return;
         }
         let resource = match referral_id {
@@ -95,6 +98,7 @@ pub(crate) fn emit(
             referral_id: referral_id.map(str::to_string),
             correlation_id,
             copies,
+            signature_in_ms_header,
         };
         if faults.hold {
             inner.held.push(pending);
@@ -143,7 +147,14 @@ async fn deliver(state: &Arc<State>, p: PendingDelivery) {
                 .post(&p.url)
                 .timeout(state.config.delivery_timeout)
                 .header("Content-Type", "application/json")
-                .header("Authorization", &auth)
+                .header(
+                    if p.signature_in_ms_header {
+                        "x-ms-signature"
+                    } else {
+                        "Authorization"
+                    },
+                    &auth,
+                )
                 .header("X-MS-Certificate-Url", state.cert_url().as_str())
                 .header("X-MS-Signature-Algorithm", "rsa-sha256")
                 .body(p.body.clone())

@@ -40,6 +40,8 @@ fn router(state: Arc<State>, limiter: Arc<ratelimit::Limiter>) -> Router {
         .route("/_standin/devicelogin", get(device::login_page))
         .route("/_standin/device/approve", post(device::approve))
         .route("/_standin/device/decline", post(device::decline))
+        // The v1 endpoint of the referral-auth page's sample (`resource=`).
+        .route("/{tenant}/oauth2/token", post(token::token))
         .route(
             "/v1.0/engagements/referrals",
             get(referrals::list).post(referrals::create),
@@ -50,12 +52,12 @@ fn router(state: Arc<State>, limiter: Arc<ratelimit::Limiter>) -> Router {
                 .put(referrals::put)
                 .patch(referrals::patch_one),
         )
+        // No DELETE: the registration API does not offer one (axum answers 405).
         .route(
             "/webhooks/v1/registration",
             get(registration::get)
                 .post(registration::post)
-                .put(registration::put)
-                .delete(registration::delete),
+                .put(registration::put),
         )
         .route(
             "/webhooks/v1/registration/validationEvents",
@@ -140,6 +142,11 @@ impl StandinHandle {
     /// API requests the rate limit answered with a 429 so far.
     pub fn rate_limited(&self) -> u64 {
         self.limiter.throttled()
+    }
+
+    /// API requests that arrived inside a `Retry-After` window announced earlier.
+    pub fn ignored_retry_after(&self) -> u64 {
+        self.limiter.ignored_retry_after()
     }
 
     pub fn clear_faults(&self) {

@@ -23,6 +23,7 @@ pub(crate) async fn layer(
     if path.starts_with("/_standin")
         || path.starts_with("/cert/")
         || path.ends_with("/oauth2/v2.0/token")
+        || path.ends_with("/oauth2/token")
     {
         return next.run(req).await;
     }

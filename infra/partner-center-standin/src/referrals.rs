@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::state::State;
-use crate::token::unauthorized;
+use crate::token::{unauthorized, REFERRALS_AUDIENCE};
 use crate::{deliveries, filter, patch, validate};
 
 pub(crate) fn error(status: StatusCode, description: impl Into<String>) -> Response {
@@ -79,7 +79,7 @@ pub(crate) async fn list(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(r) = unauthorized(&state, &headers) {
+    if let Some(r) = unauthorized(&state, &headers, REFERRALS_AUDIENCE) {
         return r;
     }
     let clauses = match q.get("$filter").map(|f| filter::parse(f)).transpose() {
@@ -186,7 +186,7 @@ pub(crate) async fn get_one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(r) = unauthorized(&state, &headers) {
+    if let Some(r) = unauthorized(&state, &headers, REFERRALS_AUDIENCE) {
         return r;
     }
     match state.lock().find(&id) {
@@ -203,7 +203,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = unauthorized(&state, &headers) {
+    if let Some(r) = unauthorized(&state, &headers, REFERRALS_AUDIENCE) {
         return r;
     }
     let mut r: Value = match serde_json::from_slice(&body) {
@@ -240,7 +240,7 @@ async fn write(
     body: Bytes,
     kind: Write,
 ) -> Response {
-    if let Some(r) = unauthorized(&state, &headers) {
+    if let Some(r) = unauthorized(&state, &headers, REFERRALS_AUDIENCE) {
         return r;
     }
     let input: Value = match serde_json::from_slice(&body) {

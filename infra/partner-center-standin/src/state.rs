@@ -80,6 +80,13 @@ pub struct RequestRecord {
     pub correlation_id: Option<String>,
 }
 
+/// An access token the endpoint issued.
+pub(crate) struct IssuedToken {
+    pub expires: OffsetDateTime,
+    /// The resource it was issued for.
+    pub audience: String,
+}
+
 #[derive(Default)]
 pub(crate) struct Inner {
     /// Referrals in creation order, as JSON so unknown fields survive.
@@ -87,11 +94,13 @@ pub(crate) struct Inner {
     /// Position of each referral in `referrals` by id: a scan per lookup made the stand-in
     /// the bottleneck of a 10,000-referral benchmark.
     by_id: HashMap<String, usize>,
-    pub access_tokens: HashMap<String, OffsetDateTime>,
+    pub access_tokens: HashMap<String, IssuedToken>,
     pub refresh_tokens: HashSet<String>,
     pub token_requests: u64,
     pub registration: Option<Value>,
     pub validation_events: HashMap<String, String>,
+    /// When validation events were asked for (2 a minute are allowed).
+    pub validation_posts: Vec<std::time::Instant>,
     pub faults: Vec<Fault>,
     pub delivery_faults: DeliveryFaults,
     pub deliveries: Vec<DeliveryRecord>,

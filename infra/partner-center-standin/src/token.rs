@@ -1,4 +1,6 @@
-//! The Entra token endpoint, and the bearer check the API routes share.
+//! The Entra token endpoint, and the bearer check the API routes share. A token is issued
+//! for one resource (audience) and accepted only by the API of that audience, as
+//! Entra-protected APIs do: the referrals API and the webhook registration API differ.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +13,26 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::state::State;
+use crate::state::{IssuedToken, State};
+
+/// The referrals API's token resource.
+pub(crate) const REFERRALS_AUDIENCE: &str = "https://api.partner.microsoft.com";
+/// The Partner Center REST API's (webhook registration) token resource.
+pub(crate) const WEBHOOK_AUDIENCE: &str = "https://api.partnercenter.microsoft.com";
+const AUDIENCES: &[&str] = &[REFERRALS_AUDIENCE, WEBHOOK_AUDIENCE];
+
+/// The resource a token request asks for: v1 `resource=`, or the v2 `scope=` (`<resource>/.default`
+/// or `<resource>/<permission>`, among `openid`, `offline_access` and the like).
+fn requested_audience(form: &HashMap<String, String>) -> Option<String> {
+    if let Some(r) = form.get("resource") {
+        return Some(r.trim_end_matches('/').to_string());
+    }
+    form.get("scope")?
+        .split_whitespace()
+        .filter_map(|s| url::Url::parse(s).ok())
+        .find(|u| u.scheme() == "https")
+        .map(|u| u.origin().ascii_serialization())
+}
 
 pub(crate) fn entra_error(
     status: StatusCode,
@@ -106,16 +127,35 @@ pub(crate) async fn token(
             )
         }
     };
+    let audience = match requested_audience(&form) {
+        Some(a) if AUDIENCES.contains(&a.as_str()) => a,
+        other => {
+            return entra_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_resource",
+                &format!(
+                    "The resource principal named {} was not found in the tenant.",
+                    other.unwrap_or_default()
+                ),
+                500011,
+            )
+        }
+    };
     let access = format!("standin-access-{}", Uuid::new_v4());
     let lifetime = state.config.token_lifetime;
-    inner
-        .access_tokens
-        .insert(access.clone(), OffsetDateTime::now_utc() + lifetime);
+    inner.access_tokens.insert(
+        access.clone(),
+        IssuedToken {
+            expires: OffsetDateTime::now_utc() + lifetime,
+            audience: audience.clone(),
+        },
+    );
     let mut body = json!({
         "token_type": "Bearer",
         "expires_in": lifetime.as_secs(),
         "ext_expires_in": lifetime.as_secs(),
         "access_token": access,
+        "resource": audience,
     });
     if let Some(rt) = rotated {
         body["refresh_token"] = json!(rt);
@@ -126,27 +166,38 @@ pub(crate) async fn token(
     Json(body).into_response()
 }
 
-/// The 401 to send when the bearer token is missing, unknown or expired.
-pub(crate) fn unauthorized(state: &State, headers: &HeaderMap) -> Option<Response> {
+/// The 401 to send when the bearer token is missing, unknown, expired, or issued for
+/// another `audience` than the API's.
+pub(crate) fn unauthorized(state: &State, headers: &HeaderMap, audience: &str) -> Option<Response> {
     let token = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let valid = token.is_some_and(|t| {
+    let issued = token.and_then(|t| {
         state
             .lock()
             .access_tokens
             .get(t)
-            .is_some_and(|exp| *exp > OffsetDateTime::now_utc())
+            .filter(|i| i.expires > OffsetDateTime::now_utc())
+            .map(|i| i.audience.clone())
     });
-    if valid {
-        None
-    } else {
-        Some((
+    let (challenge, description) = match issued {
+        Some(a) if a == audience => return None,
+        Some(a) => (
+            format!("Bearer error=\"invalid_token\", error_description=\"The audience '{a}' is invalid\""),
+            format!("Unauthorized: the token was issued for {a}, this API takes {audience}"),
+        ),
+        None => (
+            "Bearer".to_string(),
+            "Unauthorized: a valid bearer token is required".to_string(),
+        ),
+    };
+    Some(
+        (
             StatusCode::UNAUTHORIZED,
-            [("WWW-Authenticate", "Bearer")],
-            Json(json!({"code": "401", "description": "Unauthorized: a valid bearer token is required"})),
+            [("WWW-Authenticate", challenge)],
+            Json(json!({"code": "401", "description": description})),
         )
-            .into_response())
-    }
+            .into_response(),
+    )
 }

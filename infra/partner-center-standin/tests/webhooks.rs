@@ -15,9 +15,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use common::*;
 use cosell::partner_center::{
-    CertificateSource, HttpCertificateSource, PartnerCenterError, PatchOp, VerifiedEvent,
-    WebhookVerifier,
+    CertificateSource, Cleared, HttpCertificateSource, PartnerCenterError, PatchOp, VerifiedEvent,
+    WebhookVerifier, WEBHOOK_SCOPE,
 };
+use cosell::retry::CallError;
 use partner_center_standin::{DeliveryFaults, CERT_ORGANIZATION};
 use serde_json::json;
 use url::Url;
@@ -45,6 +46,8 @@ struct Receiver {
     accepted: Mutex<Vec<VerifiedEvent>>,
     /// Answer 500 to this many deliveries first.
     fail_next: AtomicU32,
+    /// Per delivery: (`x-ms-signature` present, `Authorization` present).
+    signature_headers: Mutex<Vec<(bool, bool)>>,
 }
 
 async fn receive(
@@ -52,6 +55,10 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, Json<serde_json::Value>) {
+    rx.signature_headers.lock().unwrap().push((
+        headers.contains_key("x-ms-signature"),
+        headers.contains_key("authorization"),
+    ));
     if rx.fail_next.load(Ordering::SeqCst) > 0 {
         rx.fail_next.fetch_sub(1, Ordering::SeqCst);
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({})));
@@ -80,6 +87,7 @@ async fn start_receiver() -> (Arc<Receiver>, Url) {
         source,
         accepted: Mutex::new(Vec::new()),
         fail_next: AtomicU32::new(0),
+        signature_headers: Mutex::new(Vec::new()),
     });
     let app = Router::new()
         .route("/webhooks/callback", post(receive))
@@ -129,15 +137,21 @@ async fn registration_lifecycle_and_validation_event() {
         .await
         .unwrap();
     assert_eq!(updated.webhook_events, ["referral-updated"]);
-    assert_eq!(
-        env.client
-            .get_registration()
-            .await
-            .unwrap()
-            .unwrap()
-            .webhook_events,
-        ["referral-updated"]
+    let current = env.client.get_registration().await.unwrap().unwrap();
+    assert_eq!(current.webhook_events, ["referral-updated"]);
+    assert!(!current.accepts_test_event());
+
+    // "You must be registered for the test-created event ... before sending a validation event."
+    let refused = env.client.send_test_event().await.unwrap_err();
+    assert!(
+        matches!(&refused, PartnerCenterError::Invalid { status: 400, message, .. } if message.contains("test-created")),
+        "{refused:?}"
     );
+    assert!(env.standin.deliveries().is_empty());
+    env.client
+        .update_registration(url.as_str(), &["referral-updated", "test-created"])
+        .await
+        .unwrap();
 
     let correlation = env.client.send_test_event().await.unwrap();
     env.standin.wait_for_deliveries(1, WAIT).await;
@@ -153,13 +167,101 @@ async fn registration_lifecycle_and_validation_event() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(env.standin.deliveries().len(), 1);
 
-    env.client.delete_registration().await.unwrap();
-    assert_eq!(env.client.get_registration().await.unwrap(), None);
+    // No DELETE: retiring the registration updates it to no events.
+    assert_eq!(
+        env.client.clear_registration().await.unwrap(),
+        Cleared::Cleared
+    );
+    let left = env.client.get_registration().await.unwrap().unwrap();
+    assert!(left.webhook_events.is_empty());
+    assert_eq!(
+        env.client.clear_registration().await.unwrap(),
+        Cleared::NoneRegistered
+    );
     let err = env.client.send_test_event().await.unwrap_err();
-    assert!(matches!(
-        err,
-        PartnerCenterError::NotFound { .. } | PartnerCenterError::Invalid { status: 404, .. }
-    ));
+    assert!(
+        matches!(err, PartnerCenterError::Invalid { status: 400, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_registration_api_offers_no_delete() {
+    let env = env().await;
+    let (_rx, url) = start_receiver().await;
+    env.client.register(url.as_str(), EVENTS).await.unwrap();
+    let token = env.tokens.for_scope(WEBHOOK_SCOPE).token().await.unwrap();
+    let resp = reqwest::Client::new()
+        .delete(
+            env.standin
+                .base_url()
+                .join("webhooks/v1/registration")
+                .unwrap(),
+        )
+        .bearer_auth(token.expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(env.standin.registration().is_some());
+}
+
+#[tokio::test]
+async fn validation_events_are_limited_to_two_a_minute() {
+    let env = env().await;
+    let (_rx, url) = start_receiver().await;
+    env.client
+        .register(url.as_str(), &["referral-created", "test-created"])
+        .await
+        .unwrap();
+    env.client.send_test_event().await.unwrap();
+    env.client.send_test_event().await.unwrap();
+    let err = env.client.send_test_event().await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            PartnerCenterError::Call(CallError::Throttled { retry_after, .. })
+                if *retry_after > Duration::from_secs(30)
+        ),
+        "{err:?}"
+    );
+    // Its own limit: the rest of the registration API is not held back by it.
+    assert!(env.client.get_registration().await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_registration_that_asks_for_x_ms_signature_gets_it_and_the_verifier_accepts_it() {
+    let env = env().await;
+    let (rx, url) = start_receiver().await;
+    let token = env.tokens.for_scope(WEBHOOK_SCOPE).token().await.unwrap();
+    let resp = reqwest::Client::new()
+        .post(
+            env.standin
+                .base_url()
+                .join("webhooks/v1/registration")
+                .unwrap(),
+        )
+        .bearer_auth(token.expose())
+        .json(&json!({
+            "WebhookUrl": url.as_str(),
+            "WebhookEvents": ["referral-created"],
+            "SignatureTokenToMsSignatureHeader": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let created = env.standin.create_incoming_referral("signed", "Contoso");
+    let deliveries = env.standin.wait_for_deliveries(1, WAIT).await;
+    assert_eq!(deliveries[0].outcome, "delivered", "{deliveries:?}");
+    let got = accepted(&rx);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].referral_id.as_deref(), created["id"].as_str());
+    assert_eq!(
+        rx.signature_headers.lock().unwrap().as_slice(),
+        [(true, false)],
+        "x-ms-signature set, Authorization absent"
+    );
 }
 
 #[tokio::test]

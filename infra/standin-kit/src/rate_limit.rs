@@ -1,6 +1,8 @@
 //! An optional request-rate limit, as both real services enforce one: a token bucket over
-//! API requests. Off unless set; each stand-in decides which paths are free and what its 429
-//! body looks like.
+//! API requests, per service (one limiter per stand-in, whatever the route). A 429 announces
+//! a `Retry-After` window, and every request inside that window is refused too (and counted:
+//! a caller that shares one gate per service sends none). Off unless set; each stand-in
+//! decides which paths are free and what its 429 body looks like.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -47,11 +49,22 @@ impl Bucket {
 pub struct Limiter {
     bucket: Mutex<Option<Bucket>>,
     throttled: Mutex<u64>,
+    /// End of the `Retry-After` window last announced.
+    window: Mutex<Option<Instant>>,
+    /// Requests that arrived inside an announced window.
+    in_window: Mutex<u64>,
 }
 
 impl Limiter {
     pub fn set(&self, limit: Option<RateLimit>) {
         *lock(&self.bucket) = limit.map(|l| Bucket::new(l, Instant::now()));
+        *lock(&self.window) = None;
+    }
+
+    /// Requests that came while a `Retry-After` window announced earlier was still open
+    /// (each was refused).
+    pub fn ignored_retry_after(&self) -> u64 {
+        *lock(&self.in_window)
     }
 
     /// Requests answered with a 429 by the limit so far.
@@ -62,12 +75,23 @@ impl Limiter {
     /// Takes a token for one request, or says how long until one is there (and counts
     /// the refusal).
     pub fn take(&self) -> Result<(), Duration> {
-        let taken = match lock(&self.bucket).as_mut() {
-            Some(b) => b.take(Instant::now()),
-            None => Ok(()),
+        let now = Instant::now();
+        let mut bucket = lock(&self.bucket);
+        let Some(b) = bucket.as_mut() else {
+            return Ok(());
         };
-        if taken.is_err() {
+        let mut window = lock(&self.window);
+        if let Some(until) = *window {
+            if now < until {
+                *lock(&self.throttled) += 1;
+                *lock(&self.in_window) += 1;
+                return Err(until - now);
+            }
+        }
+        let taken = b.take(now);
+        if let Err(wait) = taken {
             *lock(&self.throttled) += 1;
+            *window = Some(now + Duration::from_secs(retry_after_secs(wait)));
         }
         taken
     }
@@ -108,5 +132,21 @@ mod tests {
         // Never more than the burst, however long it was idle.
         let t2 = t1 + Duration::from_secs(60);
         assert!(b.take(t2).is_ok() && b.take(t2).is_ok() && b.take(t2).is_err());
+    }
+
+    #[test]
+    fn requests_inside_an_announced_window_are_refused_and_counted() {
+        let l = Limiter::default();
+        l.set(Some(RateLimit {
+            per_second: 1000.0,
+            burst: 1,
+        }));
+        assert!(l.take().is_ok());
+        let wait = l.take().unwrap_err();
+        assert!(wait <= Duration::from_millis(1));
+        // The bucket refills within a millisecond, but the 429 announced a whole second.
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(l.take().is_err());
+        assert_eq!((l.throttled(), l.ignored_retry_after()), (2, 1));
     }
 }

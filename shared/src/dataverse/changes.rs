@@ -37,12 +37,12 @@ impl DataverseClient {
         let first = match delta_link {
             Some(link) => self.own_link(CALL, link)?,
             None => {
-                let mut url = self.url("opportunities");
-                if !select.is_empty() {
-                    url.query_pairs_mut()
-                        .append_pair("$select", &select.join(","));
-                }
-                url
+                let columns = if select.is_empty() {
+                    self.selects.opportunity()
+                } else {
+                    select.join(",")
+                };
+                super::client::selecting(self.url("opportunities"), &columns)
             }
         };
         let prefer = query::prefer_track_changes(self.page_size);
@@ -114,6 +114,7 @@ impl DataverseClient {
     ) -> Result<Vec<Opportunity>, DataverseError> {
         let mut url = self.url("opportunities");
         url.query_pairs_mut()
+            .append_pair("$select", &self.selects.opportunity())
             .append_pair(
                 "$filter",
                 &format!("modifiedon ge {}", query::datetime(watermark)),

@@ -1,5 +1,9 @@
 //! The Dataverse Web API client. Every call carries the OData headers and a bearer token;
-//! a 401 gets one retry with a fresh token; error statuses become [`DataverseError`].
+//! every read a `$select`; every write `MSCRM.SuppressCallbackRegistrationExpanderJob`, so
+//! our own writes do not trigger Power Automate flows (such as those of Microsoft's co-sell
+//! connector, which would sync them again). A 401 gets one retry with a fresh token; error
+//! statuses become [`DataverseError`]; a 429 holds every caller of the environment with the
+//! same credential back for its `Retry-After`.
 
 use std::sync::Arc;
 
@@ -13,9 +17,11 @@ use url::Url;
 use super::error::{DataverseError, DELTA_EXPIRED_TEXT};
 use super::model::{status_reason, Account, Contact, Opportunity};
 use super::query;
+use super::select::Selects;
 use crate::config::ColumnNames;
 use crate::entra::TokenProvider;
-use crate::retry::{self, RetryPolicy};
+use crate::mapping::Mapping;
+use crate::retry::{self, CallOptions, Idempotency, RetryPolicy, ThrottleGate};
 
 const API_PATH: &str = "api/data/v9.2/";
 pub(super) const RETURN_REPRESENTATION: &str = "return=representation";
@@ -33,6 +39,28 @@ pub(super) struct Target<'a> {
 const NEW_ROW: &str = "(new)";
 
 pub(super) const NO_TARGET: Target<'static> = Target { entity: "", id: "" };
+
+/// What a request does, which decides its retries and headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Read,
+    Write(Idempotency),
+}
+
+/// A create is idempotent by construction when the body carries the new row's primary
+/// key: a replay after the first was applied is refused as a duplicate.
+fn create_idempotency(body: &Map<String, Value>, key: &str) -> Idempotency {
+    match body.get(key) {
+        Some(Value::String(id)) if !id.is_empty() => Idempotency::Idempotent,
+        _ => Idempotency::NotIdempotent,
+    }
+}
+
+/// `url` with `$select=<columns>` added.
+pub(super) fn selecting(mut url: Url, columns: &str) -> Url {
+    url.query_pairs_mut().append_pair("$select", columns);
+    url
+}
 
 #[derive(Deserialize, Default)]
 struct ErrorBody {
@@ -66,6 +94,8 @@ pub struct DataverseClient {
     columns: ColumnNames,
     policy: RetryPolicy,
     pub(super) page_size: u32,
+    pub(super) selects: Selects,
+    gate: Arc<ThrottleGate>,
 }
 
 impl DataverseClient {
@@ -92,14 +122,32 @@ impl DataverseClient {
             org.set_path(&path);
         }
         let api_base = org.join(API_PATH).expect("static path joins onto a URL");
+        let gate = ThrottleGate::shared(&format!(
+            "dataverse|{}|{}",
+            api_base.origin().ascii_serialization(),
+            tokens.credential_key()
+        ));
         DataverseClient {
             http,
             tokens,
             api_base,
+            selects: Selects::new(&columns),
             columns,
             policy,
             page_size: DEFAULT_PAGE_SIZE,
+            gate,
         }
+    }
+
+    /// The environment's throttle gate, shared by every client of the same credential.
+    pub fn throttle_gate(&self) -> &ThrottleGate {
+        &self.gate
+    }
+
+    /// Also selects every column `mapping` reads or writes.
+    pub fn with_mapping(mut self, mapping: &Mapping) -> Self {
+        self.selects.add_mapping(mapping, &self.columns);
+        self
     }
 
     /// Rows per page of collection reads (capped at 5000).
@@ -159,17 +207,29 @@ impl DataverseClient {
         &self,
         call: &str,
         target: Target<'_>,
+        kind: Kind,
         build: &(dyn Fn() -> RequestBuilder + Sync),
     ) -> Result<Response, DataverseError> {
+        let idempotency = match kind {
+            Kind::Read => Idempotency::Idempotent,
+            Kind::Write(i) => i,
+        };
+        let options = CallOptions::new(idempotency, &self.gate);
         let mut renewed = false;
         loop {
             let token = self.tokens.token().await?;
-            let resp = retry::send(&self.policy, call, || {
-                build()
+            let resp = retry::send_with(&self.policy, call, options, || {
+                let req = build()
                     .bearer_auth(token.expose())
                     .header(ACCEPT, HeaderValue::from_static("application/json"))
                     .header("OData-MaxVersion", "4.0")
-                    .header("OData-Version", "4.0")
+                    .header("OData-Version", "4.0");
+                match kind {
+                    Kind::Read => req,
+                    Kind::Write(_) => {
+                        req.header("MSCRM.SuppressCallbackRegistrationExpanderJob", "true")
+                    }
+                }
             })
             .await?;
             let status = resp.status();
@@ -198,7 +258,7 @@ impl DataverseClient {
         prefer: Option<&str>,
     ) -> Result<T, DataverseError> {
         let resp = self
-            .send(call, target, &|| {
+            .send(call, target, Kind::Read, &|| {
                 let req = self.http.get(url.clone());
                 match prefer {
                     Some(p) => req.header("Prefer", p),
@@ -211,6 +271,8 @@ impl DataverseClient {
 
     /// POST or PATCH `body` asking for the row back; falls back to a GET when the service
     /// answers 204 (it may ignore the preference).
+    /// `select` names the columns to return.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn write_returning<T: DeserializeOwned>(
         &self,
         call: &str,
@@ -219,9 +281,16 @@ impl DataverseClient {
         url: Url,
         if_match: Option<&str>,
         body: &Map<String, Value>,
+        select: &str,
     ) -> Result<T, DataverseError> {
+        // PATCH always carries If-Match here (an etag or `*`): a replay changes nothing new.
+        let idempotency = match method {
+            Method::POST => create_idempotency(body, &format!("{}id", target.entity)),
+            _ => Idempotency::Idempotent,
+        };
+        let url = selecting(url, select);
         let resp = self
-            .send(call, target, &|| {
+            .send(call, target, Kind::Write(idempotency), &|| {
                 let req = self
                     .http
                     .request(method.clone(), url.clone())
@@ -240,7 +309,7 @@ impl DataverseClient {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let row_url = match location {
-                Some(l) => self.own_link(call, &l)?,
+                Some(l) => selecting(self.own_link(call, &l)?, select),
                 None if method == Method::PATCH => url.clone(),
                 None => {
                     return Err(DataverseError::Malformed {
@@ -292,6 +361,7 @@ impl DataverseClient {
             self.url("opportunities"),
             None,
             body,
+            &self.selects.opportunity(),
         )
         .await
     }
@@ -302,6 +372,7 @@ impl DataverseClient {
             entity: "opportunity",
             id,
         };
+        let url = selecting(url, &self.selects.opportunity());
         self.get_json("get opportunity", target, url, None).await
     }
 
@@ -325,6 +396,7 @@ impl DataverseClient {
             url,
             Some(etag.unwrap_or("*")),
             body,
+            &self.selects.opportunity(),
         )
         .await
     }
@@ -371,8 +443,15 @@ impl DataverseClient {
             entity: "opportunity",
             id,
         };
-        self.send(action, target, &|| self.http.post(url.clone()).json(&body))
-            .await?;
+        // Not idempotent: a replay after the close was applied is refused (the row is
+        // closed), which would read as a failure; the caller re-reads instead.
+        self.send(
+            action,
+            target,
+            Kind::Write(Idempotency::NotIdempotent),
+            &|| self.http.post(url.clone()).json(&body),
+        )
+        .await?;
         Ok(())
     }
 
@@ -393,6 +472,7 @@ impl DataverseClient {
             url,
             Some("*"),
             &body,
+            &self.selects.opportunity(),
         )
         .await
     }
@@ -410,6 +490,7 @@ impl DataverseClient {
         );
         let mut url = self.url("opportunities");
         url.query_pairs_mut()
+            .append_pair("$select", &self.selects.opportunity())
             .append_pair("$filter", &filter)
             .append_pair("$orderby", "createdon asc,opportunityid asc");
         let mut rows: Vec<Opportunity> = self.query_all("find opportunity", url).await?;
@@ -437,6 +518,7 @@ impl DataverseClient {
         }
         let mut url = self.url("accounts");
         url.query_pairs_mut()
+            .append_pair("$select", &self.selects.account())
             .append_pair("$filter", &filter)
             .append_pair("$orderby", "createdon asc,accountid asc");
         let mut rows: Vec<Account> = self.query_all("find account", url).await?;
@@ -456,6 +538,7 @@ impl DataverseClient {
             self.url("accounts"),
             None,
             &body,
+            &self.selects.account(),
         )
         .await
     }
@@ -467,6 +550,7 @@ impl DataverseClient {
             entity: "account",
             id,
         };
+        let url = selecting(url, &self.selects.account());
         self.get_json("get account", target, url, None).await
     }
 
@@ -477,6 +561,7 @@ impl DataverseClient {
             entity: "contact",
             id,
         };
+        let url = selecting(url, &self.selects.contact());
         self.get_json("get contact", target, url, None).await
     }
 
@@ -486,6 +571,7 @@ impl DataverseClient {
     ) -> Result<Option<Contact>, DataverseError> {
         let mut url = self.url("contacts");
         url.query_pairs_mut()
+            .append_pair("$select", &self.selects.contact())
             .append_pair(
                 "$filter",
                 &format!("emailaddress1 eq {}", query::quote(email)),
@@ -512,6 +598,7 @@ impl DataverseClient {
             self.url("contacts"),
             None,
             &body,
+            &self.selects.contact(),
         )
         .await
     }

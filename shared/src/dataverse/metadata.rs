@@ -8,7 +8,8 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::client::{read_json, DataverseClient, NO_TARGET};
+use super::client::{read_json, DataverseClient, Kind, NO_TARGET};
+use crate::retry::Idempotency;
 use super::error::DataverseError;
 
 /// The label language of what setup creates (English).
@@ -240,7 +241,7 @@ impl DataverseClient {
     ) -> Result<(), DataverseError> {
         let url = self.url(&format!("{}/Attributes", entity_path(entity)));
         let body = attribute_body(spec);
-        self.send("create column", NO_TARGET, &|| {
+        self.send("create column", NO_TARGET, Kind::Write(Idempotency::NotIdempotent), &|| {
             self.http.post(url.clone()).json(&body)
         })
         .await?;
@@ -286,7 +287,7 @@ impl DataverseClient {
             "DisplayName": label(display),
             "KeyAttributes": attributes,
         });
-        self.send("create key", NO_TARGET, &|| {
+        self.send("create key", NO_TARGET, Kind::Write(Idempotency::NotIdempotent), &|| {
             self.http.post(url.clone()).json(&body)
         })
         .await?;
@@ -313,7 +314,7 @@ impl DataverseClient {
             .await?;
         definition.retain(|k, _| !k.starts_with("@odata.context"));
         definition.insert("ChangeTrackingEnabled".into(), Value::Bool(true));
-        self.send("update table definition", NO_TARGET, &|| {
+        self.send("update table definition", NO_TARGET, Kind::Write(Idempotency::Idempotent), &|| {
             self.http
                 .put(url.clone())
                 .header("MSCRM.MergeLabels", "true")
@@ -329,7 +330,7 @@ impl DataverseClient {
         let body = json!({
             "ParameterXml": format!("<importexportxml><entities><entity>{entity}</entity></entities></importexportxml>"),
         });
-        self.send("PublishXml", NO_TARGET, &|| {
+        self.send("PublishXml", NO_TARGET, Kind::Write(Idempotency::Idempotent), &|| {
             self.http.post(url.clone()).json(&body)
         })
         .await?;
@@ -354,7 +355,7 @@ impl DataverseClient {
             "systemusers({user_id})/Microsoft.Dynamics.CRM.RetrieveUserPrivileges"
         ));
         let resp = self
-            .send("RetrieveUserPrivileges", NO_TARGET, &|| {
+            .send("RetrieveUserPrivileges", NO_TARGET, Kind::Read, &|| {
                 self.http.get(url.clone())
             })
             .await?;

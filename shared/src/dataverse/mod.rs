@@ -9,9 +9,11 @@ pub mod metadata;
 pub mod model;
 pub mod query;
 mod rows;
+mod select;
 
 pub use changes::ChangeSet;
 pub use client::DataverseClient;
 pub use error::DataverseError;
 pub use model::{Account, Contact, Opportunity};
 pub use rows::Currency;
+pub use select::Selects;

@@ -13,8 +13,13 @@ pub fn quote(s: &str) -> String {
 }
 
 /// A DateTimeOffset literal in UTC (`2024-05-01T00:00:00Z`), unquoted as OData wants it.
+/// Dataverse takes at most 7 fractional digits (its 100 ns ticks): finer time is cut, which
+/// moves a `ge` bound earlier, never later, so no row is skipped.
 pub fn datetime(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
+    let utc = t.to_offset(time::UtcOffset::UTC);
+    let ticks = utc.nanosecond() / 100 * 100;
+    utc.replace_nanosecond(ticks)
+        .expect("a whole number of ticks is a valid nanosecond")
         .format(&Rfc3339)
         .expect("a UTC date-time formats as RFC 3339")
 }
@@ -59,6 +64,12 @@ mod tests {
     fn datetime_literal_is_utc() {
         let t = datetime!(2024-05-01 02:30:00 +02:00);
         assert_eq!(super::datetime(t), "2024-05-01T00:30:00Z");
+    }
+
+    #[test]
+    fn datetime_literal_has_at_most_seven_fractional_digits() {
+        let t = datetime!(2024-05-01 00:00:00.123456789 UTC);
+        assert_eq!(super::datetime(t), "2024-05-01T00:00:00.1234567Z");
     }
 
     #[test]

@@ -7,10 +7,11 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::client::{read_json, writable, Target, RETURN_REPRESENTATION};
+use super::client::{read_json, selecting, writable, Kind, Target, RETURN_REPRESENTATION};
 use super::error::DataverseError;
 use super::model::{status_reason, state, Account, Contact, Opportunity};
 use super::DataverseClient;
+use crate::retry::Idempotency;
 
 /// One `transactioncurrency` row.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -28,12 +29,15 @@ impl DataverseClient {
         entity: &str,
         id: &str,
         body: &Map<String, Value>,
+        select: &str,
     ) -> Result<T, DataverseError> {
         let call = format!("create {entity}");
-        let url = self.entity_url(set, entity, id)?;
+        let url = selecting(self.entity_url(set, entity, id)?, select);
         let target = Target { entity, id };
+        // Create-only on a fixed key: a replay after the first was applied gets 412.
+        let kind = Kind::Write(Idempotency::Idempotent);
         let resp = self
-            .send(&call, target, &|| {
+            .send(&call, target, kind, &|| {
                 self.http
                     .request(Method::PATCH, url.clone())
                     .header("If-None-Match", "*")
@@ -53,7 +57,8 @@ impl DataverseClient {
         id: &str,
         body: &Map<String, Value>,
     ) -> Result<Opportunity, DataverseError> {
-        self.create_with_id("opportunities", "opportunity", id, body)
+        let select = self.selects.opportunity();
+        self.create_with_id("opportunities", "opportunity", id, body, &select)
             .await
     }
 
@@ -64,7 +69,9 @@ impl DataverseClient {
     ) -> Result<Account, DataverseError> {
         let mut body = writable(account)?;
         body.remove("accountid");
-        self.create_with_id("accounts", "account", id, &body).await
+        let select = self.selects.account();
+        self.create_with_id("accounts", "account", id, &body, &select)
+            .await
     }
 
     /// A `parentcustomerid` is bound as the contact's account.
@@ -78,7 +85,9 @@ impl DataverseClient {
         if let Some(account) = &contact.parentcustomerid {
             body.extend([super::bind::contact_company(account)]);
         }
-        self.create_with_id("contacts", "contact", id, &body).await
+        let select = self.selects.contact();
+        self.create_with_id("contacts", "contact", id, &body, &select)
+            .await
     }
 
     /// Reopens a won or lost opportunity while its etag still matches.
@@ -102,6 +111,7 @@ impl DataverseClient {
             url,
             Some(etag),
             &body,
+            &self.selects.opportunity(),
         )
         .await
     }

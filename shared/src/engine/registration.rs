@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use url::Url;
 
 use crate::engine::SyncError;
-use crate::partner_center::{PartnerCenterClient, Registration};
+use crate::partner_center::{Cleared, PartnerCenterClient, Registration};
 use crate::store::{Store, StoreError};
 
 /// Sync-state key of the registration last made.
@@ -62,22 +62,17 @@ pub async fn ensure_webhook(
     Ok(change)
 }
 
-/// Deletes the registration; `false` when there was none. The recorded state is cleared
-/// either way.
+/// Retires the registration: the API has no DELETE, so it is updated to no events (or left
+/// in place when the service refuses that, which the answer says). The recorded state is
+/// cleared either way.
 pub async fn remove_webhook(
     pc: &PartnerCenterClient,
     store: &dyn Store,
-) -> Result<bool, SyncError> {
-    let existed = match pc.get_registration().await? {
-        Some(_) => {
-            pc.delete_registration().await?;
-            true
-        }
-        None => false,
-    };
+) -> Result<Cleared, SyncError> {
+    let cleared = pc.clear_registration().await?;
     record(store, None, &[]).await?;
-    tracing::info!(existed, "webhook registration removed");
-    Ok(existed)
+    tracing::info!(?cleared, "webhook registration retired");
+    Ok(cleared)
 }
 
 /// The registration this connector last recorded, `None` when none is (or after removal).

@@ -12,7 +12,7 @@ use crate::engine::{Engine, SyncOptions};
 use crate::entra::{Grant, RefreshTokenStore, TokenProvider};
 use crate::mapping::Mapping;
 use crate::partner_center::webhook_verify::{HttpCertificateSource, WebhookVerifier};
-use crate::partner_center::PartnerCenterClient;
+use crate::partner_center::{PartnerCenterClient, REFERRALS_SCOPE};
 use crate::retry::RetryPolicy;
 use crate::store::Store;
 
@@ -64,7 +64,9 @@ pub fn partner_center_client(
         config.pc_token_url(),
         config.pc_client_id.clone(),
         config.pc_client_secret.clone(),
-        resource_scope(&config.pc_api_url),
+        // The documented audience, whatever host serves it (a local stand-in checks it);
+        // the client derives the webhook API's token from the same grant.
+        REFERRALS_SCOPE,
         grant,
         retry_policy(config),
     );
@@ -90,13 +92,18 @@ pub fn dataverse_client(config: &Config, http: &reqwest::Client) -> DataverseCli
         Grant::ClientCredentials,
         retry_policy(config),
     );
-    DataverseClient::new(
+    let client = DataverseClient::new(
         http.clone(),
         Arc::new(tokens),
         config.dataverse_url.clone(),
         config.columns.clone(),
         retry_policy(config),
-    )
+    );
+    // Reads select the mapped columns; a broken mapping is reported where it is used.
+    match mapping(config) {
+        Ok(m) => client.with_mapping(&m),
+        Err(_) => client,
+    }
 }
 
 pub fn webhook_verifier(config: &Config, http: &reqwest::Client) -> WebhookVerifier {

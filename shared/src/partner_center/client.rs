@@ -1,6 +1,11 @@
-//! The Partner Center referrals API client. Every call carries a bearer token, an
-//! `MS-RequestId` that stays the same across the retries of one logical call (the service
-//! uses it for idempotency) and an `MS-CorrelationId`; a 401 gets one retry with a fresh token.
+//! The Partner Center client: the referrals API and the webhook registration API. They are
+//! two services with two token audiences (`https://api.partner.microsoft.com` and
+//! `https://api.partnercenter.microsoft.com`), so the client holds one token cache per
+//! audience (both from the same grant) and one throttle gate per service. Every call carries
+//! a bearer token, an `MS-RequestId` that stays the same across the retries of one logical
+//! call (the idempotency key on the Partner Center REST headers page) and an
+//! `MS-CorrelationId` that is new on every request ("should be reset for every call");
+//! a 401 gets one retry with a fresh token.
 
 use std::sync::Arc;
 
@@ -15,7 +20,15 @@ use super::error::PartnerCenterError;
 use super::referral::Referral;
 use super::status::{ReferralStatus, ReferralSubstatus};
 use crate::entra::TokenProvider;
-use crate::retry::{self, RetryPolicy};
+use crate::retry::{self, CallOptions, Idempotency, RetryPolicy, ThrottleGate};
+
+/// The referrals API's token resource.
+pub const REFERRALS_AUDIENCE: &str = "https://api.partner.microsoft.com";
+/// The webhook registration API's token resource (the Partner Center REST API's).
+pub const WEBHOOK_AUDIENCE: &str = "https://api.partnercenter.microsoft.com";
+/// Entra v2 scopes of the two audiences.
+pub const REFERRALS_SCOPE: &str = "https://api.partner.microsoft.com/.default";
+pub const WEBHOOK_SCOPE: &str = "https://api.partnercenter.microsoft.com/.default";
 
 const REFERRALS_PATH: &str = "v1.0/engagements/referrals";
 
@@ -74,15 +87,28 @@ struct PageBody {
 pub struct PartnerCenterClient {
     pub(super) http: reqwest::Client,
     tokens: Arc<TokenProvider>,
+    webhook_tokens: Arc<TokenProvider>,
     api_base: Url,
     pub(super) webhook_api_base: Url,
     policy: RetryPolicy,
+    referrals_gate: Arc<ThrottleGate>,
+    webhook_gate: Arc<ThrottleGate>,
+    /// Validation events have their own limit (2 a minute), which says nothing of the rest.
+    validation_gate: Arc<ThrottleGate>,
 }
 
-/// The ids of one logical call, logged so a support case can quote them.
+/// Which of the two services a call goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Api {
+    Referrals,
+    Webhooks,
+    /// `POST .../registration/validationEvents`: the webhook API with its own limit.
+    Validation,
+}
+
+/// The id of one logical call, logged so a support case can quote it.
 pub(super) struct CallIds {
     request_id: String,
-    correlation_id: String,
 }
 
 impl CallIds {
@@ -93,7 +119,6 @@ impl CallIds {
             request_id: request_id
                 .map(str::to_string)
                 .unwrap_or_else(|| Uuid::new_v4().to_string()),
-            correlation_id: Uuid::new_v4().to_string(),
         }
     }
 }
@@ -107,6 +132,8 @@ impl PartnerCenterClient {
         }
     }
 
+    /// `tokens` is for the referrals API ([`REFERRALS_SCOPE`]); the webhook registration
+    /// API's tokens come from the same grant for [`WEBHOOK_SCOPE`].
     pub fn new(
         http: reqwest::Client,
         tokens: Arc<TokenProvider>,
@@ -114,13 +141,33 @@ impl PartnerCenterClient {
         webhook_api_base: Url,
         policy: RetryPolicy,
     ) -> Self {
+        let webhook_tokens = Arc::new(tokens.for_scope(WEBHOOK_SCOPE));
+        let api_base = with_trailing_slash(api_base);
+        let webhook_api_base = with_trailing_slash(webhook_api_base);
+        let gate = |what: &str, base: &Url, tokens: &TokenProvider| {
+            ThrottleGate::shared(&format!(
+                "partner-center {what}|{}|{}|{}",
+                base.origin().ascii_serialization(),
+                tokens.scope(),
+                tokens.credential_key()
+            ))
+        };
         PartnerCenterClient {
             http,
+            referrals_gate: gate("referrals", &api_base, &tokens),
+            webhook_gate: gate("webhooks", &webhook_api_base, &webhook_tokens),
+            validation_gate: gate("validation", &webhook_api_base, &webhook_tokens),
             tokens,
-            api_base: with_trailing_slash(api_base),
-            webhook_api_base: with_trailing_slash(webhook_api_base),
+            webhook_tokens,
+            api_base,
+            webhook_api_base,
             policy,
         }
+    }
+
+    /// The referrals API's throttle gate, shared by every client of the same credential.
+    pub fn throttle_gate(&self) -> &ThrottleGate {
+        &self.referrals_gate
     }
 
     fn referrals_url(&self, id: Option<&str>) -> Url {
@@ -140,9 +187,12 @@ impl PartnerCenterClient {
         &self,
         call: &str,
         resource: &str,
+        api: Api,
+        idempotency: Idempotency,
         build: &(dyn Fn() -> RequestBuilder + Sync),
     ) -> Result<Response, PartnerCenterError> {
-        self.send_as(call, resource, None, build).await
+        self.send_as(call, resource, api, idempotency, None, build)
+            .await
     }
 
     /// [`Self::send`] with the caller's `MS-RequestId` for the logical call.
@@ -150,22 +200,37 @@ impl PartnerCenterClient {
         &self,
         call: &str,
         resource: &str,
+        api: Api,
+        idempotency: Idempotency,
         request_id: Option<&str>,
         build: &(dyn Fn() -> RequestBuilder + Sync),
     ) -> Result<Response, PartnerCenterError> {
         let ids = CallIds::new(request_id);
+        let (tokens, gate) = match api {
+            Api::Referrals => (&self.tokens, &self.referrals_gate),
+            Api::Webhooks => (&self.webhook_tokens, &self.webhook_gate),
+            Api::Validation => (&self.webhook_tokens, &self.validation_gate),
+        };
+        let options = CallOptions::new(idempotency, gate);
         let mut renewed = false;
         loop {
-            let token = self.tokens.token().await?;
-            let resp = retry::send(&self.policy, call, || {
-                build()
+            let token = tokens.token().await?;
+            let resp = retry::send_with(&self.policy, call, options, || {
+                let correlation_id = Uuid::new_v4().to_string();
+                tracing::trace!(call, request_id = %ids.request_id, %correlation_id, "partner center request");
+                let req = build()
                     .bearer_auth(token.expose())
                     .header("MS-RequestId", &ids.request_id)
-                    .header("MS-CorrelationId", &ids.correlation_id)
+                    .header("MS-CorrelationId", correlation_id);
+                match api {
+                    // Marked required on the Partner Center REST headers page.
+                    Api::Webhooks | Api::Validation => req.header("MS-Contract-Version", "v1"),
+                    Api::Referrals => req,
+                }
             })
             .await?;
             let status = resp.status();
-            tracing::debug!(call, request_id = %ids.request_id, correlation_id = %ids.correlation_id, status = status.as_u16(), "partner center call");
+            tracing::debug!(call, request_id = %ids.request_id, status = status.as_u16(), "partner center call");
             if status == StatusCode::UNAUTHORIZED {
                 if renewed {
                     return Err(PartnerCenterError::Unauthorized {
@@ -173,7 +238,7 @@ impl PartnerCenterClient {
                     });
                 }
                 tracing::info!(call, request_id = %ids.request_id, "401, renewing the token once");
-                self.tokens.invalidate().await;
+                tokens.invalidate().await;
                 renewed = true;
                 continue;
             }
@@ -236,7 +301,11 @@ impl PartnerCenterClient {
 
     async fn fetch_page(&self, url: Url) -> Result<Page, PartnerCenterError> {
         let call = "list referrals";
-        let resp = self.send(call, "", &|| self.http.get(url.clone())).await?;
+        let resp = self
+            .send(call, "", Api::Referrals, Idempotency::Idempotent, &|| {
+                self.http.get(url.clone())
+            })
+            .await?;
         let body: PageBody = read_json(call, resp).await?;
         let next_link = match body.next_link {
             Some(link) => Some(
@@ -257,11 +326,20 @@ impl PartnerCenterClient {
     pub async fn get_referral(&self, id: &str) -> Result<Referral, PartnerCenterError> {
         let url = self.referrals_url(Some(id));
         let resp = self
-            .send("get referral", id, &|| self.http.get(url.clone()))
+            .send(
+                "get referral",
+                id,
+                Api::Referrals,
+                Idempotency::Idempotent,
+                &|| self.http.get(url.clone()),
+            )
             .await?;
         read_referral("get referral", resp).await
     }
 
+    /// Creates a referral. Not idempotent (nothing documents that the referrals API
+    /// de-duplicates on `MS-RequestId`): once the POST may have arrived it is not sent again,
+    /// and the caller gets [`retry::CallError::OutcomeUnknown`].
     pub async fn create_referral(
         &self,
         referral: &Referral,
@@ -279,12 +357,22 @@ impl PartnerCenterClient {
         let url = self.referrals_url(None);
         let body = to_body(referral)?;
         let resp = self
-            .send_as("create referral", "", request_id, &|| {
-                self.http
-                    .post(url.clone())
-                    .header("Content-Type", "application/json")
-                    .body(body.clone())
-            })
+            .send_as(
+                "create referral",
+                "",
+                Api::Referrals,
+                // Partner Center is not documented to honour `MS-RequestId` on referrals:
+                // a resend after a lost answer could make a second one. The engine looks
+                // for it by its external reference before it creates again.
+                Idempotency::NotIdempotent,
+                request_id,
+                &|| {
+                    self.http
+                        .post(url.clone())
+                        .header("Content-Type", "application/json")
+                        .body(body.clone())
+                },
+            )
             .await?;
         read_referral("create referral", resp).await
     }
@@ -299,8 +387,9 @@ impl PartnerCenterClient {
         let call = "patch referral";
         let url = self.referrals_url(Some(id));
         let body = serde_json::to_vec(ops).map_err(|e| malformed(call, e))?;
+        // Idempotent through If-Match: a replay after the first was applied gets a 412.
         let resp = self
-            .send(call, id, &|| {
+            .send(call, id, Api::Referrals, Idempotency::Idempotent, &|| {
                 self.http
                     .patch(url.clone())
                     .header("Content-Type", "application/json")
@@ -329,7 +418,7 @@ impl PartnerCenterClient {
         full.links = None;
         let body = to_body(&full)?;
         let resp = self
-            .send(call, id, &|| {
+            .send(call, id, Api::Referrals, Idempotency::Idempotent, &|| {
                 self.http
                     .put(url.clone())
                     .header("Content-Type", "application/json")

@@ -10,11 +10,14 @@ pub mod status;
 pub mod webhook_verify;
 pub mod wire;
 
-pub use client::{ListQuery, Page, PartnerCenterClient, PatchOp};
+pub use client::{
+    ListQuery, Page, PartnerCenterClient, PatchOp, REFERRALS_AUDIENCE, REFERRALS_SCOPE,
+    WEBHOOK_AUDIENCE, WEBHOOK_SCOPE,
+};
 pub use error::PartnerCenterError;
 pub use event::WebhookEvent;
 pub use referral::Referral;
-pub use registration::{Registration, TestEventStatus};
+pub use registration::{Cleared, Registration, TestEventStatus};
 pub use status::{
     ReferralDirection, ReferralQualification, ReferralStatus, ReferralSubstatus, ReferralType,
 };

@@ -1,13 +1,16 @@
 //! The webhook registration API: where Partner Center sends referral events, and its
-//! validation (test) event.
+//! validation (test) event. The API has no DELETE: a registration is retired by updating
+//! it to no events ([`PartnerCenterClient::clear_registration`]).
 
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::client::{read_json, PartnerCenterClient};
+use super::client::{read_json, Api, PartnerCenterClient};
 use super::error::PartnerCenterError;
+use super::event::TEST_CREATED;
 use super::referral::Extra;
+use crate::retry::Idempotency;
 
 const REGISTRATION_PATH: &str = "webhooks/v1/registration";
 
@@ -17,8 +20,40 @@ pub struct Registration {
     pub webhook_url: String,
     #[serde(rename = "WebhookEvents", default)]
     pub webhook_events: Vec<String>,
+    /// Signature in `x-ms-signature` instead of `Authorization`.
+    #[serde(
+        rename = "SignatureTokenToMsSignatureHeader",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub signature_in_ms_header: Option<bool>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+impl Registration {
+    /// Whether the registration includes `event` (names compare case-insensitively).
+    pub fn includes(&self, event: &str) -> bool {
+        self.webhook_events
+            .iter()
+            .any(|e| e.trim().eq_ignore_ascii_case(event))
+    }
+
+    /// A validation event can only be sent to a registration that includes `test-created`.
+    pub fn accepts_test_event(&self) -> bool {
+        self.includes(TEST_CREATED)
+    }
+}
+
+/// How [`PartnerCenterClient::clear_registration`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cleared {
+    /// There was no registration, or one with no events.
+    NoneRegistered,
+    /// Updated to no events: nothing is delivered any more.
+    Cleared,
+    /// The service refused an empty event list; the registration is left as it was.
+    LeftInPlace { reason: String },
 }
 
 /// What the service says about a validation event it was asked to send.
@@ -53,9 +88,13 @@ impl PartnerCenterClient {
     pub async fn get_registration(&self) -> Result<Option<Registration>, PartnerCenterError> {
         let url = self.registration_url(&[]);
         match self
-            .send("get webhook registration", "registration", &|| {
-                self.http.get(url.clone())
-            })
+            .send(
+                "get webhook registration",
+                "registration",
+                Api::Webhooks,
+                Idempotency::Idempotent,
+                &|| self.http.get(url.clone()),
+            )
             .await
         {
             Ok(resp) => Ok(Some(read_json("get webhook registration", resp).await?)),
@@ -69,9 +108,11 @@ impl PartnerCenterClient {
         webhook_url: &str,
         events: &[&str],
     ) -> Result<Registration, PartnerCenterError> {
+        // A replay of a POST that was applied would be refused ("use PUT"): not idempotent.
         self.write_registration(
             "register webhook",
             reqwest::Method::POST,
+            Idempotency::NotIdempotent,
             webhook_url,
             events,
         )
@@ -87,6 +128,7 @@ impl PartnerCenterClient {
         self.write_registration(
             "update webhook registration",
             reqwest::Method::PUT,
+            Idempotency::Idempotent,
             webhook_url,
             events,
         )
@@ -97,14 +139,20 @@ impl PartnerCenterClient {
         &self,
         call: &str,
         method: reqwest::Method,
+        idempotency: Idempotency,
         webhook_url: &str,
         events: &[&str],
     ) -> Result<Registration, PartnerCenterError> {
         let url = self.registration_url(&[]);
-        let body =
-            serde_json::json!({ "WebhookUrl": webhook_url, "WebhookEvents": events }).to_string();
+        // The signature stays in `Authorization`, where the docs put it by default.
+        let body = serde_json::json!({
+            "WebhookUrl": webhook_url,
+            "WebhookEvents": events,
+            "SignatureTokenToMsSignatureHeader": false,
+        })
+        .to_string();
         let resp = self
-            .send(call, "registration", &|| {
+            .send(call, "registration", Api::Webhooks, idempotency, &|| {
                 self.http
                     .request(method.clone(), url.clone())
                     .header("Content-Type", "application/json")
@@ -114,28 +162,40 @@ impl PartnerCenterClient {
         read_json(call, resp).await
     }
 
-    /// Removes the registration; removing none is not an error.
-    pub async fn delete_registration(&self) -> Result<(), PartnerCenterError> {
-        let url = self.registration_url(&[]);
-        match self
-            .send("delete webhook registration", "registration", &|| {
-                self.http.delete(url.clone())
-            })
-            .await
-        {
-            Ok(_) | Err(PartnerCenterError::NotFound { .. }) => Ok(()),
+    /// Retires the registration the only way the API offers (it has no DELETE): an update
+    /// to the same URL with no events. When the service refuses that, the registration is
+    /// left in place and the answer says why.
+    pub async fn clear_registration(&self) -> Result<Cleared, PartnerCenterError> {
+        let current = match self.get_registration().await? {
+            Some(r) if !r.webhook_events.is_empty() => r,
+            _ => return Ok(Cleared::NoneRegistered),
+        };
+        match self.update_registration(&current.webhook_url, &[]).await {
+            Ok(_) => Ok(Cleared::Cleared),
+            Err(PartnerCenterError::Invalid {
+                status, message, ..
+            }) if (400..500).contains(&status) => {
+                tracing::warn!(status, %message, "Partner Center refused a registration with no events; leaving it in place");
+                Ok(Cleared::LeftInPlace { reason: message })
+            }
             Err(e) => Err(e),
         }
     }
 
-    /// Asks the service to send a `test-created` event; returns its correlation id.
+    /// Asks the service to send a `test-created` event; returns its correlation id. The
+    /// registration must include `test-created` (see [`Registration::accepts_test_event`]).
     pub async fn send_test_event(&self) -> Result<String, PartnerCenterError> {
         let call = "send webhook test event";
         let url = self.registration_url(&["validationEvents"]);
+        // Each request sends an event (and counts against 2 a minute): not idempotent.
         let resp = self
-            .send(call, "registration", &|| {
-                self.http.post(url.clone()).header("Content-Length", "0")
-            })
+            .send(
+                call,
+                "registration",
+                Api::Validation,
+                Idempotency::NotIdempotent,
+                &|| self.http.post(url.clone()).header("Content-Length", "0"),
+            )
             .await?;
         let body: CorrelationBody = read_json(call, resp).await?;
         Ok(body.correlation_id)
@@ -148,7 +208,13 @@ impl PartnerCenterClient {
         let call = "webhook test event status";
         let url = self.registration_url(&["validationEvents", correlation_id]);
         let resp = self
-            .send(call, correlation_id, &|| self.http.get(url.clone()))
+            .send(
+                call,
+                correlation_id,
+                Api::Webhooks,
+                Idempotency::Idempotent,
+                &|| self.http.get(url.clone()),
+            )
             .await?;
         if resp.status() == StatusCode::NO_CONTENT {
             return Err(PartnerCenterError::Malformed {

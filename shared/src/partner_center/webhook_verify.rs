@@ -27,6 +27,8 @@ use crate::retry::{self, RetryPolicy};
 
 pub const HEADER_CERT_URL: &str = "x-ms-certificate-url";
 pub const HEADER_ALGORITHM: &str = "x-ms-signature-algorithm";
+/// Where the signature comes when the registration sets `SignatureTokenToMsSignatureHeader`.
+pub const HEADER_MS_SIGNATURE: &str = "x-ms-signature";
 const ORGANIZATION_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.10");
 const RSA_ENCRYPTION_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 /// Events are a few hundred bytes; anything far larger is not from Partner Center.
@@ -215,7 +217,11 @@ impl WebhookVerifier {
         if raw_body.len() > self.max_body {
             return Err(Rejection::TooLarge(self.max_body));
         }
-        let auth = header(headers, "authorization")?;
+        // `x-ms-signature` when the registration asks for it, `Authorization` by default.
+        let auth = match header(headers, HEADER_MS_SIGNATURE) {
+            Ok(v) => v,
+            Err(_) => header(headers, "authorization")?,
+        };
         let cert_url = header(headers, HEADER_CERT_URL)?;
         let algorithm = header(headers, HEADER_ALGORITHM)?;
         if !algorithm.eq_ignore_ascii_case("rsa-sha256") {

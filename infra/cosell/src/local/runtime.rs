@@ -12,7 +12,7 @@ use anyhow::{anyhow, Context};
 use cosell::config::Config;
 use cosell::engine::{poller, reconcile, registration, wiring, Engine, SyncError};
 use cosell::entra::RefreshTokenStore;
-use cosell::partner_center::event::{REFERRAL_CREATED, REFERRAL_UPDATED};
+use cosell::partner_center::event::registered_events;
 use cosell::queue::sqlite::SqliteQueue;
 use cosell::store::sqlite::SqliteStore;
 use cosell::store::Store;
@@ -151,7 +151,7 @@ impl Runtime {
             tracing::info!("COSELL_WEBHOOK_URL is not set: not registering a webhook (the sweep still finds referral changes)");
             return Ok(());
         };
-        let events = [REFERRAL_CREATED.to_string(), REFERRAL_UPDATED.to_string()];
+        let events = registered_events();
         match registration::ensure_webhook(&self.engine.pc, self.store.as_ref(), url, &events).await
         {
             Ok(change) => {

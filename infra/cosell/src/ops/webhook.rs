@@ -1,15 +1,19 @@
-//! `cosell webhook show|register|test`: Partner Center's webhook registration for this
-//! connector, and an end-to-end check with Partner Center's validation event.
+//! `cosell webhook show|register|test|unregister`: Partner Center's webhook registration for
+//! this connector, and an end-to-end check with Partner Center's validation event (which
+//! Partner Center only sends to a registration that includes `test-created`).
 
 use std::io::Write;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use cosell::engine::intake::{last_test_event, TestEventRecord};
-use cosell::engine::registration::{ensure_webhook, recorded_registration, RegistrationChange};
+use cosell::engine::registration::{
+    ensure_webhook, recorded_registration, remove_webhook, RegistrationChange,
+};
 use cosell::engine::wiring;
-use cosell::partner_center::event::{REFERRAL_CREATED, REFERRAL_UPDATED};
-use cosell::partner_center::PartnerCenterClient;
+use cosell::partner_center::event::{registered_events, TEST_CREATED};
+use cosell::partner_center::{Cleared, PartnerCenterClient, PartnerCenterError};
+use cosell::retry::CallError;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -49,6 +53,8 @@ pub enum WebhookAction {
         #[arg(long, value_name = "SECONDS", default_value_t = 30)]
         wait: u64,
     },
+    /// Stop deliveries: Partner Center has no DELETE, so the registration is updated to no events.
+    Unregister,
 }
 
 pub async fn run(
@@ -83,6 +89,36 @@ pub async fn run(
         WebhookAction::Test { wait } => {
             test(&pc, &target, Duration::from_secs(wait), format, style, out).await
         }
+        WebhookAction::Unregister => unregister(&pc, &target, format, out).await,
+    }
+}
+
+async fn unregister(
+    pc: &PartnerCenterClient,
+    target: &Target,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), OpsError> {
+    let cleared = remove_webhook(pc, target.store.as_ref()).await?;
+    let message = match &cleared {
+        Cleared::Cleared => {
+            "webhook registration updated to no events: Partner Center delivers nothing more (its API has no DELETE)".to_string()
+        }
+        Cleared::NoneRegistered => "no webhook registration with events: nothing to do".to_string(),
+        Cleared::LeftInPlace { reason } => format!(
+            "Partner Center refused a registration with no events ({reason}); the registration is left as it is: remove it in Partner Center"
+        ),
+    };
+    match format {
+        Format::Json => write_json(
+            out,
+            &json!({"removed": cleared == Cleared::Cleared, "message": message}),
+        )?,
+        Format::Table => writeln!(out, "{message}")?,
+    }
+    match cleared {
+        Cleared::LeftInPlace { .. } => Err(OpsError::failed(message)),
+        _ => Ok(()),
     }
 }
 
@@ -153,7 +189,7 @@ async fn register(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<(), OpsError> {
-    let events = [REFERRAL_CREATED.to_string(), REFERRAL_UPDATED.to_string()];
+    let events = registered_events();
     let change = ensure_webhook(pc, target.store.as_ref(), url, &events).await?;
     let what = match change {
         RegistrationChange::Registered => "registered",
@@ -196,9 +232,34 @@ pub(crate) async fn round_trip(
     target: &Target,
     wait: Duration,
 ) -> Result<RoundTrip, OpsError> {
+    // Partner Center refuses a validation event unless the registration includes
+    // `test-created`: say what is missing instead of relaying its 400.
+    match pc.get_registration().await? {
+        None => {
+            return Err(OpsError::failed(
+                "Partner Center has no webhook registration: run `cosell webhook register` first",
+            ))
+        }
+        Some(r) if !r.accepts_test_event() => {
+            return Err(OpsError::failed(format!(
+                "the webhook registration does not include {TEST_CREATED} (it has: {}); Partner Center sends a test event only to a registration that does: run `cosell webhook register` to add it",
+                if r.webhook_events.is_empty() { "no events".to_string() } else { r.webhook_events.join(", ") }
+            )))
+        }
+        Some(_) => {}
+    }
     // A second of slack: the intake's clock stamps the arrival, not ours.
     let started = OffsetDateTime::now_utc() - Duration::from_secs(1);
-    let correlation = pc.send_test_event().await?;
+    let correlation = match pc.send_test_event().await {
+        Ok(c) => c,
+        Err(PartnerCenterError::Call(CallError::Throttled { retry_after, .. })) => {
+            return Err(OpsError::failed(format!(
+                "Partner Center allows 2 test events a minute: try again in {}s",
+                retry_after.as_secs().max(1)
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let deadline = tokio::time::Instant::now() + wait;
     let mut last_status = String::from("unknown");
     let verdict = loop {
