@@ -16,7 +16,6 @@ use cosell::queue::Queue;
 use cosell::store::Store;
 use cosell_tests::harness::Harness;
 use serde_json::{json, Map, Value};
-use support::drain::drain;
 use support::failing_queue::FailingQueue;
 
 const SET: &str = "opportunities";
@@ -229,7 +228,6 @@ async fn a_failing_queue_leaves_the_delta_link_where_it_was() {
 /// `modifiedon` (whole seconds): the poll must still queue it, since the first message may
 /// have been reconciled before the edit.
 #[tokio::test]
-#[ignore = "bug: a poll message is de-duplicated by its content, so an edit in the same modifiedon second as the last queued change is dropped by the FIFO queue"]
 async fn an_edit_in_the_same_second_as_the_last_poll_is_queued_again() {
     let h = Harness::start().await;
     poll(&h, h.queue.as_ref()).await.unwrap();

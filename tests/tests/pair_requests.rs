@@ -110,7 +110,9 @@ async fn requests_per_reconcile_by_case() {
     let PairOutcome::OpportunityCreated { opportunity_id, .. } = created else {
         panic!("expected an opportunity, got {created:?}");
     };
-    assert_eq!(new_referral.0, 1, "{}", new_referral.2);
+    // The referral read, and our external reference written to it (the mapping sends the
+    // opportunity id as `externalReferenceId`); no other Partner Center request.
+    assert_eq!(new_referral.0, 2, "{}", new_referral.2);
 
     // Our own write comes back through the poller: one read, nothing else.
     reset(&h);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use cosell::engine::disposition::queued;
 use cosell::engine::{Origin, SyncMessage};
 use cosell::queue::Queue;
+use cosell::store::Store;
 use cosell_tests::harness::Harness;
 use cosell_tests::queue_worker::QueueWorker;
 use dataverse_standin::{Fault, FaultKind};

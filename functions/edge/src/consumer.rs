@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use cosell::engine::{BadMessage, Engine, PairOutcome, SyncError};
@@ -35,6 +36,8 @@ where
     engine.warm_up().await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (engine, queue) = (engine.clone(), queue.clone());
+        // In-call retries stop in time to settle the batch before the invocation ends.
+        let deadline = settle_by(event.context.deadline());
         async move {
             let outcome = drive(
                 queue.as_ref(),
@@ -42,11 +45,41 @@ where
                 DEFAULT_CONCURRENCY,
                 rules,
                 parse,
-                |message| sync(engine.clone(), message),
+                |message| cosell::retry::within_deadline(deadline, sync(engine.clone(), message)),
             )
             .await;
             Ok::<SqsBatchResponse, Error>(outcome.response)
         }
     }))
     .await
+}
+
+/// What a batch leaves itself to settle its messages (dead letters, visibility changes)
+/// after the last reconcile's calls stop.
+const SETTLE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The instant the reconciles of an invocation ending at `deadline` must stop by.
+pub fn settle_by(deadline: SystemTime) -> tokio::time::Instant {
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .saturating_sub(SETTLE_MARGIN);
+    tokio::time::Instant::now() + left
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reconciles_stop_before_the_invocation_does() {
+        let now = tokio::time::Instant::now();
+        let by = settle_by(SystemTime::now() + Duration::from_secs(60));
+        let left = by - now;
+        assert!(left <= Duration::from_secs(55), "{left:?}");
+        assert!(left > Duration::from_secs(50), "{left:?}");
+        // An invocation already out of time leaves none.
+        let late = settle_by(SystemTime::now() - Duration::from_secs(1));
+        assert!(late - now < Duration::from_millis(100));
+    }
 }

@@ -61,6 +61,7 @@ async fn status_audit_and_dlq_work_against_dynamodb_and_sqs() {
         referral_id: Some("ref-aws".into()),
         changed_at: Some("2026-05-01T10:00:00Z".into()),
         deleted: false,
+        version: None,
     };
     queue.send(&disposition::queued(&message)).await.unwrap();
     let got = queue

@@ -50,6 +50,7 @@ fn referral_message(referral_id: &str) -> SyncMessage {
         referral_id: Some(referral_id.into()),
         changed_at: None,
         deleted: false,
+        version: None,
     }
 }
 

@@ -199,7 +199,6 @@ async fn backfill_queues_every_referral_page_by_page() {
 /// a backfill must queue every referral again, as it reports, and not be swallowed as a
 /// duplicate of the first run's messages.
 #[tokio::test]
-#[ignore = "bug: a backfill rerun within 5 min reports 'queued N' but FIFO dedup (same body) drops every message"]
 async fn a_backfill_run_again_queues_every_referral_again() {
     let e = env().await;
     for i in 0..7 {

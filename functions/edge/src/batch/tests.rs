@@ -28,6 +28,7 @@ fn message(key: &str, script: &str, n: usize) -> String {
         referral_id: Some(script.into()),
         changed_at: Some(format!("2026-11-20T09:00:{n:02}Z")),
         deleted: false,
+        version: Some(format!("{}", 1000 + n)),
     }
     .to_body()
 }
@@ -484,7 +485,7 @@ async fn a_forwarded_message_is_sent_under_the_new_key() {
     );
     assert_eq!(got[0].group.as_deref(), Some("right-pair"));
     assert_eq!(SyncMessage::parse(&got[0].body).unwrap(), expected);
-    // Sent with the content's de-duplication id: the same forward again is dropped.
+    // Sent with the change's de-duplication id: the same forward again is dropped.
     s.queue
         .send(&cosell::engine::disposition::queued(&expected))
         .await

@@ -13,6 +13,9 @@ use cosell::queue::{Queue, Received};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+/// Time a reconcile leaves to settle its message before the visibility runs out.
+const SETTLE_MARGIN: Duration = Duration::from_secs(5);
+
 /// What handling one message body came to.
 pub type Handled = Result<Result<PairOutcome, SyncError>, BadMessage>;
 
@@ -89,10 +92,13 @@ pub async fn run<H, F>(
                     .expect("the semaphore is never closed"),
             };
             let (queue, handle, settings) = (queue.clone(), handle.clone(), settings.clone());
-            in_flight.spawn(async move {
+            // In-call retries stop before the message's visibility (its pair's lease) ends.
+            let deadline = tokio::time::Instant::now()
+                + settings.visibility.saturating_sub(SETTLE_MARGIN);
+            in_flight.spawn(cosell::retry::within_deadline(deadline, async move {
                 process(queue.as_ref(), &settings, message, handle).await;
                 drop(permit);
-            });
+            }));
         }
     }
     let left = in_flight.len();

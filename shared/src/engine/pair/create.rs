@@ -95,7 +95,20 @@ pub(super) async fn from_referral(
     parties.bind_into(&mut body);
     let link = Link::new(referral_id, key);
     match crm::create(engine, key, body, plan.target_state, &referral, trail).await? {
-        Some(opp) => linked::finish(engine, link, &referral, &opp, None, trail).await,
+        // Made from the referral: the row's values are the base, and what the referral
+        // lacks of them (our external reference) goes to it in the same reconcile.
+        Some(opp) => {
+            let (fields, _) = opportunity_side(engine, &opp).await?;
+            let known = Known {
+                referral: Some(referral),
+                opportunity: Some(opp),
+                base: Some(Base {
+                    fields,
+                    ..Base::default()
+                }),
+            };
+            linked::reconcile(engine, message, link, known, trail, carried).await
+        }
         // An earlier try made it (its answer was lost) or a crash left it: reconcile it,
         // from the row as it stands (it was made from the referral).
         None => {
