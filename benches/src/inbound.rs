@@ -114,7 +114,8 @@ pub async fn run(
     let dv = env::start_dv().await?;
     let dir = tempfile::tempdir()?;
     let c = Connector::open(pc, &dv, dir.path())?;
-    let verifier: WebhookVerifier = cosell::engine::wiring::webhook_verifier(&c.config, &c.http);
+    let verifier: WebhookVerifier =
+        cosell::engine::wiring::webhook_verifier(&c.config).expect("webhook verifier");
     let intake = Arc::new(Intake {
         verifier,
         store: c.store.clone(),

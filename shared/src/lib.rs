@@ -10,6 +10,7 @@ pub mod dataverse;
 pub mod duration_text;
 pub mod engine;
 pub mod entra;
+pub mod log_filter;
 pub mod mapping;
 pub mod open_enum;
 pub mod partner_center;

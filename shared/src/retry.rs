@@ -154,7 +154,10 @@ where
                     });
                 }
                 tracing::warn!(call, attempt, status, "server error, will retry");
-                retry_after(&resp).unwrap_or_else(|| policy.backoff(attempt - 1))
+                // A server's Retry-After must not hold the caller past the policy's wait.
+                retry_after(&resp)
+                    .map(|w| w.min(policy.max_inline_wait))
+                    .unwrap_or_else(|| policy.backoff(attempt - 1))
             }
             Ok(resp) => return Ok(resp),
             Err(e) => {

@@ -168,7 +168,7 @@ impl Simulation {
             RetryPolicy::fast(),
         );
         let sink = WebhookSink::start(Some(IntakeTarget {
-            verifier: Arc::new(wiring::webhook_verifier(&h.config, &h.http)),
+            verifier: Arc::new(wiring::webhook_verifier(&h.config).expect("webhook verifier")),
             store: h.store.clone(),
             queue: h.inbound.clone(),
         }))
