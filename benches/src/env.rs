@@ -31,7 +31,6 @@ pub async fn start_dv() -> anyhow::Result<Dv> {
 /// production retry policy.
 pub struct Connector {
     pub config: Config,
-    pub http: reqwest::Client,
     pub store: Arc<SqliteStore>,
     pub inbound: Arc<SqliteQueue>,
     pub outbound: Arc<SqliteQueue>,
@@ -50,7 +49,6 @@ impl Connector {
         let engine = Engine::from_config(&config, &http, store.clone() as Arc<dyn Store>, None)?;
         Ok(Connector {
             config,
-            http,
             store,
             inbound,
             outbound,

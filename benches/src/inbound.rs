@@ -123,8 +123,9 @@ pub async fn run(
     });
     let listener = tokio::net::TcpListener::bind(env::loopback()).await?;
     let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
+    let app = server::router(intake, &c.config.server);
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, server::router(intake)).await;
+        let _ = axum::serve(listener, app).await;
     });
 
     let waiters = Arc::new(Waiters::default());

@@ -243,7 +243,7 @@ async fn thousands_of_unsigned_requests_with_distinct_urls_do_not_grow_the_proce
         let http = http.clone();
         let url = runtime.intake_url();
         // Distinct queries and fragments: each once made a cache entry of its own.
-        let cert = if n % 2 == 0 {
+        let cert = if n.is_multiple_of(2) {
             format!("{cert_url}?n={n}")
         } else {
             format!("{cert_url}#n{n}")

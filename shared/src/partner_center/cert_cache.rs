@@ -235,7 +235,7 @@ mod tests {
         let hung = tokio::spawn({
             let c = c.clone();
             async move {
-                c.get_or_fetch(&9, || std::future::pending::<Result<u32, String>>())
+                c.get_or_fetch(&9, std::future::pending::<Result<u32, String>>)
                     .await
             }
         });
