@@ -31,7 +31,6 @@ pub async fn start_dv() -> anyhow::Result<Dv> {
 /// production retry policy.
 pub struct Connector {
     pub config: Config,
-    pub http: reqwest::Client,
     pub store: Arc<SqliteStore>,
     /// The sync queue.
     pub queue: Arc<SqliteQueue>,
@@ -49,7 +48,6 @@ impl Connector {
         let engine = Engine::from_config(&config, &http, store.clone() as Arc<dyn Store>, None)?;
         Ok(Connector {
             config,
-            http,
             store,
             queue,
             engine,

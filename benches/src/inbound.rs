@@ -114,7 +114,8 @@ pub async fn run(
     let dv = env::start_dv().await?;
     let dir = tempfile::tempdir()?;
     let c = Connector::open(pc, &dv, dir.path())?;
-    let verifier: WebhookVerifier = cosell::engine::wiring::webhook_verifier(&c.config, &c.http);
+    let verifier: WebhookVerifier =
+        cosell::engine::wiring::webhook_verifier(&c.config).expect("webhook verifier");
     let intake = Arc::new(Intake {
         verifier,
         store: c.store.clone(),
@@ -122,8 +123,9 @@ pub async fn run(
     });
     let listener = tokio::net::TcpListener::bind(env::loopback()).await?;
     let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
+    let app = server::router(intake, &c.config.server);
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, server::router(intake)).await;
+        let _ = axum::serve(listener, app).await;
     });
 
     let waiters = Arc::new(Waiters::default());

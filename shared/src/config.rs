@@ -3,13 +3,14 @@
 //! start-up with one line that names it.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use url::Url;
 
 use crate::duration_text::parse_duration;
+use crate::partner_center::webhook_verify::TrustRoots;
 use crate::secret::Secret;
 
 /// Microsoft's host for webhook signing certificates (from the delivery headers in the docs).
@@ -63,6 +64,9 @@ pub struct Config {
     pub webhook_cert_hosts: Vec<String>,
     /// Subject organizations (O=) accepted on the signing certificate.
     pub webhook_cert_organizations: Vec<String>,
+    /// Roots the signing certificate must chain to, from `COSELL_WEBHOOK_CERT_ROOTS` (a PEM
+    /// file) instead of the built-in Mozilla roots; a local stand-in's test CA goes here.
+    pub webhook_cert_roots: Option<TrustRoots>,
     pub dataverse_url: Url,
     pub dv_client_id: String,
     pub dv_client_secret: Secret,
@@ -86,6 +90,34 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub http_timeout: Duration,
     pub max_retries: u32,
+    /// Limits of the local runner's HTTP server.
+    pub server: ServerLimits,
+}
+
+/// What one client may hold of the local runner's HTTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// A connection whose request headers have not all arrived by then is closed (this also
+    /// ends idle keep-alive connections).
+    pub header_timeout: Duration,
+    /// A request not answered by then gets a 408 (slow bodies included).
+    pub request_timeout: Duration,
+    /// Connections held at once; more wait in the listen backlog. Keep it under the open-file
+    /// limit (`ulimit -n`).
+    pub max_connections: usize,
+    /// Requests handled at once; more get a 503 at once.
+    pub max_requests: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_requests: 128,
+        }
+    }
 }
 
 /// Looks a variable up by name.
@@ -147,15 +179,21 @@ impl Source {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        // The parser's message quotes the offending line, which may hold a secret: name
+        // the line and its key only.
         let table: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| err(e.to_string()))?;
+            .map_err(|e: toml::de::Error| err(toml_error_place(&text, e.span())))?;
         for (k, v) in table {
             let value = match v {
                 toml::Value::String(s) => s,
                 toml::Value::Boolean(b) => b.to_string(),
                 toml::Value::Integer(i) => i.to_string(),
-                other => return Err(err(format!("{k}: unsupported value {other}"))),
+                _ => {
+                    return Err(err(format!(
+                        "{k}: unsupported value type (use a string, boolean or integer)"
+                    )))
+                }
             };
             self.file.insert(k, value);
         }
@@ -206,6 +244,15 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     name,
                     reason: format!("'{raw}' must be an http(s) URL with a host"),
+                });
+            }
+            // Tokens and client secrets travel to these URLs: plain http only on loopback.
+            if parsed.scheme() == "http" && !is_loopback_host(&parsed) {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!(
+                        "'{raw}' must be https (plain http only for a loopback address such as 127.0.0.1)"
+                    ),
                 });
             }
             Ok(parsed)
@@ -313,6 +360,38 @@ impl Config {
                 name: "COSELL_MAX_RETRIES",
                 reason: format!("'{max_retries_raw}' is not a whole number from 0 to 20"),
             })?;
+        let webhook_cert_roots = match src.get("COSELL_WEBHOOK_CERT_ROOTS") {
+            None => None,
+            Some(p) => Some(
+                TrustRoots::from_file(Path::new(p.trim())).map_err(|reason| {
+                    ConfigError::Invalid {
+                        name: "COSELL_WEBHOOK_CERT_ROOTS",
+                        reason: format!("{}: {reason}", p.trim()),
+                    }
+                })?,
+            ),
+        };
+        let count = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
+            match src.get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name,
+                        reason: format!("'{v}' is not a whole number from 1 to 1000000"),
+                    }),
+            }
+        };
+        let limits = ServerLimits::default();
+        let server = ServerLimits {
+            header_timeout: duration("COSELL_HEADER_TIMEOUT", "10s")?,
+            request_timeout: duration("COSELL_REQUEST_TIMEOUT", "30s")?,
+            max_connections: count("COSELL_MAX_CONNECTIONS", limits.max_connections)?,
+            max_requests: count("COSELL_MAX_REQUESTS", limits.max_requests)?,
+        };
         let mapping_file = src.get("COSELL_MAPPING_FILE").map(PathBuf::from);
         if let Some(p) = &mapping_file {
             if !p.is_file() {
@@ -344,6 +423,7 @@ impl Config {
             )?,
             webhook_cert_hosts,
             webhook_cert_organizations,
+            webhook_cert_roots,
             dataverse_url: url("COSELL_DATAVERSE_URL", None)?,
             dv_client_id: required("COSELL_DV_CLIENT_ID", "the Dataverse app's client id")?,
             dv_client_secret: secret("COSELL_DV_CLIENT_SECRET")?,
@@ -371,6 +451,7 @@ impl Config {
             ),
             http_timeout: duration("COSELL_HTTP_TIMEOUT", "20s")?,
             max_retries,
+            server,
         })
     }
 
@@ -394,6 +475,34 @@ impl Config {
         Url::parse(&format!("{base}/{}/oauth2/v2.0/token", self.tenant_id))
             .expect("authority URL and tenant were validated")
     }
+}
+
+/// `line N` (and the key on it, when one can be read) of a TOML parse error.
+fn toml_error_place(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span else {
+        return "not valid TOML".into();
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or_default();
+    let key = line.split_once('=').map(|(k, _)| k.trim()).filter(|k| {
+        !k.is_empty()
+            && k.len() <= 64
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    });
+    match key {
+        Some(k) => format!("line {line_no} (key {k}) is not valid TOML"),
+        None => format!("line {line_no} is not valid TOML"),
+    }
+}
+
+/// A loopback IP literal (127.0.0.0/8, ::1); names are not trusted to resolve there.
+fn is_loopback_host(url: &Url) -> bool {
+    url.host_str()
+        .map(|h| h.trim_matches(['[', ']']))
+        .and_then(|h| h.parse::<IpAddr>().ok())
+        .is_some_and(|ip| ip.is_loopback())
 }
 
 fn parse_bool(v: &str) -> Option<bool> {

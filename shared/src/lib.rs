@@ -11,6 +11,7 @@ pub mod device_code;
 pub mod duration_text;
 pub mod engine;
 pub mod entra;
+pub mod log_filter;
 pub mod mapping;
 pub mod open_enum;
 pub mod partner_center;

@@ -394,7 +394,10 @@ where
                     });
                 }
                 tracing::warn!(call, attempt = attempts, status, "server error, will retry");
-                let wait = retry_after(&resp).unwrap_or_else(|| policy.backoff(attempts - 1));
+                // A server's Retry-After must not hold the caller past the policy's wait.
+                let wait = retry_after(&resp)
+                    .map(|w| w.min(policy.max_inline_wait))
+                    .unwrap_or_else(|| policy.backoff(attempts - 1));
                 last_failure = Some(format!("HTTP {status}"));
                 if !wait_fits(wait) {
                     return Err(deadline_reached(attempts, last_failure));

@@ -182,3 +182,86 @@ fn unreadable_file_is_a_clear_error() {
     assert!(matches!(err, ConfigError::File { .. }));
     assert!(err.to_string().contains("bad.toml"));
 }
+
+#[test]
+fn a_malformed_file_line_is_named_without_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cosell.toml");
+    std::fs::write(
+        &path,
+        "COSELL_TENANT_ID = \"contoso\"\nCOSELL_PC_CLIENT_SECRET = \"s3cr3t-value-42\nCOSELL_CHECKMARK = true\n",
+    )
+    .unwrap();
+    let err = Source::from_pairs(base()).with_file(&path).err().unwrap();
+    let text = err.to_string();
+    assert!(!text.contains("s3cr3t-value-42"), "{text}");
+    assert!(
+        text.contains("line 2") && text.contains("COSELL_PC_CLIENT_SECRET"),
+        "{text}"
+    );
+    // A value of the wrong type: named by its key, the value not printed.
+    std::fs::write(&path, "COSELL_PC_CLIENT_SECRET = [\"s3cr3t-value-42\"]\n").unwrap();
+    let text = Source::from_pairs(base())
+        .with_file(&path)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(!text.contains("s3cr3t-value-42"), "{text}");
+    assert!(text.contains("COSELL_PC_CLIENT_SECRET"), "{text}");
+}
+
+#[test]
+fn plain_http_is_refused_except_on_loopback() {
+    for (name, value) in [
+        ("COSELL_AUTHORITY_URL", "http://login.example.com"),
+        ("COSELL_PC_API_URL", "http://api.partner.example"),
+        ("COSELL_PC_TOKEN_URL", "http://10.0.0.5/token"),
+        ("COSELL_DATAVERSE_URL", "http://contoso.crm.dynamics.com"),
+        ("COSELL_DV_TOKEN_URL", "http://localhost:9000/token"),
+    ] {
+        let err = with(&[(name, value)]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { name: n, .. } if *n == name),
+            "{name}={value}: {err}"
+        );
+    }
+    for value in [
+        "http://127.0.0.1:9000",
+        "http://127.3.4.5/x",
+        "http://[::1]:8080",
+    ] {
+        assert!(with(&[("COSELL_PC_API_URL", value)]).is_ok(), "{value}");
+    }
+}
+
+#[test]
+fn webhook_certificate_roots_come_from_a_pem_file_and_server_limits_parse() {
+    let c = with(&[]).unwrap();
+    assert!(
+        c.webhook_cert_roots.is_none(),
+        "the built-in roots by default"
+    );
+    assert_eq!(c.server, cosell::config::ServerLimits::default());
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("roots.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let err = with(&[("COSELL_WEBHOOK_CERT_ROOTS", bad.to_str().unwrap())]).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ConfigError::Invalid {
+                name: "COSELL_WEBHOOK_CERT_ROOTS",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let c = with(&[
+        ("COSELL_HEADER_TIMEOUT", "500ms"),
+        ("COSELL_MAX_CONNECTIONS", "64"),
+    ])
+    .unwrap();
+    assert_eq!(c.server.header_timeout, Duration::from_millis(500));
+    assert_eq!(c.server.max_connections, 64);
+    assert!(with(&[("COSELL_MAX_REQUESTS", "0")]).is_err());
+}

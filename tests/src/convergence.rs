@@ -180,7 +180,7 @@ impl Simulation {
             RetryPolicy::fast(),
         );
         let sink = WebhookSink::start(Some(IntakeTarget {
-            verifier: Arc::new(wiring::webhook_verifier(&h.config, &h.http)),
+            verifier: Arc::new(wiring::webhook_verifier(&h.config).expect("webhook verifier")),
             store: h.store.clone(),
             queue: h.queue.clone(),
         }))

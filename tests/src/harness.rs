@@ -35,6 +35,9 @@ pub fn standin_settings(
     let pc_cfg = pc.config();
     let dv_cfg = dv.config();
     let pc_host = pc.base_url().host_str().unwrap_or("127.0.0.1").to_string();
+    // The stand-in's signing certificate is trusted only through its CA, given explicitly.
+    let roots = data_dir.join("standin-root.pem");
+    pc.write_root_pem(&roots).expect("write the stand-in's CA");
     [
         ("COSELL_TENANT_ID", TENANT.to_string()),
         ("COSELL_PC_TOKEN_URL", pc.token_url(TENANT).to_string()),
@@ -47,6 +50,7 @@ pub fn standin_settings(
             "COSELL_WEBHOOK_CERT_ORGS",
             partner_center_standin::CERT_ORGANIZATION.to_string(),
         ),
+        ("COSELL_WEBHOOK_CERT_ROOTS", roots.display().to_string()),
         ("COSELL_DATAVERSE_URL", dv.base_url().to_string()),
         ("COSELL_DV_TOKEN_URL", dv.token_url().to_string()),
         ("COSELL_DV_CLIENT_ID", dv_cfg.client_id.clone()),

@@ -20,7 +20,7 @@ pub struct IntakeFixture {
 impl IntakeFixture {
     pub async fn start() -> IntakeFixture {
         let h = Harness::start().await;
-        let verifier = wiring::webhook_verifier(&h.config, &h.http);
+        let verifier = wiring::webhook_verifier(&h.config).expect("webhook verifier");
         let signer = DeliverySigner::for_standin(&h.pc.base_url());
         IntakeFixture {
             h,

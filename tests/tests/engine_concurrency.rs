@@ -151,7 +151,9 @@ async fn parallel_deliveries_of_a_new_referral_create_one_opportunity_and_one_ac
         .iter()
         .filter(|o| matches!(o, PairOutcome::OpportunityCreated { .. }))
         .count();
-    assert_eq!(created_count, 1, "{outcomes:?}");
+    // At most one reports the create: a creator that then loses the link write to an
+    // adopter finds the pair linked on its retry and reports what that retry saw.
+    assert!(created_count <= 1, "{outcomes:?}");
     let column = &h.engine.columns.referral_id;
     let opps: Vec<Value> =
         h.dv.rows("opportunities")
@@ -285,7 +287,7 @@ async fn two_reconciles_of_one_linked_pair_racing_leave_both_sides_equal() {
         .iter()
         .filter(|o| matches!(o, PairOutcome::OpportunityCreated { .. }))
         .count();
-    assert_eq!(creates, 1, "{a:?} {b:?}");
+    assert!(creates <= 1, "{a:?} {b:?}");
     assert_eq!(h.dv.rows("opportunities").len(), 1);
     let opp = key::opportunity_id_for(&rid);
 
@@ -339,7 +341,7 @@ async fn two_reconciles_of_one_linked_pair_racing_leave_both_sides_equal() {
 /// Two reconciles of a new flagged opportunity at the same moment, outside the queue's
 /// one-per-pair rule (a visibility that ran out during a slow create): still one referral.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "engine bug: the loser fails permanently with 'referral .. is already synced with opportunity <its own key>' (create::from_opportunity, a link that appeared meanwhile is not a race)"]
+#[ignore = "engine bug: both reconciles find no referral and both create one (or the loser fails permanently: 'already synced with opportunity <its own key>')"]
 async fn two_reconciles_of_a_new_flagged_opportunity_racing_create_one_referral() {
     let h = Harness::start().await;
     let opp = flagged_opportunity(&h);

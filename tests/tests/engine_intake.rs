@@ -64,7 +64,7 @@ async fn receive(
 /// Serves intake on a free port and registers it at the stand-in.
 async fn start_intake(h: &Harness) -> Arc<Receiver> {
     let rx = Arc::new(Receiver {
-        verifier: wiring::webhook_verifier(&h.config, &h.http),
+        verifier: wiring::webhook_verifier(&h.config).expect("webhook verifier"),
         store: h.store.clone(),
         queue: h.queue.clone(),
         seen: Mutex::new(Vec::new()),
@@ -218,7 +218,7 @@ async fn a_test_event_is_answered_and_recorded_but_not_queued() {
 #[tokio::test]
 async fn a_queue_failure_is_a_503_and_the_retry_is_accepted() {
     let h = Harness::start().await;
-    let verifier = wiring::webhook_verifier(&h.config, &h.http);
+    let verifier = wiring::webhook_verifier(&h.config).expect("webhook verifier");
     let signer = DeliverySigner::for_standin(&h.pc.base_url());
     let (headers, body) = signer.referral_updated("ref-queue-down");
     let down = FailingQueue::after(h.queue.clone(), 0);
@@ -267,7 +267,7 @@ async fn a_queue_failure_is_a_503_and_the_retry_is_accepted() {
 #[tokio::test]
 async fn a_linked_referral_is_queued_under_its_opportunity() {
     let h = Harness::start().await;
-    let verifier = wiring::webhook_verifier(&h.config, &h.http);
+    let verifier = wiring::webhook_verifier(&h.config).expect("webhook verifier");
     let signer = DeliverySigner::for_standin(&h.pc.base_url());
     let opportunity = "0f8fad5b-d9cb-469f-a165-70867728950e";
     h.store
@@ -300,7 +300,7 @@ async fn a_linked_referral_is_queued_under_its_opportunity() {
 #[tokio::test]
 async fn a_store_outage_is_a_503_and_nothing_is_queued() {
     let h = Harness::start().await;
-    let verifier = wiring::webhook_verifier(&h.config, &h.http);
+    let verifier = wiring::webhook_verifier(&h.config).expect("webhook verifier");
     let signer = DeliverySigner::for_standin(&h.pc.base_url());
     let (headers, body) = signer.referral_updated("ref-store-down");
     let r = handle_webhook(&verifier, &DownStore, h.queue.as_ref(), &headers, &body).await;

@@ -416,7 +416,6 @@ async fn linked_incoming(h: &Harness) -> (String, String) {
 /// The poller sees the opportunity the connector just created from a referral: that is our
 /// own write, one Dataverse read and nothing written on either side.
 #[tokio::test]
-#[ignore = "engine bug: the first poll after an inbound create writes externalReferenceId to the referral (create::from_referral finishes without the outbound half of the merge)"]
 async fn the_poll_of_an_opportunity_created_from_a_referral_is_our_echo() {
     let h = Harness::start().await;
     let (opp, rid) = linked_incoming(&h).await;

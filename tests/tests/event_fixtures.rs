@@ -89,7 +89,7 @@ fn sqs_batch_of_three() {
         }
     }
     // Two bodies are sync messages, of one pair (a webhook, then the poll), sent in order
-    // under their key with their content's de-duplication id; the third is a poison message.
+    // under their key; the third is a poison message.
     let parsed: Vec<Option<SyncMessage>> = event
         .records
         .iter()
@@ -109,8 +109,16 @@ fn sqs_batch_of_three() {
     assert_eq!(poll.key, webhook.key);
     for (r, m) in event.records.iter().zip([&webhook, &poll]) {
         assert_eq!(r.attributes["MessageGroupId"], m.key);
-        assert_eq!(r.attributes["MessageDeduplicationId"], m.dedup_id());
     }
+    // The poll names the row's version, so the same version read twice is one message; the
+    // webhook names none and is never taken for a duplicate (a fresh id each).
+    assert_eq!(poll.version.as_deref(), Some("1288734"));
+    assert_eq!(
+        event.records[1].attributes["MessageDeduplicationId"],
+        poll.dedup_id()
+    );
+    assert!(webhook.version.is_none());
+    assert!(uuid::Uuid::parse_str(&event.records[0].attributes["MessageDeduplicationId"]).is_ok());
     let sequence = |i: usize| -> u128 {
         event.records[i].attributes["SequenceNumber"]
             .parse()

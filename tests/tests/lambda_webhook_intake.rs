@@ -111,6 +111,10 @@ async fn signed_deliveries_flow_through_the_binary_to_the_sync_queue() {
 
     let api = RuntimeApi::start().await;
     let cert_host = pc.base_url().host_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let roots = dir.path().join("standin-root.pem");
+    pc.write_root_pem(&roots).unwrap();
+    let roots = roots.display().to_string();
     let mut function = api
         .spawn_function(
             &binary,
@@ -129,6 +133,7 @@ async fn signed_deliveries_flow_through_the_binary_to_the_sync_queue() {
                     "COSELL_WEBHOOK_CERT_ORGS",
                     partner_center_standin::CERT_ORGANIZATION,
                 ),
+                ("COSELL_WEBHOOK_CERT_ROOTS", roots.as_str()),
                 ("COSELL_LOG_LEVEL", "warn"),
             ],
         )

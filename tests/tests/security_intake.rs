@@ -133,17 +133,29 @@ async fn certificates_from_untrusted_hosts_are_403() {
 }
 
 #[tokio::test]
-async fn a_certificate_of_an_untrusted_organization_is_401() {
+async fn the_standins_certificate_is_401_without_its_ca_or_for_another_organization() {
     let f = IntakeFixture::start().await;
-    // The production default: only Microsoft's organization, which the stand-in is not.
-    let strict = wiring::webhook_verifier(&f.h.config, &f.h.http)
-        .with_organizations(vec!["Microsoft Corporation".into()]);
     let (headers, body) = f.signer.referral_updated(REFERRAL);
-    let resp =
-        cosell::engine::intake::handle_webhook(&strict, &*f.h.store, &*f.h.queue, &headers, &body)
-            .await;
-    assert_eq!(resp.status, 401, "{:?}", resp.body);
-    assert_eq!(resp.body["error"]["code"], "bad_certificate");
+    // The production default: the built-in roots, which do not know the stand-in's CA.
+    let mut config = f.h.config.clone();
+    config.webhook_cert_roots = None;
+    let default_roots = wiring::webhook_verifier(&config).expect("webhook verifier");
+    // Its CA trusted, but only another organization accepted.
+    let other_org = wiring::webhook_verifier(&f.h.config)
+        .expect("webhook verifier")
+        .with_organizations(vec!["Contoso Ltd".into()]);
+    for strict in [default_roots, other_org] {
+        let resp = cosell::engine::intake::handle_webhook(
+            &strict,
+            &*f.h.store,
+            &*f.h.queue,
+            &headers,
+            &body,
+        )
+        .await;
+        assert_eq!(resp.status, 401, "{:?}", resp.body);
+        assert_eq!(resp.body["error"]["code"], "bad_certificate");
+    }
     assert_eq!(f.queued().await, 0);
 }
 

@@ -5,6 +5,10 @@
 //! then no client secret, refresh token or access token value may appear in the text,
 //! while the expected lines do (so the capture is real).
 
+// The same moto launcher as the store and queue contract suites.
+#[path = "../../shared/tests/moto_server/mod.rs"]
+mod moto;
+
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -13,11 +17,13 @@ use cosell::entra::{Grant, RefreshTokenStore, TokenProvider};
 use cosell::partner_center::{ListQuery, PartnerCenterClient};
 use cosell::retry::RetryPolicy;
 use cosell::secret::Secret;
+use cosell::store::aws_local;
 use cosell_tests::harness::Harness;
 use cosell_tests::intake_fixture::IntakeFixture;
 use cosell_tests::log_capture::LogCapture;
 use dataverse_standin::{Fault as DvFault, FaultKind as DvKind};
 use partner_center_standin::{Fault, FaultKind};
+use tracing_subscriber::layer::SubscriberExt;
 
 /// Remembers every refresh token the provider rotates to.
 #[derive(Default)]
@@ -220,5 +226,93 @@ async fn no_secret_or_token_reaches_the_logs() {
         "captured {} log lines, {} secret values checked",
         text.lines().count(),
         secrets.len()
+    );
+}
+
+/// Creates a secret and writes a new value into it, as the refresh-token write-back does.
+async fn put_secret_values(moto: &str, first: &str, second: &str) {
+    let sm = aws_sdk_secretsmanager::Client::new(&aws_local::sdk_config(moto, moto::REGION).await);
+    let arn = sm
+        .create_secret()
+        .name(moto::unique("cosell/pc"))
+        .secret_string(first)
+        .send()
+        .await
+        .expect("create secret")
+        .arn()
+        .unwrap()
+        .to_string();
+    sm.put_secret_value()
+        .secret_id(&arn)
+        .secret_string(second)
+        .send()
+        .await
+        .expect("put secret value");
+    // Read back as a function's start-up does: the response carries the whole secret.
+    sm.get_secret_value()
+        .secret_id(&arn)
+        .send()
+        .await
+        .expect("get secret value");
+    tracing::info!("secret values written and read");
+}
+
+/// The AWS SDK logs HTTP bodies at trace; those of secret operations only with its own
+/// switch `LOG_SENSITIVE_BODIES=true`, which this test sets (an operator debugging a
+/// deployment might). Secret writes and reads then carry the client secret and the refresh
+/// token. With the functions' own log layer at `trace`, the most an operator can set, none of
+/// it appears; with every target at trace it does.
+#[tokio::test]
+async fn aws_sdk_bodies_never_reach_the_logs_even_at_trace() {
+    let Some(moto) = moto::url() else { return };
+    // Read by the SDK when it logs; no other test in this file calls the SDK.
+    std::env::set_var("LOG_SENSITIVE_BODIES", "true");
+    let secret = |n: u32| {
+        serde_json::json!({
+            "client_id": "pc-app",
+            "client_secret": format!("client-secret-9d3f{n}"),
+            "refresh_token": format!("refresh-token-7c1e{n}"),
+        })
+        .to_string()
+    };
+    let values = [
+        "client-secret-9d3f1",
+        "refresh-token-7c1e1",
+        "client-secret-9d3f2",
+        "refresh-token-7c1e2",
+    ];
+
+    let production = LogCapture::default();
+    {
+        let subscriber = tracing_subscriber::registry().with(cosell_edge::logging::json_layer(
+            production.clone(),
+            "trace",
+        ));
+        let _guard = tracing::subscriber::set_default(subscriber);
+        put_secret_values(&moto, &secret(1), &secret(2)).await;
+    }
+    let text = production.text();
+    assert!(
+        text.contains("secret values written"),
+        "the capture is real"
+    );
+    for v in values {
+        assert!(
+            !text.contains(v),
+            "{v} reached the functions' logs at trace"
+        );
+    }
+
+    // The same calls with every target at trace: the SDK does write the secret, so the
+    // filter above is what keeps it out.
+    let unfiltered = LogCapture::default();
+    {
+        let _guard = unfiltered.install();
+        put_secret_values(&moto, &secret(1), &secret(2)).await;
+    }
+    let text = unfiltered.text();
+    assert!(
+        values.iter().any(|v| text.contains(v)),
+        "the SDK logged no secret unfiltered: this test proves nothing"
     );
 }

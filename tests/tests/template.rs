@@ -1001,3 +1001,115 @@ fn the_registration_subscribes_the_handled_referral_events_and_test_created() {
         assert!(registered.contains(e), "{e} is not registered");
     }
 }
+
+/// `!If [cond, a, b]` or `{Fn::If: [...]}`: its three parts.
+fn if_parts(v: &Value) -> Option<&Vec<Value>> {
+    let inner = match v {
+        Value::Tagged(t) if t.tag == "If" => &t.value,
+        Value::Mapping(m) if m.len() == 1 => m.get("Fn::If")?,
+        _ => return None,
+    };
+    inner.as_sequence().filter(|s| s.len() == 3)
+}
+
+#[test]
+fn the_intakes_table_grant_is_held_to_the_keys_it_writes() {
+    let t = template();
+    let intake = function_of(&t, "webhook-intake");
+    let statements: Vec<&Value> = intake["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.get("Statement").and_then(Value::as_sequence))
+        .flatten()
+        .filter(|s| get_att(&s["Resource"]).is_some_and(|(r, _)| r == "Table"))
+        .collect();
+    assert!(!statements.is_empty());
+    // The store keeps a delivery under DELIVERY#<key> and a state value under STATE#<key>.
+    let expected: BTreeSet<String> = [
+        format!("DELIVERY#{}*", cosell::engine::intake::DELIVERY_KEY_PREFIX),
+        format!("STATE#{}", cosell::engine::intake::TEST_EVENT_STATE_KEY),
+    ]
+    .into();
+    // The referral links (REF#<referral>) it only reads, for the pair key of its message.
+    let links: BTreeSet<String> = ["REF#*".to_string()].into();
+    let mut writes = 0;
+    for s in statements {
+        let keys: BTreeSet<String> = s["Condition"]["ForAllValues:StringLike"]
+            ["dynamodb:LeadingKeys"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("no LeadingKeys condition on {s:?}"))
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        if s["Action"] == "dynamodb:GetItem" {
+            assert!(keys == links || keys == expected, "{keys:?}");
+        } else {
+            assert_eq!(keys, expected);
+            writes += 1;
+        }
+    }
+    assert_eq!(writes, 1, "one statement grants the writes");
+}
+
+#[test]
+fn the_intake_has_reserved_concurrency_from_a_parameter() {
+    let t = template();
+    let intake = function_of(&t, "webhook-intake");
+    let reserved = &intake["Properties"]["ReservedConcurrentExecutions"];
+    let parts = if_parts(reserved).expect("ReservedConcurrentExecutions: !If [...]");
+    assert_eq!(reference(&parts[1]), Some("IntakeReservedConcurrency"));
+    let p = &t["Parameters"]["IntakeReservedConcurrency"];
+    assert_eq!(p["Type"], "Number");
+    assert!(p["Default"].as_u64().is_some_and(|d| d >= 1), "{p:?}");
+}
+
+#[test]
+fn every_work_queue_has_an_age_of_oldest_message_alarm() {
+    let t = template();
+    let aged: BTreeSet<String> = of_type(&t, "AWS::CloudWatch::Alarm")
+        .values()
+        .filter(|a| a["Properties"]["MetricName"] == "ApproximateAgeOfOldestMessage")
+        .flat_map(|a| a["Properties"]["Dimensions"].as_sequence().unwrap().iter())
+        .filter_map(|d| get_att(&d["Value"]).map(|(r, _)| r))
+        .collect();
+    for (name, q) in of_type(&t, "AWS::SQS::Queue") {
+        if !q["Properties"]["RedrivePolicy"].is_null() {
+            assert!(aged.contains(&name), "{name} has no age alarm");
+        }
+    }
+}
+
+#[test]
+fn every_alarm_notifies_the_stacks_topic_and_an_email_can_subscribe() {
+    let t = template();
+    assert_eq!(resources(&t)["AlarmTopic"]["Type"], "AWS::SNS::Topic");
+    let subs = of_type(&t, "AWS::SNS::Subscription");
+    let sub = subs.values().next().expect("an e-mail subscription");
+    assert_eq!(sub["Condition"], "HasAlarmEmail");
+    assert_eq!(sub["Properties"]["Protocol"], "email");
+    assert_eq!(
+        reference(&sub["Properties"]["Endpoint"]),
+        Some("AlarmEmail")
+    );
+    assert_eq!(
+        reference(&sub["Properties"]["TopicArn"]),
+        Some("AlarmTopic")
+    );
+    assert_eq!(t["Parameters"]["AlarmEmail"]["Default"], "");
+    for (name, alarm) in of_type(&t, "AWS::CloudWatch::Alarm") {
+        let actions = &alarm["Properties"]["AlarmActions"];
+        let parts = if_parts(actions).unwrap_or_else(|| panic!("{name}: AlarmActions"));
+        for branch in &parts[1..] {
+            assert!(
+                branch
+                    .as_sequence()
+                    .is_some_and(|l| l.iter().any(|a| reference(a) == Some("AlarmTopic"))),
+                "{name} does not notify AlarmTopic in every case"
+            );
+        }
+    }
+    // The outputs say who is notified, naming the case where nobody is.
+    let out = &t["Outputs"]["AlarmNotifications"]["Value"];
+    assert!(serde_yaml::to_string(out).unwrap().contains("NOBODY"));
+}

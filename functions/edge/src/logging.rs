@@ -3,7 +3,12 @@
 //! Lambda's own `AWS_LAMBDA_LOG_LEVEL` is honoured as a fallback so the template's
 //! `ApplicationLogLevel` also applies.
 
-use tracing_subscriber::EnvFilter;
+use tracing::Subscriber;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 /// The filter directive in force, from the variables above.
 pub fn level_directive(var: impl Fn(&str) -> Option<String>) -> String {
@@ -15,18 +20,29 @@ pub fn level_directive(var: impl Fn(&str) -> Option<String>) -> String {
         .unwrap_or_else(|| "info".to_string())
 }
 
-/// Installs the JSON subscriber once; later calls (tests) are no-ops.
-pub fn init() {
-    let directive = level_directive(|name| std::env::var(name).ok());
-    let filter = EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+/// The functions' log layer: JSON lines to `writer`, filtered by `directive` with the SDK
+/// and HTTP crates held at `info` or above whatever it says (see `cosell::log_filter`).
+pub fn json_layer<S, W>(writer: W, directive: &str) -> impl Layer<S> + Send + Sync
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_current_span(false)
         .flatten_event(true)
         .with_target(true)
         // Lambda has no terminal for colours.
         .with_ansi(false)
+        .with_writer(writer)
+        .with_filter(cosell::log_filter::filter(directive))
+}
+
+/// Installs the JSON subscriber once; later calls (tests) are no-ops.
+pub fn init() {
+    let directive = level_directive(|name| std::env::var(name).ok());
+    let _ = tracing_subscriber::registry()
+        .with(json_layer(std::io::stdout, &directive))
         .try_init();
 }
 

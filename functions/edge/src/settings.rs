@@ -2,11 +2,12 @@
 //! from the Secrets Manager secrets that `COSELL_PC_SECRET_ARN` and `COSELL_DV_SECRET_ARN`
 //! name (never from plain variables), layered on top.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cosell::config::{Source, DEFAULT_CERT_HOSTS, DEFAULT_CERT_ORGANIZATION};
-use cosell::partner_center::webhook_verify::{HttpCertificateSource, WebhookVerifier};
+use cosell::partner_center::webhook_verify::{HttpCertificateSource, TrustRoots, WebhookVerifier};
 use cosell::Config;
 
 use crate::secrets::{read_secrets, settings_from, SecretKey, DATAVERSE_KEYS, PARTNER_CENTER_KEYS};
@@ -101,6 +102,9 @@ pub async fn load_config(
 pub struct IntakeSettings {
     pub cert_hosts: Vec<String>,
     pub cert_organizations: Vec<String>,
+    /// `COSELL_WEBHOOK_CERT_ROOTS`: a PEM file of the roots trusted instead of the built-in
+    /// ones (a local stand-in's test CA; unset in a real deployment).
+    pub cert_roots: Option<PathBuf>,
     /// Timeout of each certificate download.
     pub http_timeout: Duration,
 }
@@ -147,9 +151,14 @@ impl IntakeSettings {
                     reason: format!("'{raw}' is not a duration such as 5s"),
                 })?,
         };
+        let cert_roots = var("COSELL_WEBHOOK_CERT_ROOTS")
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         Ok(IntakeSettings {
             cert_hosts,
             cert_organizations,
+            cert_roots,
             http_timeout,
         })
     }
@@ -158,21 +167,25 @@ impl IntakeSettings {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// The verifier, downloading certificates with this timeout.
+    /// The verifier, downloading certificates with this timeout (a client of its own that
+    /// follows no redirect).
     pub fn verifier(&self) -> Result<WebhookVerifier, EdgeError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(self.http_timeout.min(Duration::from_secs(2)))
-            .timeout(self.http_timeout)
-            .build()
-            .map_err(|e| EdgeError::BadSetting {
+        let source =
+            HttpCertificateSource::new(self.http_timeout).map_err(|e| EdgeError::BadSetting {
                 name: "COSELL_HTTP_TIMEOUT",
                 reason: format!("cannot build the HTTP client: {e}"),
             })?;
-        Ok(WebhookVerifier::new(
-            self.cert_hosts.clone(),
-            Arc::new(HttpCertificateSource::new(http)),
-        )
-        .with_organizations(self.cert_organizations.clone()))
+        let verifier = WebhookVerifier::new(self.cert_hosts.clone(), Arc::new(source))
+            .with_organizations(self.cert_organizations.clone());
+        Ok(match &self.cert_roots {
+            None => verifier,
+            Some(path) => verifier.with_roots(TrustRoots::from_file(path).map_err(|reason| {
+                EdgeError::BadSetting {
+                    name: "COSELL_WEBHOOK_CERT_ROOTS",
+                    reason: format!("{}: {reason}", path.display()),
+                }
+            })?),
+        })
     }
 }
 

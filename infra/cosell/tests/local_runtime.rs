@@ -359,3 +359,20 @@ async fn the_rotated_refresh_token_is_kept_owner_only_and_preferred_at_the_next_
     assert!(s.pc.refresh_token_valid(&newer));
     s.shutdown().await;
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_dir_and_database_are_for_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = standins().await;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("new").join("data");
+    let runtime = Runtime::start(&config(&s, &dir, &[]), queue_only())
+        .await
+        .expect("runtime starts");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "data dir");
+    assert_eq!(mode(&dir.join(DATABASE_FILE)), 0o600, "database file");
+    runtime.shutdown().await;
+    s.shutdown().await;
+}

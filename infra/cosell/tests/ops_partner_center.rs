@@ -29,6 +29,8 @@ const REFERRALS: &str = "/v1.0/engagements/referrals";
 fn settings(pc: &StandinHandle, data_dir: &Path) -> Vec<(String, String)> {
     let cfg = pc.config();
     let host = pc.base_url().host_str().unwrap_or("127.0.0.1").to_string();
+    let roots = data_dir.join("standin-root.pem");
+    pc.write_root_pem(&roots).unwrap();
     [
         ("COSELL_TENANT_ID", TENANT.to_string()),
         ("COSELL_PC_TOKEN_URL", pc.token_url(TENANT).to_string()),
@@ -41,6 +43,7 @@ fn settings(pc: &StandinHandle, data_dir: &Path) -> Vec<(String, String)> {
             "COSELL_WEBHOOK_CERT_ORGS",
             partner_center_standin::CERT_ORGANIZATION.to_string(),
         ),
+        ("COSELL_WEBHOOK_CERT_ROOTS", roots.display().to_string()),
         (
             "COSELL_DATAVERSE_URL",
             "https://dataverse.invalid".to_string(),
@@ -322,8 +325,7 @@ async fn backfill_without_partner_center_settings_fails_clearly() {
 /// Serves the connector's webhook intake on a free port; returns its URL.
 async fn start_intake(e: &Env) -> String {
     let config = Config::load(&Source::from_pairs(e.pairs.clone())).unwrap();
-    let http = wiring::http_client(&config).unwrap();
-    let verifier = Arc::new(wiring::webhook_verifier(&config, &http));
+    let verifier = Arc::new(wiring::webhook_verifier(&config).expect("webhook verifier"));
     let store = e.store.clone();
     let queue = e.queue.clone();
     let app = axum::Router::new().route(

@@ -13,6 +13,7 @@ mod patch;
 pub mod ratelimit;
 mod referrals;
 mod registration;
+mod signing;
 mod state;
 mod token;
 mod validate;
@@ -29,7 +30,8 @@ use url::Url;
 
 pub use device::{DEFAULT_USER_NAME, DEFAULT_USER_UPN};
 pub use faults::{DeliveryFaults, Fault, FaultKind, LostAs};
-pub use state::{DeliveryRecord, RequestRecord, StandinConfig, CERT_ORGANIZATION};
+pub use signing::CERT_ORGANIZATION;
+pub use state::{DeliveryRecord, RequestRecord, StandinConfig};
 
 use state::State;
 
@@ -67,7 +69,12 @@ fn router(state: Arc<State>, limiter: Arc<ratelimit::Limiter>) -> Router {
             "/webhooks/v1/registration/validationEvents/{id}",
             get(registration::validation_status),
         )
-        .route("/cert/standin.cer", get(|| async { State::cert_der() }))
+        .route(
+            "/cert/standin.cer",
+            get(|axum::extract::State(s): axum::extract::State<Arc<State>>| async move {
+                s.cert_der()
+            }),
+        )
         .merge(admin::routes())
         .layer(axum::middleware::from_fn_with_state(
             limiter,
@@ -119,6 +126,17 @@ impl StandinHandle {
     }
 
     /// The token endpoint URL for `tenant`.
+    /// The test CA (PEM) that issued the signing certificate: give it to a verifier as its
+    /// roots (`COSELL_WEBHOOK_CERT_ROOTS`) to trust this stand-in's deliveries.
+    pub fn root_pem(&self) -> &str {
+        &self.state.identity.root_pem
+    }
+
+    /// Writes [`StandinHandle::root_pem`] to `path`, for `COSELL_WEBHOOK_CERT_ROOTS`.
+    pub fn write_root_pem(&self, path: &std::path::Path) -> std::io::Result<()> {
+        std::fs::write(path, self.root_pem())
+    }
+
     pub fn token_url(&self, tenant: &str) -> Url {
         self.state
             .base_url

@@ -1,6 +1,7 @@
 //! Serves the Partner Center stand-in until Ctrl-C.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::Parser;
 use partner_center_standin::{StandinConfig, StandinHandle};
@@ -21,6 +22,10 @@ struct Args {
         default_value = "standin-refresh-0"
     )]
     refresh_token: String,
+    /// Where to write the test CA that issued the signing certificate (PEM): point the
+    /// connector's COSELL_WEBHOOK_CERT_ROOTS at it.
+    #[arg(long, env = "STANDIN_ROOT_FILE", default_value = "standin-root.pem")]
+    root_file: PathBuf,
 }
 
 #[tokio::main]
@@ -36,7 +41,12 @@ async fn main() -> std::io::Result<()> {
         ..StandinConfig::default()
     };
     let (handle, url) = StandinHandle::start_with(args.addr, config).await?;
+    handle.write_root_pem(&args.root_file)?;
     println!("partner center stand-in at {url}");
+    println!(
+        "webhook signing CA written to {} (set COSELL_WEBHOOK_CERT_ROOTS to it)",
+        args.root_file.display()
+    );
     tokio::signal::ctrl_c().await?;
     handle.shutdown().await;
     Ok(())

@@ -15,12 +15,10 @@ use time::OffsetDateTime;
 use url::Url;
 
 use crate::faults::{DeliveryFaults, Fault};
+use crate::signing::SigningIdentity;
 
-/// The stand-in's fixed test identity (see keys/README.md): not a secret of anything real.
+/// The stand-in's fixed test key (see keys/README.md): not a secret of anything real.
 const KEY_PEM: &str = include_str!("../keys/standin.key.pem");
-const CERT_DER: &[u8] = include_bytes!("../keys/standin.cer");
-/// The organization in the stand-in certificate; verifiers in tests must accept it.
-pub const CERT_ORGANIZATION: &str = "Cosell Stand-in";
 
 #[derive(Debug, Clone)]
 pub struct StandinConfig {
@@ -121,6 +119,8 @@ pub(crate) struct State {
     pub inner: Mutex<Inner>,
     pub http: reqwest::Client,
     pub signer: SigningKey<Sha256>,
+    /// The certificate chain for `signer`, made at start.
+    pub identity: SigningIdentity,
     pub deliveries_changed: tokio::sync::Notify,
 }
 
@@ -138,6 +138,7 @@ impl State {
             inner: Mutex::new(inner),
             http: reqwest::Client::new(),
             signer: SigningKey::new(key),
+            identity: SigningIdentity::generate(KEY_PEM),
             deliveries_changed: tokio::sync::Notify::new(),
         })
     }
@@ -147,8 +148,8 @@ impl State {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn cert_der() -> &'static [u8] {
-        CERT_DER
+    pub fn cert_der(&self) -> Vec<u8> {
+        self.identity.leaf_der.clone()
     }
 
     pub fn cert_url(&self) -> Url {

@@ -15,8 +15,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use common::*;
 use cosell::partner_center::{
-    CertificateSource, Cleared, HttpCertificateSource, PartnerCenterError, PatchOp, VerifiedEvent,
-    WebhookVerifier, WEBHOOK_SCOPE,
+    CertificateSource, Cleared, FetchError, HttpCertificateSource, PartnerCenterError, PatchOp,
+    TrustRoots, VerifiedEvent, WebhookVerifier, WEBHOOK_SCOPE,
 };
 use cosell::retry::CallError;
 use partner_center_standin::{DeliveryFaults, CERT_ORGANIZATION};
@@ -34,7 +34,7 @@ struct CountingSource {
 
 #[async_trait]
 impl CertificateSource for CountingSource {
-    async fn fetch(&self, url: &Url) -> Result<Vec<u8>, String> {
+    async fn fetch(&self, url: &Url) -> Result<Vec<u8>, FetchError> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         self.inner.fetch(url).await
     }
@@ -70,18 +70,20 @@ async fn receive(
         }
         Err(r) => (
             StatusCode::from_u16(r.http_status()).unwrap(),
-            Json(json!({"error": r.code(), "message": r.to_string()})),
+            Json(json!({"error": r.code(), "message": r.message()})),
         ),
     }
 }
 
-async fn start_receiver() -> (Arc<Receiver>, Url) {
+/// A receiver that trusts the stand-in's CA (`root_pem`) and nothing else.
+async fn start_receiver(root_pem: &str) -> (Arc<Receiver>, Url) {
     let source = Arc::new(CountingSource {
-        inner: HttpCertificateSource::new(reqwest::Client::new()),
+        inner: HttpCertificateSource::new(Duration::from_secs(5)).unwrap(),
         fetches: AtomicUsize::new(0),
     });
     let verifier = WebhookVerifier::new(vec!["127.0.0.1".into()], source.clone())
-        .with_organizations(vec![CERT_ORGANIZATION.into()]);
+        .with_organizations(vec![CERT_ORGANIZATION.into()])
+        .with_roots(TrustRoots::from_pem(root_pem.as_bytes()).unwrap());
     let rx = Arc::new(Receiver {
         verifier,
         source,
@@ -109,7 +111,7 @@ fn accepted(rx: &Receiver) -> Vec<VerifiedEvent> {
 #[tokio::test]
 async fn registration_lifecycle_and_validation_event() {
     let env = env().await;
-    let (rx, url) = start_receiver().await;
+    let (rx, url) = start_receiver(env.standin.root_pem()).await;
     assert_eq!(env.client.get_registration().await.unwrap(), None);
 
     let reg = env.client.register(url.as_str(), EVENTS).await.unwrap();
@@ -267,7 +269,7 @@ async fn a_registration_that_asks_for_x_ms_signature_gets_it_and_the_verifier_ac
 #[tokio::test]
 async fn signed_deliveries_verify_end_to_end_with_one_certificate_download() {
     let env = env().await;
-    let (rx, url) = start_receiver().await;
+    let (rx, url) = start_receiver(env.standin.root_pem()).await;
     env.client.register(url.as_str(), EVENTS).await.unwrap();
 
     let created = env
@@ -341,7 +343,7 @@ async fn signed_deliveries_verify_end_to_end_with_one_certificate_download() {
 #[tokio::test]
 async fn forged_and_tampered_deliveries_are_refused_by_the_receiver() {
     let env = env().await;
-    let (rx, url) = start_receiver().await;
+    let (rx, url) = start_receiver(env.standin.root_pem()).await;
     env.client.register(url.as_str(), EVENTS).await.unwrap();
     env.standin.create_incoming_referral("genuine", "Contoso");
     let record = env.standin.wait_for_deliveries(1, WAIT).await.remove(0);
@@ -385,7 +387,7 @@ async fn forged_and_tampered_deliveries_are_refused_by_the_receiver() {
 #[tokio::test]
 async fn duplicated_reordered_and_missed_deliveries() {
     let env = env().await;
-    let (rx, url) = start_receiver().await;
+    let (rx, url) = start_receiver(env.standin.root_pem()).await;
     env.client.register(url.as_str(), EVENTS).await.unwrap();
     let created = env
         .client

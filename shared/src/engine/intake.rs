@@ -17,7 +17,7 @@ use crate::engine::disposition;
 use crate::engine::messages::{Origin, SyncMessage};
 use crate::engine::registration::overwrite_state;
 use crate::partner_center::event::{REFERRAL_CREATED, REFERRAL_UPDATED, TEST_CREATED};
-use crate::partner_center::webhook_verify::{VerifiedEvent, WebhookVerifier};
+use crate::partner_center::webhook_verify::{Rejection, VerifiedEvent, WebhookVerifier};
 use crate::queue::Queue;
 use crate::store::{Store, StoreError};
 
@@ -81,23 +81,11 @@ pub async fn handle_webhook(
     body: &[u8],
 ) -> IntakeResponse {
     if body.len() > MAX_BODY_BYTES {
-        return IntakeResponse::error(
-            413,
-            "too_large",
-            format!("body is larger than {MAX_BODY_BYTES} bytes"),
-        );
+        return rejected(&Rejection::TooLarge(MAX_BODY_BYTES));
     }
     let verified = match verifier.verify(headers, body).await {
         Ok(v) => v,
-        Err(rejection) => {
-            tracing::warn!(code = rejection.code(), "webhook delivery rejected");
-            // The rejection's text names the problem (header, host), never a secret.
-            return IntakeResponse::error(
-                rejection.http_status(),
-                rejection.code(),
-                rejection.to_string(),
-            );
-        }
+        Err(rejection) => return rejected(&rejection),
     };
     let name = verified.event.event_name.to_ascii_lowercase();
     if name == TEST_CREATED {
@@ -148,6 +136,22 @@ pub async fn handle_webhook(
     }
     tracing::info!(referral_id = %event.referral_id, event = name, "webhook event queued");
     IntakeResponse::ok(json!({"status": "queued", "referral_id": event.referral_id}))
+}
+
+/// The fixed answer for a refusal: a code and a message that echo nothing of the request.
+/// The log line holds the code, and for an untrusted URL its host (sanitised and bounded).
+pub fn rejected(rejection: &Rejection) -> IntakeResponse {
+    match rejection {
+        Rejection::UntrustedCertHost(host) => {
+            tracing::warn!(code = rejection.code(), %host, "webhook delivery rejected")
+        }
+        _ => tracing::warn!(code = rejection.code(), "webhook delivery rejected"),
+    }
+    IntakeResponse::error(
+        rejection.http_status(),
+        rejection.code(),
+        rejection.message(),
+    )
 }
 
 /// What a referral event points at.

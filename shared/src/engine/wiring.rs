@@ -106,12 +106,17 @@ pub fn dataverse_client(config: &Config, http: &reqwest::Client) -> DataverseCli
     }
 }
 
-pub fn webhook_verifier(config: &Config, http: &reqwest::Client) -> WebhookVerifier {
-    WebhookVerifier::new(
-        config.webhook_cert_hosts.clone(),
-        Arc::new(HttpCertificateSource::new(http.clone())),
-    )
-    .with_organizations(config.webhook_cert_organizations.clone())
+/// The verifier downloads certificates with a client of its own (no redirects), never the
+/// API client.
+pub fn webhook_verifier(config: &Config) -> Result<WebhookVerifier, WiringError> {
+    let source = HttpCertificateSource::new(config.http_timeout.min(Duration::from_secs(5)))
+        .map_err(|e| WiringError::Http(e.to_string()))?;
+    let verifier = WebhookVerifier::new(config.webhook_cert_hosts.clone(), Arc::new(source))
+        .with_organizations(config.webhook_cert_organizations.clone());
+    Ok(match &config.webhook_cert_roots {
+        Some(roots) => verifier.with_roots(roots.clone()),
+        None => verifier,
+    })
 }
 
 /// Loads and validates the mapping the config names (or the default one).

@@ -1,6 +1,10 @@
 //! Partner Center: the referral resource, its enums, webhook events, the API client and the
 //! webhook verifier.
 
+pub mod cert_cache;
+mod cert_fetch;
+mod cert_trust;
+pub mod cert_url;
 pub mod client;
 pub mod error;
 pub mod event;
@@ -22,5 +26,6 @@ pub use status::{
     ReferralDirection, ReferralQualification, ReferralStatus, ReferralSubstatus, ReferralType,
 };
 pub use webhook_verify::{
-    CertificateSource, HttpCertificateSource, Rejection, VerifiedEvent, WebhookVerifier,
+    CertificateSource, FetchError, HttpCertificateSource, Rejection, TrustRoots, VerifiedEvent,
+    WebhookVerifier,
 };

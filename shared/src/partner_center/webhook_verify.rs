@@ -1,41 +1,42 @@
 //! Authenticates a Partner Center webhook delivery as the docs prescribe: the three headers,
-//! a certificate fetched only from a trusted host (cached), its validity and organization,
-//! an RSA PKCS#1 v1.5 SHA-256 signature over the raw body, then a sanity check of the event.
-//!
-//! The certificate's chain is not walked: there is no trust store here. Trust rests on the
-//! certificate coming over TLS from an allow-listed host, its validity period and its subject
-//! organization.
+//! a certificate fetched only from a trusted URL (see `cert_url`), its chain to a trusted
+//! root, validity and organization (`cert_trust`), an RSA PKCS#1 v1.5 SHA-256 signature over
+//! the raw body, then a sanity check of the event (its date required and not in the future).
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use aws_lc_rs::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use base64::Engine;
 use http::HeaderMap;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tokio::sync::Mutex;
-use url::Url;
-use x509_cert::der::{oid::ObjectIdentifier, Decode, DecodePem};
-use x509_cert::Certificate;
 
+use super::cert_cache::{CacheLimits, LookupCache};
+use super::cert_trust::{self, TrustedCert};
+use super::cert_url::{self, CertKey};
 use super::event::{WebhookEvent, REFERRAL_CREATED, REFERRAL_UPDATED, TEST_CREATED};
-use crate::retry::{self, RetryPolicy};
+use crate::retry;
+
+pub use super::cert_fetch::{CertificateSource, FetchError, HttpCertificateSource};
+pub use super::cert_trust::TrustRoots;
 
 pub const HEADER_CERT_URL: &str = "x-ms-certificate-url";
 pub const HEADER_ALGORITHM: &str = "x-ms-signature-algorithm";
 /// Where the signature comes when the registration sets `SignatureTokenToMsSignatureHeader`.
 pub const HEADER_MS_SIGNATURE: &str = "x-ms-signature";
-const ORGANIZATION_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.10");
-const RSA_ENCRYPTION_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 /// Events are a few hundred bytes; anything far larger is not from Partner Center.
 const DEFAULT_MAX_BODY: usize = 64 * 1024;
-const MAX_CERT_BYTES: usize = 64 * 1024;
+/// How far ahead of our clock an event's date may be (clock skew).
+pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
+/// The longest a delivery waits for its certificate, retries included.
+const DEFAULT_FETCH_DEADLINE: Duration = Duration::from_secs(6);
+/// At most one WARN line a minute about failing certificate fetches (the rest go to DEBUG):
+/// anyone can make the intake fetch, so each failure must not cost a log line.
+const FETCH_WARN_EVERY_SECS: i64 = 60;
 
-/// Why a delivery was refused. `code()` is stable for JSON error bodies.
+/// Why a delivery was refused. `code()` and `message()` make the fixed JSON answer; the
+/// variants' texts are for logs only (sanitised, bounded) and never go back to the sender.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     #[error("missing or empty header {0}")]
@@ -56,6 +57,8 @@ pub enum Rejection {
     UnknownEvent(String),
     #[error("event is older than the accepted age")]
     Stale,
+    #[error("event is dated in the future")]
+    FutureDated,
     #[error("body is larger than {0} bytes")]
     TooLarge(usize),
 }
@@ -65,13 +68,14 @@ impl Rejection {
         match self {
             Rejection::MissingHeader(_)
             | Rejection::BadSignature
-            | Rejection::BadCertificate(_) => 401,
+            | Rejection::BadCertificate(_)
+            // Not told apart from a bad certificate: the answer must not say what this
+            // server could reach. Partner Center retries a 401 like any non-2xx.
+            | Rejection::CertFetch => 401,
             Rejection::UntrustedCertHost(_) => 403,
             Rejection::BadAlgorithm | Rejection::MalformedBody(_) => 400,
             Rejection::TooLarge(_) => 413,
-            Rejection::UnknownEvent(_) | Rejection::Stale => 422,
-            // Our side could not reach the certificate: a 5xx makes Partner Center retry.
-            Rejection::CertFetch => 503,
+            Rejection::UnknownEvent(_) | Rejection::Stale | Rejection::FutureDated => 422,
         }
     }
 
@@ -80,13 +84,31 @@ impl Rejection {
             Rejection::MissingHeader(_) => "missing_header",
             Rejection::BadAlgorithm => "bad_algorithm",
             Rejection::UntrustedCertHost(_) => "untrusted_certificate_host",
-            Rejection::CertFetch => "certificate_fetch_failed",
-            Rejection::BadCertificate(_) => "bad_certificate",
+            Rejection::CertFetch | Rejection::BadCertificate(_) => "bad_certificate",
             Rejection::BadSignature => "bad_signature",
             Rejection::MalformedBody(_) => "malformed_body",
             Rejection::UnknownEvent(_) => "unknown_event",
             Rejection::Stale => "stale_event",
+            Rejection::FutureDated => "future_event",
             Rejection::TooLarge(_) => "too_large",
+        }
+    }
+
+    /// The fixed text sent back with `code()`: nothing from the request in it.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Rejection::MissingHeader(_) => "a signature header is missing or malformed",
+            Rejection::BadAlgorithm => "the signature algorithm is not rsa-sha256",
+            Rejection::UntrustedCertHost(_) => "the certificate URL is not trusted",
+            Rejection::CertFetch | Rejection::BadCertificate(_) => {
+                "the signing certificate is not acceptable"
+            }
+            Rejection::BadSignature => "the signature does not match the body",
+            Rejection::MalformedBody(_) => "the body is not a Partner Center event",
+            Rejection::UnknownEvent(_) => "the event is not one this connector handles",
+            Rejection::Stale => "the event is older than the accepted age",
+            Rejection::FutureDated => "the event is dated in the future",
+            Rejection::TooLarge(_) => "the body is too large",
         }
     }
 }
@@ -98,76 +120,24 @@ pub struct VerifiedEvent {
     pub referral_id: Option<String>,
 }
 
-/// Where certificate bytes (DER or PEM) come from.
-#[async_trait]
-pub trait CertificateSource: Send + Sync {
-    async fn fetch(&self, url: &Url) -> Result<Vec<u8>, String>;
-}
-
-/// Downloads certificates over HTTP with a short timeout and a size cap.
-pub struct HttpCertificateSource {
-    http: reqwest::Client,
-    policy: RetryPolicy,
-}
-
-impl HttpCertificateSource {
-    pub fn new(http: reqwest::Client) -> Self {
-        HttpCertificateSource {
-            http,
-            policy: RetryPolicy {
-                max_retries: 2,
-                base_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(1),
-                max_inline_wait: Duration::from_secs(2),
-                attempt_timeout: Duration::from_secs(5),
-            },
-        }
-    }
-}
-
-#[async_trait]
-impl CertificateSource for HttpCertificateSource {
-    async fn fetch(&self, url: &Url) -> Result<Vec<u8>, String> {
-        let resp = retry::send(&self.policy, "fetch webhook certificate", || {
-            self.http.get(url.clone())
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("HTTP {}", resp.status().as_u16()));
-        }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
-        if bytes.len() > MAX_CERT_BYTES {
-            return Err("certificate too large".into());
-        }
-        Ok(bytes.to_vec())
-    }
-}
-
-struct TrustedCert {
-    /// The PKCS#1 RSAPublicKey, verified with aws-lc (already linked for TLS): the pure-Rust
-    /// `rsa` crate's public operation was a third of the intake's CPU time.
-    key: UnparsedPublicKey<Vec<u8>>,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-}
-
 type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
 pub struct WebhookVerifier {
     allowed_hosts: Vec<String>,
     source: Arc<dyn CertificateSource>,
+    roots: TrustRoots,
     organizations: Vec<String>,
     max_age: Duration,
     max_body: usize,
+    fetch_deadline: Duration,
     clock: Clock,
-    cache: Mutex<HashMap<String, Arc<TrustedCert>>>,
+    cache: LookupCache<CertKey, Arc<TrustedCert>, Rejection>,
+    /// Unix second of the last WARN about a failing fetch.
+    last_fetch_warning: AtomicI64,
 }
 
 impl WebhookVerifier {
+    /// Trusts the built-in (Mozilla) roots until [`WebhookVerifier::with_roots`] says otherwise.
     pub fn new(allowed_cert_hosts: Vec<String>, cert_fetcher: Arc<dyn CertificateSource>) -> Self {
         WebhookVerifier {
             allowed_hosts: allowed_cert_hosts
@@ -175,12 +145,21 @@ impl WebhookVerifier {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             source: cert_fetcher,
+            roots: TrustRoots::mozilla(),
             organizations: vec!["Microsoft Corporation".into()],
             max_age: Duration::from_secs(24 * 3600),
             max_body: DEFAULT_MAX_BODY,
+            fetch_deadline: DEFAULT_FETCH_DEADLINE,
             clock: Arc::new(OffsetDateTime::now_utc),
-            cache: Mutex::new(HashMap::new()),
+            cache: LookupCache::new(CacheLimits::default()),
+            last_fetch_warning: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// The roots a signing certificate must chain to (instead of the built-in ones).
+    pub fn with_roots(mut self, roots: TrustRoots) -> Self {
+        self.roots = roots;
+        self
     }
 
     /// Subject organizations (O=) accepted on the certificate.
@@ -200,6 +179,17 @@ impl WebhookVerifier {
         self
     }
 
+    /// How long a delivery may wait for its certificate download, retries included.
+    pub fn with_fetch_deadline(mut self, deadline: Duration) -> Self {
+        self.fetch_deadline = deadline;
+        self
+    }
+
+    pub fn with_cache_limits(mut self, limits: CacheLimits) -> Self {
+        self.cache = LookupCache::new(limits);
+        self
+    }
+
     /// Replaces the clock (tests of expiry and staleness).
     pub fn with_clock(
         mut self,
@@ -207,6 +197,11 @@ impl WebhookVerifier {
     ) -> Self {
         self.clock = Arc::new(clock);
         self
+    }
+
+    /// Cache entries held now (verified, failed, in flight).
+    pub fn cache_sizes(&self) -> (usize, usize, usize) {
+        self.cache.sizes()
     }
 
     pub async fn verify(
@@ -228,8 +223,9 @@ impl WebhookVerifier {
             return Err(Rejection::BadAlgorithm);
         }
         let signature = parse_signature(auth)?;
-        let cert_url = self.trusted_url(cert_url)?;
-        let cert = self.certificate(&cert_url).await?;
+        let cert_key = cert_url::check(cert_url, &self.allowed_hosts)
+            .map_err(|u| Rejection::UntrustedCertHost(u.host))?;
+        let cert = self.certificate(&cert_key).await?;
         let now = (self.clock)();
         if now < cert.not_before || now > cert.not_after {
             return Err(Rejection::BadCertificate(
@@ -242,79 +238,41 @@ impl WebhookVerifier {
         self.check_event(raw_body, now)
     }
 
-    fn trusted_url(&self, raw: &str) -> Result<Url, Rejection> {
-        let url = Url::parse(raw)
-            .map_err(|_| Rejection::UntrustedCertHost(raw.chars().take(100).collect()))?;
-        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        let listed = self.allowed_hosts.contains(&host);
-        let ok = match url.scheme() {
-            "https" => listed,
-            // Plain http only for a local stand-in: a loopback IP that is also listed.
-            "http" => {
-                listed
-                    && host
-                        .trim_matches(['[', ']'])
-                        .parse::<IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            }
-            _ => false,
-        };
-        if ok {
-            Ok(url)
-        } else {
-            Err(Rejection::UntrustedCertHost(host))
-        }
+    async fn certificate(&self, key: &CertKey) -> Result<Arc<TrustedCert>, Rejection> {
+        self.cache
+            .get_or_fetch(key, || async {
+                let fetched =
+                    tokio::time::timeout(self.fetch_deadline, self.source.fetch(&key.fetch_url()))
+                        .await;
+                let bytes = match fetched {
+                    Ok(Ok(bytes)) => bytes,
+                    Ok(Err(e)) => return Err(self.fetch_failed(key, &e.to_string())),
+                    Err(_) => return Err(self.fetch_failed(key, "deadline passed")),
+                };
+                cert_trust::trust(&bytes, &self.roots, &self.organizations, (self.clock)())
+                    .map(Arc::new)
+                    .map_err(|e| {
+                        tracing::debug!(host = %key.host, reason = %e, "webhook certificate refused");
+                        Rejection::BadCertificate(e.to_string())
+                    })
+            })
+            .await
     }
 
-    async fn certificate(&self, url: &Url) -> Result<Arc<TrustedCert>, Rejection> {
-        // The lock is held across the download so concurrent first deliveries fetch once;
-        // misses are rare (one per certificate URL) and the fetch has a timeout.
-        let mut cache = self.cache.lock().await;
-        if let Some(c) = cache.get(url.as_str()) {
-            return Ok(c.clone());
-        }
-        let bytes = self.source.fetch(url).await.map_err(|e| {
-            tracing::warn!(url = %url, error = %e, "webhook certificate fetch failed");
-            Rejection::CertFetch
-        })?;
-        let cert = Arc::new(self.parse_certificate(&bytes)?);
-        cache.insert(url.as_str().to_string(), cert.clone());
-        Ok(cert)
-    }
-
-    fn parse_certificate(&self, bytes: &[u8]) -> Result<TrustedCert, Rejection> {
-        let bad = |why: &str| Rejection::BadCertificate(why.to_string());
-        let cert = if bytes.starts_with(b"-----BEGIN") {
-            Certificate::from_pem(bytes).map_err(|_| bad("not a PEM certificate"))?
+    fn fetch_failed(&self, key: &CertKey, reason: &str) -> Rejection {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let last = self.last_fetch_warning.load(Ordering::Relaxed);
+        let warn = now.saturating_sub(last) >= FETCH_WARN_EVERY_SECS
+            && self
+                .last_fetch_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if warn {
+            tracing::warn!(host = %key.host, reason, "webhook certificate fetch failed (further failures this minute at debug)");
         } else {
-            Certificate::from_der(bytes).map_err(|_| bad("not a DER certificate"))?
-        };
-        let tbs = &cert.tbs_certificate;
-        let orgs = organizations(&tbs.subject);
-        if !orgs
-            .iter()
-            .any(|o| self.organizations.iter().any(|a| a == o))
-        {
-            return Err(bad("subject organization is not trusted"));
+            tracing::debug!(host = %key.host, reason, "webhook certificate fetch failed");
         }
-        let spki = &tbs.subject_public_key_info;
-        if spki.algorithm.oid != RSA_ENCRYPTION_OID {
-            return Err(bad("not an RSA key"));
-        }
-        let key = spki
-            .subject_public_key
-            .as_bytes()
-            .ok_or_else(|| bad("unreadable public key"))?
-            .to_vec();
-        let to_time = |t: x509_cert::time::Time| {
-            OffsetDateTime::from_unix_timestamp(t.to_unix_duration().as_secs() as i64)
-                .map_err(|_| bad("validity out of range"))
-        };
-        Ok(TrustedCert {
-            key: UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key),
-            not_before: to_time(tbs.validity.not_before)?,
-            not_after: to_time(tbs.validity.not_after)?,
-        })
+        Rejection::CertFetch
     }
 
     fn check_event(
@@ -323,7 +281,7 @@ impl WebhookVerifier {
         now: OffsetDateTime,
     ) -> Result<VerifiedEvent, Rejection> {
         let event: WebhookEvent = serde_json::from_slice(raw_body)
-            .map_err(|e| Rejection::MalformedBody(e.to_string()))?;
+            .map_err(|e| Rejection::MalformedBody(retry::truncate(&e.to_string(), 100)))?;
         let name = event.event_name.to_ascii_lowercase();
         let is_referral_event = name == REFERRAL_CREATED
             || name == REFERRAL_UPDATED
@@ -340,13 +298,19 @@ impl WebhookVerifier {
                 "ResourceUri names no referral".into(),
             ));
         }
-        if let Some(date) = &event.resource_change_utc_date {
-            let changed = OffsetDateTime::parse(date, &Rfc3339).map_err(|_| {
-                Rejection::MalformedBody("ResourceChangeUtcDate is not a date".into())
-            })?;
-            if now - changed > self.max_age {
-                return Err(Rejection::Stale);
-            }
+        // Without a date a captured delivery could be replayed once a day forever (the
+        // de-duplication window is a day); a date ahead of us would outlive max_age.
+        let date = event
+            .resource_change_utc_date
+            .as_deref()
+            .ok_or_else(|| Rejection::MalformedBody("ResourceChangeUtcDate is missing".into()))?;
+        let changed = OffsetDateTime::parse(date, &Rfc3339)
+            .map_err(|_| Rejection::MalformedBody("ResourceChangeUtcDate is not a date".into()))?;
+        if changed - now > MAX_FUTURE_SKEW {
+            return Err(Rejection::FutureDated);
+        }
+        if now - changed > self.max_age {
+            return Err(Rejection::Stale);
         }
         Ok(VerifiedEvent { event, referral_id })
     }
@@ -371,18 +335,4 @@ fn parse_signature(auth: &str) -> Result<Vec<u8>, Rejection> {
     base64::engine::general_purpose::STANDARD
         .decode(value.trim())
         .map_err(|_| Rejection::BadSignature)
-}
-
-/// The subject's O= values. The raw content works for UTF8String and PrintableString alike.
-fn organizations(name: &x509_cert::name::Name) -> Vec<String> {
-    name.0
-        .iter()
-        .flat_map(|rdn| rdn.0.iter())
-        .filter(|atv| atv.oid == ORGANIZATION_OID)
-        .filter_map(|atv| {
-            std::str::from_utf8(atv.value.value())
-                .ok()
-                .map(str::to_string)
-        })
-        .collect()
 }

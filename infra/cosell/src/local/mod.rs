@@ -1,8 +1,10 @@
 //! The connector in one process: `run` (against whatever the settings say), `sandbox` (against
 //! both stand-ins, in this process) and `demo` (a scripted walk-through on the sandbox).
 
+pub mod data_dir;
 pub mod demo;
 mod demo_settled;
+mod fd_limit;
 pub mod handlers;
 pub mod logging;
 pub mod refresh_file;

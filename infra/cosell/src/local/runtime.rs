@@ -23,7 +23,7 @@ use url::Url;
 use super::refresh_file::FileRefreshTokenStore;
 use super::server::{self, Intake, WEBHOOK_PATH};
 use super::worker::{self, WorkerSettings};
-use super::{handlers, schedule};
+use super::{data_dir, handlers, schedule};
 
 /// The database file in the data dir that holds the store and the sync queue.
 pub const DATABASE_FILE: &str = "cosell.db";
@@ -82,9 +82,14 @@ pub struct Runtime {
 
 impl Runtime {
     pub async fn start(config: &Config, options: RuntimeOptions) -> anyhow::Result<Runtime> {
-        std::fs::create_dir_all(&config.data_dir)
+        data_dir::create(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-        let db = config.data_dir.join(DATABASE_FILE);
+        let db = data_dir::private_file(&config.data_dir, DATABASE_FILE).with_context(|| {
+            format!(
+                "cannot create {DATABASE_FILE} in {}",
+                config.data_dir.display()
+            )
+        })?;
         let store = Arc::new(
             SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
         );
@@ -105,21 +110,17 @@ impl Runtime {
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
         let intake = Arc::new(Intake {
-            verifier: wiring::webhook_verifier(&config, &http),
+            verifier: wiring::webhook_verifier(&config)?,
             store: store.clone(),
             inbound: queue.clone(),
         });
-        let mut server_stop = stopped.clone();
-        let server = tokio::spawn(async move {
-            let served = axum::serve(listener, server::router(intake))
-                .with_graceful_shutdown(async move {
-                    let _ = server_stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "webhook server stopped");
-            }
-        });
+        let app = server::router(intake, &config.server);
+        let server = tokio::spawn(server::serve(
+            listener,
+            app,
+            config.server.clone(),
+            stopped.clone(),
+        ));
         tracing::info!(url = %format!("http://{addr}{WEBHOOK_PATH}"), "webhook endpoint listening");
 
         let webhook_url = match (&config.webhook_url, options.register_own_url) {

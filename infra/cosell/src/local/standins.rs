@@ -51,6 +51,13 @@ impl Standins {
         let pc_cfg = self.pc.config();
         let dv_cfg = self.dv.config();
         let pc_host = self.pc_url().host_str().unwrap_or("127.0.0.1").to_string();
+        // Its signing certificate chains to a CA made at its start, trusted only explicitly.
+        let roots = data_dir.join("standin-root.pem");
+        if let Err(e) =
+            super::data_dir::create(data_dir).and_then(|()| self.pc.write_root_pem(&roots))
+        {
+            tracing::error!(error = %e, "cannot write the stand-in's CA; webhooks will be refused");
+        }
         [
             ("COSELL_TENANT_ID", TENANT.to_string()),
             ("COSELL_PC_TOKEN_URL", self.pc.token_url(TENANT).to_string()),
@@ -64,6 +71,7 @@ impl Standins {
                 "COSELL_WEBHOOK_CERT_ORGS",
                 partner_center_standin::CERT_ORGANIZATION.to_string(),
             ),
+            ("COSELL_WEBHOOK_CERT_ROOTS", roots.display().to_string()),
             ("COSELL_DATAVERSE_URL", self.dv_url().to_string()),
             ("COSELL_DV_TOKEN_URL", self.dv.token_url().to_string()),
             ("COSELL_DV_CLIENT_ID", dv_cfg.client_id.clone()),
