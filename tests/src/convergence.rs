@@ -137,9 +137,12 @@ pub struct Simulation {
     release_in: u32,
     counter: u64,
     started: Instant,
-    /// The last value each side's user gave a field: (referral id or opportunity id,
-    /// CRM column) -> value.
-    edits: HashMap<(String, &'static str), Value>,
+    /// The last value each side's user gave a field, in CRM terms, with its place in the
+    /// run: (referral id or opportunity id, CRM column) -> (sequence, value).
+    edits: HashMap<(String, &'static str), (u64, Value)>,
+    /// Values of user writes that failed but may have been applied (an injected fault can
+    /// lose the answer to Microsoft's own write too), with their place in the run.
+    maybe_edits: HashMap<(String, &'static str), Vec<(u64, Value)>>,
 }
 
 /// The engine's retry policy with a short per-attempt timeout, so injected delays time out.
@@ -227,6 +230,7 @@ impl Simulation {
             counter: 0,
             started: Instant::now(),
             edits: HashMap::new(),
+            maybe_edits: HashMap::new(),
         }
     }
 
@@ -341,8 +345,14 @@ impl Simulation {
         };
         let etag = r.e_tag.clone().unwrap_or_default();
         let done = self.user_pc.put_referral(&id, &etag, &r).await.is_ok();
+        let seq = self.next();
         if done {
-            self.edits.insert((id, edit.0), edit.1);
+            self.edits.insert((id, edit.0), (seq, edit.1));
+        } else {
+            self.maybe_edits
+                .entry((id, edit.0))
+                .or_default()
+                .push((seq, edit.1));
         }
         done
     }
@@ -447,7 +457,8 @@ impl Simulation {
             .user_update("opportunities", &id, change)
             .is_some();
         if done {
-            self.edits.insert((id, column), value);
+            let seq = self.next();
+            self.edits.insert((id, column), (seq, value));
         }
         done
     }
@@ -750,8 +761,10 @@ impl Simulation {
                     continue;
                 }
             };
-            self.figures.lost_edits += self.lost_edits(&id, opp_id, opp, &mut out);
             let plan = mapping.inbound(&referral, &cols, &InboundContext::default());
+            self.figures.lost_edits +=
+                self.lost_edits(&id, opp_id, &plan.opportunity, opp, &mut out);
+            let crm_closed = opp["statecode"].as_i64().is_some_and(|s| s != 0);
             for column in [
                 "name",
                 "estimatedvalue",
@@ -760,7 +773,14 @@ impl Simulation {
             ] {
                 let want = plan.opportunity.get(column).cloned().unwrap_or(Value::Null);
                 let have = opp.get(column).cloned().unwrap_or(Value::Null);
-                if !same(column, &want, &have) {
+                // A won or lost row is read-only: Microsoft's last edit, made after the
+                // seller closed the deal, stays in Partner Center.
+                let pending_on_closed = crm_closed
+                    && self
+                        .edits
+                        .get(&(id.clone(), column))
+                        .is_some_and(|(_, edit)| same(column, edit, &want));
+                if !same(column, &want, &have) && !pending_on_closed {
                     out.push(format!(
                         "referral {id} ({} / {}) / opportunity {opp_id} (statecode {}): {column} is {have} in the CRM, {want} by the referral",
                         raw["status"], raw["substatus"], opp["statecode"]
@@ -842,12 +862,13 @@ impl Simulation {
         extra
     }
 
-    /// Fields of one pair whose final CRM value is neither the last value Microsoft nor the
-    /// seller gave them (an old value written back over a newer one).
+    /// Fields of one pair where neither side holds the newest value a user gave them (an
+    /// older value written back over it). `referral` is the referral's values in CRM terms.
     fn lost_edits(
         &self,
         referral_id: &str,
         opp_id: &str,
+        referral: &Map<String, Value>,
         opp: &Value,
         out: &mut Vec<String>,
     ) -> u64 {
@@ -858,18 +879,29 @@ impl Simulation {
             "description",
             "estimatedclosedate",
         ] {
-            let last: Vec<&Value> = [referral_id, opp_id]
+            let newest = [referral_id, opp_id]
                 .iter()
                 .filter_map(|id| self.edits.get(&(id.to_string(), column)))
-                .collect();
-            if last.is_empty() {
+                .max_by_key(|(seq, _)| *seq);
+            let Some((newest_seq, edit)) = newest else {
                 continue;
-            }
-            let have = opp.get(column).cloned().unwrap_or(Value::Null);
-            if !last.iter().any(|want| same(column, want, &have)) {
+            };
+            // A failed write after the newest one may have been applied all the same.
+            let maybe: Vec<&Value> = self
+                .maybe_edits
+                .get(&(referral_id.to_string(), column))
+                .into_iter()
+                .flatten()
+                .filter(|(seq, _)| seq > newest_seq)
+                .map(|(_, v)| v)
+                .collect();
+            let crm = opp.get(column).cloned().unwrap_or(Value::Null);
+            let pc = referral.get(column).cloned().unwrap_or(Value::Null);
+            let holds = |v: &Value| same(column, v, &crm) || same(column, v, &pc);
+            if !holds(edit) && !maybe.into_iter().any(holds) {
                 lost += 1;
                 out.push(format!(
-                    "referral {referral_id} / opportunity {opp_id}: {column} is {have}, not one of the last edits {last:?}"
+                    "referral {referral_id} / opportunity {opp_id}: {column} is {crm} in the CRM and {pc} in Partner Center, the newest edit was {edit}"
                 ));
             }
         }

@@ -408,7 +408,6 @@ async fn accepted_won_and_lost_referrals_move_the_opportunity_through_the_action
 }
 
 #[tokio::test]
-#[ignore = "engine bug: a CRM close as Canceled (2/4) is reopened and re-closed as Out-Sold (2/5) by its own close_lost move"]
 async fn an_opportunity_closed_in_the_crm_stays_closed_while_its_referral_is_open() {
     let h = Harness::start().await;
     let rid = incoming(&h, "Keep me closed", "Closed Co").await;

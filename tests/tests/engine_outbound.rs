@@ -945,7 +945,6 @@ async fn a_foreign_external_reference_gets_an_opportunity_of_its_own() {
 /// Issue 18 (the brief for the refused create): the poller's message for our own ✘ write
 /// makes no Partner Center request at all.
 #[tokio::test]
-#[ignore = "engine bug: a refused create's echo still lists referrals (existing_referral runs before the refused-values check)"]
 async fn a_refused_create_echo_makes_no_partner_center_request() {
     let h = Harness::start().await;
     let opp = opportunity(&h, true);

@@ -233,7 +233,6 @@ async fn an_edit_in_the_same_second_as_the_last_poll_is_queued_again() {
 /// One change read twice (a poll that failed midway is repeated, or a full resync) names
 /// the row's version, so the FIFO queue takes it once within five minutes.
 #[tokio::test]
-#[ignore = "bug: the delta poll selects no versionnumber, so its messages name no version and are never de-duplicated"]
 async fn a_change_read_twice_by_the_delta_poll_is_queued_once() {
     let h = Harness::start().await;
     poll(&h, h.queue.as_ref()).await.unwrap();

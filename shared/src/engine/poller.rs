@@ -243,9 +243,12 @@ fn wants_sync(o: &Opportunity, columns: &ColumnNames) -> bool {
 }
 
 fn upsert_message(o: &Opportunity) -> Option<SyncMessage> {
-    let version = o.versionnumber.as_ref().map(|v| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+    // The row's version: its etag (Dataverse's row version), else `versionnumber`.
+    let version = o.etag.clone().or_else(|| {
+        o.versionnumber.as_ref().map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
     });
     Some(
         SyncMessage::for_opportunity(o.opportunityid.as_deref()?, o.modifiedon.clone())

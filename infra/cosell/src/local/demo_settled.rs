@@ -1,5 +1,5 @@
 //! The demo's last step: once the walk-through is over, nothing was duplicated or lost. Every
-//! referral has exactly one opportunity, each pair is in the crosswalk, both queues are
+//! referral has exactly one opportunity, each pair is in the crosswalk, the sync queue is
 //! drained and no message was dead-lettered. A step can pass while a duplicate row or a
 //! dead letter appears behind it (our own write echoing back, say); this step catches that.
 
@@ -46,9 +46,7 @@ async fn check(
     columns: &ColumnNames,
     runtime: &Runtime,
 ) -> Result<String, Unsettled> {
-    let queues = [
-        ("sync", runtime.queue()),
-    ];
+    let queues = [("sync", runtime.queue())];
     for (name, queue) in &queues {
         let depth = queue
             .depth()

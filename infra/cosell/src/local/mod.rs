@@ -30,10 +30,11 @@ pub enum LocalCommand {
     /// Run the whole connector in this process with the settings from COSELL_* variables
     /// (and ./cosell.toml), until Ctrl-C.
     Run {
-        /// How long a received message stays hidden; after a crash, the messages that were
-        /// in flight come back once it has passed (e.g. 30s, 2m).
-        #[arg(long, default_value = "2m", value_parser = duration)]
-        visibility_timeout: Duration,
+        /// How long a received message stays hidden (its pair waits behind it); after a
+        /// crash, the messages that were in flight come back once it has passed (e.g. 30s,
+        /// 2m) [default: COSELL_SYNC_LEASE].
+        #[arg(long, value_parser = duration)]
+        visibility_timeout: Option<Duration>,
     },
     /// Start both stand-ins and the connector wired to them, print the URLs, run until Ctrl-C.
     Sandbox(sandbox::SandboxArgs),
@@ -84,7 +85,7 @@ pub async fn run(command: LocalCommand) -> ExitCode {
     }
 }
 
-async fn run_connector(visibility: Duration) -> ExitCode {
+async fn run_connector(visibility: Option<Duration>) -> ExitCode {
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -93,7 +94,7 @@ async fn run_connector(visibility: Duration) -> ExitCode {
         }
     };
     let options = RuntimeOptions {
-        visibility,
+        visibility: visibility.unwrap_or(config.sync_lease),
         ..RuntimeOptions::default()
     };
     report(serve(&config, options).await)

@@ -13,7 +13,8 @@ use cosell::queue::{Queue, Received};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-/// Time a reconcile leaves to settle its message before the visibility runs out.
+/// Time a reconcile leaves to settle its message before the visibility runs out (a
+/// quarter of it at most, so a short visibility still leaves the calls most of it).
 const SETTLE_MARGIN: Duration = Duration::from_secs(5);
 
 /// What handling one message body came to.
@@ -93,8 +94,8 @@ pub async fn run<H, F>(
             };
             let (queue, handle, settings) = (queue.clone(), handle.clone(), settings.clone());
             // In-call retries stop before the message's visibility (its pair's lease) ends.
-            let deadline = tokio::time::Instant::now()
-                + settings.visibility.saturating_sub(SETTLE_MARGIN);
+            let margin = SETTLE_MARGIN.min(settings.visibility / 4);
+            let deadline = tokio::time::Instant::now() + settings.visibility - margin;
             in_flight.spawn(cosell::retry::within_deadline(deadline, async move {
                 process(queue.as_ref(), &settings, message, handle).await;
                 drop(permit);

@@ -114,7 +114,9 @@ pub(super) async fn from_referral(
         None => {
             trail.crm_step("adopt_opportunity");
             let Some(opp) = sides::read_opportunity(engine, key).await? else {
-                return Err(Step::Raced(format!("opportunity {key} exists and then did not")));
+                return Err(Step::Raced(format!(
+                    "opportunity {key} exists and then did not"
+                )));
             };
             let (fields, _) = opportunity_side(engine, &opp).await?;
             let known = Known {
@@ -153,6 +155,18 @@ pub(super) async fn from_opportunity(
     if !sync_flag_on(engine, &opp) {
         return skipped("sync flag is off");
     }
+    let (values, _) = opportunity_side(engine, &opp).await?;
+    let fingerprint = serde_json::to_string(&values).unwrap_or_default();
+    let refused_key = format!("{REFUSED_STATE_PREFIX}{key}");
+    let refused = engine
+        .store
+        .get_state(&refused_key)
+        .await
+        .map_err(SyncError::from)?;
+    if refused.as_ref().is_some_and(|(v, _)| *v == fingerprint) {
+        return skipped("Partner Center refused these values; change a mapped field to try again");
+    }
+
     if let Some(referral) = existing_referral(engine, &opp, key).await? {
         let referral_id = referral.id.clone().unwrap_or_default();
         if let Some(other) = engine
@@ -161,6 +175,10 @@ pub(super) async fn from_opportunity(
             .await
             .map_err(SyncError::from)?
         {
+            if other.opportunity_id.eq_ignore_ascii_case(key) {
+                // Linked meanwhile (by another delivery of this pair): read again.
+                return Err(Step::Raced(format!("{referral_id} was linked meanwhile")));
+            }
             return Err(Step::Failed(SyncError::permanent(format!(
                 "referral {referral_id} is already synced with opportunity {}",
                 other.opportunity_id
@@ -181,18 +199,6 @@ pub(super) async fn from_opportunity(
         };
         let link = Link::new(referral_id, key);
         return linked::reconcile(engine, message, link, known, trail, carried).await;
-    }
-
-    let (values, _) = opportunity_side(engine, &opp).await?;
-    let fingerprint = serde_json::to_string(&values).unwrap_or_default();
-    let refused_key = format!("{REFUSED_STATE_PREFIX}{key}");
-    let refused = engine
-        .store
-        .get_state(&refused_key)
-        .await
-        .map_err(SyncError::from)?;
-    if refused.as_ref().is_some_and(|(v, _)| *v == fingerprint) {
-        return skipped("Partner Center refused these values; change a mapped field to try again");
     }
 
     let customer = customer::read(engine, &opp).await?;

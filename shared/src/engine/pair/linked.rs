@@ -119,15 +119,18 @@ pub(super) async fn reconcile(
         (Some(s), Some(ss)) => engine.mapping.target_state(s, ss),
         _ => None,
     };
-    let (state, status_conflict) = merge::crm_state(&engine.mapping, closed_as(&opp), target);
+    let (state, status_conflict) = match (&mv, closed_as(&opp)) {
+        // The referral follows the CRM's own close: the close stands as the seller made it.
+        (Some(_), Some(_)) => (CrmState::Keep, false),
+        (_, closed) => merge::crm_state(&engine.mapping, closed, target),
+    };
     if status_conflict {
         trail.status_conflict();
     }
     let mut plan = plan;
     if closed_as(&opp).is_some() && state == CrmState::Keep {
-        // A row closed in the CRM is read-only: the deal as closed there is what Partner
-        // Center gets, rather than edits that could never reach it.
-        plan.keep_closed_crm(&engine.mapping, &dv_values);
+        // A row closed in the CRM is read-only: Partner Center's edits stay pending there.
+        plan.keep_closed_crm();
     }
 
     // Partner Center first, then the opportunity.

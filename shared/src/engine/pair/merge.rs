@@ -30,18 +30,11 @@ impl FieldPlan {
         self.to_crm.is_empty() && self.to_pc.is_empty()
     }
 
-    /// For an opportunity that is closed and stays closed: what would have gone to it
-    /// goes the other way, the CRM's value to the referral (where the field may flow out).
-    pub fn keep_closed_crm(&mut self, mapping: &Mapping, dv: &FieldValues) {
-        let moved = std::mem::take(&mut self.to_crm);
-        for (field, flow) in mapping.pair_fields() {
-            if !moved.contains_key(&field.referral) || !flow.outbound {
-                continue;
-            }
-            if let Some(v) = dv.get(&field.referral) {
-                self.to_pc.insert(field.referral.clone(), v.clone());
-            }
-        }
+    /// For an opportunity that is closed and stays closed: nothing can be written to it
+    /// (Dataverse keeps won and lost rows read-only), so what would have gone to it stays
+    /// pending, in Partner Center, rather than being overwritten by the CRM's older value.
+    pub fn keep_closed_crm(&mut self) {
+        self.to_crm.clear();
     }
 }
 
