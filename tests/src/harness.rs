@@ -86,9 +86,7 @@ impl Harness {
         let config = Config::load(&Source::from_pairs(settings)).expect("valid settings");
         let db = dir.path().join("cosell.db");
         let store = Arc::new(SqliteStore::open(&db).expect("open store"));
-        let queue = Arc::new(
-            SqliteQueue::open_fifo(&db, "sync", 10).expect("open the sync queue"),
-        );
+        let queue = Arc::new(SqliteQueue::open_fifo(&db, "sync", 10).expect("open the sync queue"));
         let http = wiring::http_client(&config).expect("http client");
         let mut engine = Engine::from_config(&config, &http, store.clone() as Arc<dyn Store>, None)
             .expect("engine from settings");

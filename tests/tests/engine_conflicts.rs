@@ -2,7 +2,8 @@
 //! of different ones), the reconcile a Partner Center webhook sends and the one the CRM
 //! poller sends (each possibly twice, which also covers the echo of our own writes) and the
 //! seller closing the deal, in every order. Whatever the order, once the pair is at rest
-//! the two sides must agree, and a field changed on both sides must hold its winner's value.
+//! the two sides must agree (except a Partner Center edit left pending on a won deal), and a
+//! field changed on both sides must hold its winner's value.
 
 use cosell::engine::{reconcile_pair, Origin, PairOutcome, SyncError, SyncMessage};
 use cosell::mapping::strip_checkmark;
@@ -212,12 +213,24 @@ async fn check(
         .as_f64()
         .unwrap_or(f64::NAN);
     let mut problems = Vec::new();
-    if crm_name != pc_name {
+    // A won deal is read-only in the CRM: Partner Center's edit of `y` may stay pending there
+    // (kept in Partner Center, never overwritten by the CRM's older value). Every other
+    // field must agree.
+    let won = seq.contains(&Step::Win);
+    let pending = |field: Field| {
+        won && field == y
+            && seq.contains(&Step::Pc)
+            && match field {
+                Field::Name => pc_name == pc_value(y, n).as_str().unwrap(),
+                Field::Value => (pc_deal - pc_value(y, n).as_f64().unwrap()).abs() < 0.005,
+            }
+    };
+    if crm_name != pc_name && !pending(Field::Name) {
         problems.push(format!(
             "name: CRM {crm_name:?}, Partner Center {pc_name:?}"
         ));
     }
-    if (crm_deal - pc_deal).abs() >= 0.005 {
+    if (crm_deal - pc_deal).abs() >= 0.005 && !pending(Field::Value) {
         problems.push(format!(
             "deal value: CRM {crm_deal}, Partner Center {pc_deal}"
         ));
@@ -334,10 +347,10 @@ async fn a_crm_rename_and_a_pc_value_edit_both_survive_from_the_referral_side() 
         .unwrap();
 }
 
-/// A deal the seller won while both sides had changes: the referral is closed as won, and
-/// the two sides end agreeing.
+/// A deal the seller won while both sides had changes: the referral is closed as won, the
+/// seller's rename reaches it, and Microsoft's value edit stays pending in Partner Center.
 #[tokio::test]
-async fn a_deal_won_in_the_crm_meanwhile_ends_with_both_sides_agreeing() {
+async fn a_deal_won_in_the_crm_meanwhile_keeps_the_close_and_the_pending_edit() {
     let h = Harness::start().await;
     let p = pair(&h, 1).await;
     for s in [Step::Crm, Step::Pc, Step::Win, Step::Out] {
@@ -353,4 +366,13 @@ async fn a_deal_won_in_the_crm_meanwhile_ends_with_both_sides_agreeing() {
     )
     .await
     .unwrap();
+    let referral = h.pc.referral(&p.rid).unwrap();
+    assert_eq!(
+        (referral["status"].clone(), referral["substatus"].clone()),
+        (json!("Closed"), json!("Won"))
+    );
+    assert_eq!(
+        h.dv.row("opportunities", &p.opp).unwrap()["statecode"],
+        json!(1)
+    );
 }

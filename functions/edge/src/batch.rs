@@ -118,9 +118,10 @@ async fn dispose(queue: &dyn Queue, message: &Received, disposition: Disposition
     };
     match disposition {
         Disposition::Done => Handled::Done,
-        Disposition::Forward { to } => {
-            settled(queue.send(&queued(&to)).await.map(|_| ()), Handled::Forwarded)
-        }
+        Disposition::Forward { to } => settled(
+            queue.send(&queued(&to)).await.map(|_| ()),
+            Handled::Forwarded,
+        ),
         Disposition::Retry { delay, reason } => {
             // Reported as failed either way; the visibility is what makes it wait.
             if let Err(e) = queue.release(&message.receipt, delay).await {

@@ -48,9 +48,8 @@ pub async fn run_task(
 ) -> Result<Value, PollerError> {
     match task {
         Task::Poll => {
-            let r =
-                poll_opportunities(&engine.dv, engine.store.as_ref(), queue, &engine.columns)
-                    .await?;
+            let r = poll_opportunities(&engine.dv, engine.store.as_ref(), queue, &engine.columns)
+                .await?;
             tracing::info!(
                 enqueued = r.enqueued,
                 deleted = r.deleted,

@@ -6,10 +6,13 @@ use cosell::engine::{reconcile_pair, SyncMessage};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    cosell_edge::consumer::run(SyncMessage::parse, |engine, message: SyncMessage| async move {
-        let outcome = reconcile_pair(&engine, &message).await?;
-        tracing::info!(key = %message.key, ?outcome, "pair reconciled");
-        Ok(outcome)
-    })
+    cosell_edge::consumer::run(
+        SyncMessage::parse,
+        |engine, message: SyncMessage| async move {
+            let outcome = reconcile_pair(&engine, &message).await?;
+            tracing::info!(key = %message.key, ?outcome, "pair reconciled");
+            Ok(outcome)
+        },
+    )
     .await
 }

@@ -177,7 +177,12 @@ impl DataverseClient {
             .expect("entity paths join onto the API base")
     }
 
-    pub(super) fn entity_url(&self, set: &str, entity: &str, id: &str) -> Result<Url, DataverseError> {
+    pub(super) fn entity_url(
+        &self,
+        set: &str,
+        entity: &str,
+        id: &str,
+    ) -> Result<Url, DataverseError> {
         let id = query::guid(id).ok_or_else(|| DataverseError::NotFound {
             entity: entity.to_string(),
             id: id.to_string(),

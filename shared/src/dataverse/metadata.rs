@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::client::{read_json, DataverseClient, Kind, NO_TARGET};
-use crate::retry::Idempotency;
 use super::error::DataverseError;
+use crate::retry::Idempotency;
 
 /// The label language of what setup creates (English).
 const LANGUAGE: u32 = 1033;
@@ -241,9 +241,12 @@ impl DataverseClient {
     ) -> Result<(), DataverseError> {
         let url = self.url(&format!("{}/Attributes", entity_path(entity)));
         let body = attribute_body(spec);
-        self.send("create column", NO_TARGET, Kind::Write(Idempotency::NotIdempotent), &|| {
-            self.http.post(url.clone()).json(&body)
-        })
+        self.send(
+            "create column",
+            NO_TARGET,
+            Kind::Write(Idempotency::NotIdempotent),
+            &|| self.http.post(url.clone()).json(&body),
+        )
         .await?;
         Ok(())
     }
@@ -287,9 +290,12 @@ impl DataverseClient {
             "DisplayName": label(display),
             "KeyAttributes": attributes,
         });
-        self.send("create key", NO_TARGET, Kind::Write(Idempotency::NotIdempotent), &|| {
-            self.http.post(url.clone()).json(&body)
-        })
+        self.send(
+            "create key",
+            NO_TARGET,
+            Kind::Write(Idempotency::NotIdempotent),
+            &|| self.http.post(url.clone()).json(&body),
+        )
         .await?;
         Ok(())
     }
@@ -314,12 +320,17 @@ impl DataverseClient {
             .await?;
         definition.retain(|k, _| !k.starts_with("@odata.context"));
         definition.insert("ChangeTrackingEnabled".into(), Value::Bool(true));
-        self.send("update table definition", NO_TARGET, Kind::Write(Idempotency::Idempotent), &|| {
-            self.http
-                .put(url.clone())
-                .header("MSCRM.MergeLabels", "true")
-                .json(&definition)
-        })
+        self.send(
+            "update table definition",
+            NO_TARGET,
+            Kind::Write(Idempotency::Idempotent),
+            &|| {
+                self.http
+                    .put(url.clone())
+                    .header("MSCRM.MergeLabels", "true")
+                    .json(&definition)
+            },
+        )
         .await?;
         Ok(())
     }
@@ -330,9 +341,12 @@ impl DataverseClient {
         let body = json!({
             "ParameterXml": format!("<importexportxml><entities><entity>{entity}</entity></entities></importexportxml>"),
         });
-        self.send("PublishXml", NO_TARGET, Kind::Write(Idempotency::Idempotent), &|| {
-            self.http.post(url.clone()).json(&body)
-        })
+        self.send(
+            "PublishXml",
+            NO_TARGET,
+            Kind::Write(Idempotency::Idempotent),
+            &|| self.http.post(url.clone()).json(&body),
+        )
         .await?;
         Ok(())
     }

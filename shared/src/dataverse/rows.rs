@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::{read_json, selecting, writable, Kind, Target, RETURN_REPRESENTATION};
 use super::error::DataverseError;
-use super::model::{status_reason, state, Account, Contact, Opportunity};
+use super::model::{state, status_reason, Account, Contact, Opportunity};
 use super::DataverseClient;
 use crate::retry::Idempotency;
 

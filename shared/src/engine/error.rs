@@ -91,9 +91,9 @@ impl From<QueueError> for SyncError {
     fn from(e: QueueError) -> Self {
         match e {
             // What the queue's kind cannot take never succeeds on a retry.
-            QueueError::Invalid(_) | QueueError::Unsupported(_) | QueueError::KindMismatch { .. } => {
-                SyncError::permanent(format!("queue: {e}"))
-            }
+            QueueError::Invalid(_)
+            | QueueError::Unsupported(_)
+            | QueueError::KindMismatch { .. } => SyncError::permanent(format!("queue: {e}")),
             _ => SyncError::retry(None, format!("queue: {e}")),
         }
     }

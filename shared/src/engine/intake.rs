@@ -119,7 +119,10 @@ pub async fn handle_webhook(
     )
     .await
     {
-        Ok(message) => inbound.send(&disposition::queued(&message)).await.map_err(|e| e.to_string()),
+        Ok(message) => inbound
+            .send(&disposition::queued(&message))
+            .await
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     if let Err(e) = queued {
@@ -163,8 +166,9 @@ struct ReferralEvent {
 /// The referral an event names; `None` for an event name we do not route.
 fn referral_event(name: &str, verified: &VerifiedEvent) -> Option<ReferralEvent> {
     // A related referral's event points at that referral: "look at it" is all it says.
-    let routed =
-        name == REFERRAL_CREATED || name == REFERRAL_UPDATED || name.starts_with("related-referral-");
+    let routed = name == REFERRAL_CREATED
+        || name == REFERRAL_UPDATED
+        || name.starts_with("related-referral-");
     if !routed {
         return None;
     }

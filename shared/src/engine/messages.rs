@@ -97,7 +97,10 @@ impl SyncMessage {
         if m.key.trim().is_empty() {
             return Err(BadMessage("empty key".into()));
         }
-        if m.referral_id.as_deref().is_some_and(|r| r.trim().is_empty()) {
+        if m.referral_id
+            .as_deref()
+            .is_some_and(|r| r.trim().is_empty())
+        {
             return Err(BadMessage("empty referral_id".into()));
         }
         Ok(m)

@@ -37,8 +37,8 @@ impl Mapping {
             .iter()
             .filter(|f| f.table == Table::Opportunity && path::parse(&f.referral).is_some())
             .map(|f| {
-                let writable = schema::referral_path(&f.referral, &self.schema.referral_paths)
-                    == Some(true);
+                let writable =
+                    schema::referral_path(&f.referral, &self.schema.referral_paths) == Some(true);
                 let flow = Flow {
                     inbound: f.direction.inbound(),
                     outbound: f.direction.outbound() && writable,
@@ -252,7 +252,12 @@ mod tests {
             ("details.currency".to_string(), json!("EUR")),
             ("name".to_string(), json!("Deal")),
         ]);
-        let body = m.opportunity_body(&values, &cols, &|iso| (iso == "EUR").then(|| "c1".into()), true);
+        let body = m.opportunity_body(
+            &values,
+            &cols,
+            &|iso| (iso == "EUR").then(|| "c1".into()),
+            true,
+        );
         assert_eq!(body["estimatedvalue"], json!(30000.0));
         assert_eq!(body["isrevenuesystemcalculated"], json!(false));
         assert_eq!(

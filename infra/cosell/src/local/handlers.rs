@@ -11,15 +11,21 @@ pub async fn sync(engine: &Engine, body: &str) -> Handled {
         Ok(PairOutcome::OpportunityCreated {
             referral_id,
             opportunity_id,
-        }) => tracing::info!(referral = %referral_id, opportunity = %opportunity_id, "opportunity created"),
+        }) => {
+            tracing::info!(referral = %referral_id, opportunity = %opportunity_id, "opportunity created")
+        }
         Ok(PairOutcome::ReferralCreated {
             referral_id,
             opportunity_id,
-        }) => tracing::info!(opportunity = %opportunity_id, referral = %referral_id, "referral created"),
+        }) => {
+            tracing::info!(opportunity = %opportunity_id, referral = %referral_id, "referral created")
+        }
         Ok(PairOutcome::Updated {
             referral_id,
             opportunity_id,
-        }) => tracing::info!(referral = %referral_id, opportunity = %opportunity_id, "pair updated"),
+        }) => {
+            tracing::info!(referral = %referral_id, opportunity = %opportunity_id, "pair updated")
+        }
         Ok(PairOutcome::Skipped { reason }) => {
             tracing::debug!(key = %message.key, %reason, "pair skipped")
         }

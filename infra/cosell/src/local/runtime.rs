@@ -196,11 +196,8 @@ impl Runtime {
             return;
         }
 
-        let (engine, store, outbound) = (
-            self.engine.clone(),
-            self.store.clone(),
-            self.queue.clone(),
-        );
+        let (engine, store, outbound) =
+            (self.engine.clone(), self.store.clone(), self.queue.clone());
         self.loops.push(tokio::spawn(schedule::every(
             "poll",
             config.poll_interval,
@@ -236,11 +233,8 @@ impl Runtime {
             },
         )));
 
-        let (engine, store, inbound) = (
-            self.engine.clone(),
-            self.store.clone(),
-            self.queue.clone(),
-        );
+        let (engine, store, inbound) =
+            (self.engine.clone(), self.store.clone(), self.queue.clone());
         let overlap = options.sweep_overlap;
         self.loops.push(tokio::spawn(schedule::every(
             "sweep",

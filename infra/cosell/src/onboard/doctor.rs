@@ -241,7 +241,7 @@ async fn checks(s: &Subject, args: &DoctorArgs, settings: &Settings) -> Vec<Chec
         config.pc_token_url(),
         config.pc_client_id.clone(),
         config.pc_client_secret.clone(),
-        wiring::resource_scope(&config.pc_api_url),
+        cosell::partner_center::REFERRALS_SCOPE.to_string(),
         grant,
         policy.clone(),
     );

@@ -79,7 +79,8 @@ pub async fn run(
     let (config, destination) = prepare(&args, settings).await?;
     let http = wiring::http_client(&config).map_err(|e| OpsError::failed(e.to_string()))?;
     let policy = wiring::retry_policy(&config);
-    let resource = wiring::resource_scope(&config.pc_api_url);
+    // The referrals API's audience, whatever URL it is reached at (the token names it).
+    let resource = cosell::partner_center::REFERRALS_SCOPE;
     let device = DeviceCodeClient::new(
         http.clone(),
         config.pc_token_url(),

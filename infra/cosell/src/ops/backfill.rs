@@ -5,8 +5,8 @@
 use std::io::Write;
 
 use clap::Args;
-use cosell::engine::wiring;
 use cosell::engine::disposition::queued;
+use cosell::engine::wiring;
 use cosell::engine::{Origin, SyncMessage};
 use cosell::partner_center::{ListQuery, Page, PartnerCenterClient};
 use cosell::queue::{OutMessage, Queue};

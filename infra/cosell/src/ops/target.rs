@@ -18,9 +18,7 @@ use cosell::store::Store;
 use super::error::OpsError;
 use super::settings::Settings;
 // The local runner's names, so both open the same file and queues.
-use crate::local::runtime::{
-    open_sync_queue, RuntimeOptions, DATABASE_FILE as DB_FILE,
-};
+use crate::local::runtime::{open_sync_queue, RuntimeOptions, DATABASE_FILE as DB_FILE};
 
 /// Every AWS call of a command gives up after this long (the SDK retries inside it).
 const AWS_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);

@@ -39,7 +39,8 @@ impl FieldPlan {
 }
 
 /// Merges the mapped fields. `base` is `None` for a link from before pair sync: where the
-/// sides differ, the conflict rule decides (and it is recorded as a conflict).
+/// sides differ, the conflict rule decides (not recorded as a conflict: without a base
+/// nothing says which side changed).
 ///
 /// A field changed on one side only is copied to the other, where the mapping lets it flow
 /// that way; a field that may flow only one way is kept equal to its source side. A value
