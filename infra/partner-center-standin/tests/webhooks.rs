@@ -190,7 +190,7 @@ async fn registration_lifecycle_and_validation_event() {
 #[tokio::test]
 async fn the_registration_api_offers_no_delete() {
     let env = env().await;
-    let (_rx, url) = start_receiver().await;
+    let (_rx, url) = start_receiver(env.standin.root_pem()).await;
     env.client.register(url.as_str(), EVENTS).await.unwrap();
     let token = env.tokens.for_scope(WEBHOOK_SCOPE).token().await.unwrap();
     let resp = reqwest::Client::new()
@@ -211,7 +211,7 @@ async fn the_registration_api_offers_no_delete() {
 #[tokio::test]
 async fn validation_events_are_limited_to_two_a_minute() {
     let env = env().await;
-    let (_rx, url) = start_receiver().await;
+    let (_rx, url) = start_receiver(env.standin.root_pem()).await;
     env.client
         .register(url.as_str(), &["referral-created", "test-created"])
         .await
@@ -234,7 +234,7 @@ async fn validation_events_are_limited_to_two_a_minute() {
 #[tokio::test]
 async fn a_registration_that_asks_for_x_ms_signature_gets_it_and_the_verifier_accepts_it() {
     let env = env().await;
-    let (rx, url) = start_receiver().await;
+    let (rx, url) = start_receiver(env.standin.root_pem()).await;
     let token = env.tokens.for_scope(WEBHOOK_SCOPE).token().await.unwrap();
     let resp = reqwest::Client::new()
         .post(
