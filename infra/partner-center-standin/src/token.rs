@@ -27,7 +27,12 @@ fn requested_audience(form: &HashMap<String, String>) -> Option<String> {
     if let Some(r) = form.get("resource") {
         return Some(r.trim_end_matches('/').to_string());
     }
-    form.get("scope")?
+    audience_in_scope(form.get("scope")?)
+}
+
+/// The API a scope list names (`https://api.partner.microsoft.com/.default offline_access`).
+fn audience_in_scope(scope: &str) -> Option<String> {
+    scope
         .split_whitespace()
         .filter_map(|s| url::Url::parse(s).ok())
         .find(|u| u.scheme() == "https")
@@ -88,6 +93,8 @@ pub(crate) async fn token(
         );
     }
     let mut id_token = None;
+    // A device code's token request names no scope: the sign-in's own scope applies.
+    let mut signed_in_scope = None;
     let rotated = match field("grant_type") {
         "client_credentials" => None,
         crate::device::GRANT_TYPE => {
@@ -98,6 +105,7 @@ pub(crate) async fn token(
             };
             inner = state.lock();
             id_token = signed_in.id_token(&tenant, &state.config.client_id);
+            signed_in_scope = Some(signed_in.scope.clone());
             signed_in.wants_refresh_token().then(|| {
                 let rt = format!("standin-refresh-{}", Uuid::new_v4());
                 inner.refresh_tokens.insert(rt.clone());
@@ -127,7 +135,9 @@ pub(crate) async fn token(
             )
         }
     };
-    let audience = match requested_audience(&form) {
+    let requested = requested_audience(&form)
+        .or_else(|| signed_in_scope.as_deref().and_then(audience_in_scope));
+    let audience = match requested {
         Some(a) if AUDIENCES.contains(&a.as_str()) => a,
         other => {
             return entra_error(

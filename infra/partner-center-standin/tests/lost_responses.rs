@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use cosell::entra::{Grant, TokenProvider};
-use cosell::partner_center::ListQuery;
+use cosell::partner_center::{ListQuery, PartnerCenterError};
 use cosell::retry::RetryPolicy;
 use cosell::Secret;
 use partner_center_standin::{Fault, LostAs};
@@ -247,12 +247,22 @@ async fn a_repeated_ms_request_id_makes_a_second_referral() {
     assert_eq!(made.len(), 2);
     assert_ne!(made[0]["id"], made[1]["id"]);
 
-    // The client's own retry after a lost answer reuses its MS-RequestId: two referrals.
+    // After a lost answer the client does not resend a create (its outcome is unknown);
+    // a caller that sends it again with the same MS-RequestId gets a second referral.
     let from = env.standin.requests().len();
     env.standin
         .add_fault(Fault::lose_response(LostAs::Drop, 1).on("POST", REFERRALS));
+    let request_id = "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
+    let lost = env
+        .client
+        .create_referral_as(&outgoing("retried"), Some(request_id))
+        .await;
+    assert!(
+        matches!(&lost, Err(PartnerCenterError::Call(e)) if e.outcome_unknown()),
+        "{lost:?}"
+    );
     env.client
-        .create_referral(&outgoing("retried"))
+        .create_referral_as(&outgoing("retried"), Some(request_id))
         .await
         .unwrap();
     let posts: Vec<_> = env.standin.requests()[from..]
