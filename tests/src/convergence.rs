@@ -91,8 +91,11 @@ pub struct Figures {
     /// Records made twice: opportunities per referral, referrals per opportunity, accounts
     /// per customer, contacts per e-mail (each extra one counts).
     pub duplicates: u64,
-    /// Fields whose final value is neither the last edit Microsoft nor the seller made.
+    /// Fields whose final value is neither the newest edit nor the last edit of the side the
+    /// conflict rule lets win: an older value written back.
     pub lost_edits: u64,
+    /// What each lost edit was (kept apart from the mismatches: see `lost_edits`).
+    pub lost_edit_lines: Vec<String>,
     pub mismatches: Vec<String>,
     pub elapsed: Duration,
 }
@@ -762,8 +765,10 @@ impl Simulation {
                 }
             };
             let plan = mapping.inbound(&referral, &cols, &InboundContext::default());
+            let mut lost = Vec::new();
             self.figures.lost_edits +=
-                self.lost_edits(&id, opp_id, &plan.opportunity, opp, &mut out);
+                self.lost_edits(&id, opp_id, &plan.opportunity, opp, &mut lost);
+            self.figures.lost_edit_lines.extend(lost);
             let crm_closed = opp["statecode"].as_i64().is_some_and(|s| s != 0);
             for column in [
                 "name",
@@ -863,7 +868,9 @@ impl Simulation {
     }
 
     /// Fields of one pair where neither side holds the newest value a user gave them (an
-    /// older value written back over it). `referral` is the referral's values in CRM terms.
+    /// older value written back over it), unless the field holds the last edit of the side
+    /// its `[conflict]` rule lets win (both sides edited it before a reconcile). `referral`
+    /// is the referral's values in CRM terms.
     fn lost_edits(
         &self,
         referral_id: &str,
@@ -895,10 +902,22 @@ impl Simulation {
                 .filter(|(seq, _)| seq > newest_seq)
                 .map(|(_, v)| v)
                 .collect();
+            let path = match column {
+                "name" => "name",
+                "estimatedvalue" => "details.dealValue",
+                "description" => "details.notes",
+                _ => "details.closingDateTime",
+            };
+            let winner_id = match self.worker.engine.mapping.conflict_winner(path) {
+                cosell::mapping::Side::Crm => opp_id,
+                cosell::mapping::Side::PartnerCenter => referral_id,
+            };
+            let winners = self.edits.get(&(winner_id.to_string(), column));
             let crm = opp.get(column).cloned().unwrap_or(Value::Null);
             let pc = referral.get(column).cloned().unwrap_or(Value::Null);
             let holds = |v: &Value| same(column, v, &crm) || same(column, v, &pc);
-            if !holds(edit) && !maybe.into_iter().any(holds) {
+            let rule_kept = winners.is_some_and(|(_, v)| holds(v));
+            if !holds(edit) && !rule_kept && !maybe.into_iter().any(holds) {
                 lost += 1;
                 out.push(format!(
                     "referral {referral_id} / opportunity {opp_id}: {column} is {crm} in the CRM and {pc} in Partner Center, the newest edit was {edit}"
