@@ -57,7 +57,9 @@ pub(super) async fn reconcile(
         .await;
     }
 
-    // The sender first: when it equals the base, this is our own echo.
+    // The sender first: when it equals the base, this is our own echo. Its side's values
+    // are kept for the merge.
+    let (mut pc_side, mut dv_side) = (None, None);
     let (referral, opp) = match message.origin {
         Origin::Opportunity => {
             let Some(opp) = read_opp(engine, &key, known.opportunity).await? else {
@@ -68,23 +70,25 @@ pub(super) async fn reconcile(
                 )
                 .await;
             };
+            let side = opportunity_side(engine, &opp).await?;
             if let Some(base) = &base {
-                let (values, status) = opportunity_side(engine, &opp).await?;
-                if echo(base, &values, &status, |b| b.opportunity_status.clone()) {
+                if echo(base, &side.0, &side.1, |b| b.opportunity_status.clone()) {
                     return Ok(unchanged());
                 }
             }
+            dv_side = Some(side);
             let referral = read_ref(engine, &referral_id, known.referral).await?;
             (referral, opp)
         }
         Origin::Referral | Origin::Operator => {
             let referral = read_ref(engine, &referral_id, known.referral).await?;
+            let side = referral_side(engine, &referral);
             if let (Some(base), Origin::Referral) = (&base, message.origin) {
-                let (values, status) = referral_side(engine, &referral);
-                if echo(base, &values, &status, |b| b.referral_status.clone()) {
+                if echo(base, &side.0, &side.1, |b| b.referral_status.clone()) {
                     return Ok(unchanged());
                 }
             }
+            pc_side = Some(side);
             let Some(opp) = read_opp(engine, &key, known.opportunity).await? else {
                 return skip(
                     engine,
@@ -100,8 +104,14 @@ pub(super) async fn reconcile(
         return skip(engine, trail, "sync flag is off").await;
     }
 
-    let (pc_values, _) = referral_side(engine, &referral);
-    let (dv_values, _) = opportunity_side(engine, &opp).await?;
+    let (pc_values, _) = match pc_side.take() {
+        Some(side) => side,
+        None => referral_side(engine, &referral),
+    };
+    let (dv_values, _) = match dv_side.take() {
+        Some(side) => side,
+        None => opportunity_side(engine, &opp).await?,
+    };
     let base_fields = base.as_ref().map(|b| &b.fields);
     let plan = merge::merge_fields(&engine.mapping, base_fields, &pc_values, &dv_values);
     trail.conflicts(&plan.conflicts);
