@@ -139,7 +139,9 @@ fn state_of(row: &Value) -> (Value, Value) {
 async fn a_new_referral_becomes_one_bound_opportunity_with_a_recorded_link() {
     let h = Harness::start().await;
     let rid = incoming(&h, "Contoso ERP", "Contoso Ltd").await;
+    let pc_before = h.pc.requests().len();
     let oid = created(&h, &rid).await;
+    let pc_during = h.pc.requests()[pc_before..].to_vec();
 
     let cols = &h.engine.columns;
     let opps = h.dv.rows("opportunities");
@@ -204,20 +206,20 @@ async fn a_new_referral_becomes_one_bound_opportunity_with_a_recorded_link() {
     );
     assert!(base.referral_status.is_some() && base.opportunity_status.is_some());
 
-    // Our external reference reaches the referral in the same reconcile.
+    // Our external reference is deferred (it goes with the seller's accept or decline):
+    // Partner Center was only read.
     assert_eq!(
         h.pc.referral(&rid).unwrap()["externalReferenceId"],
-        json!(oid)
+        Value::Null
     );
+    assert!(pc_during.iter().all(|r| r.method == "GET"), "{pc_during:?}");
     let trail = audit(&h, &rid).await;
     let e = trail
         .iter()
         .find(|e| e.action == "create_opportunity")
         .unwrap_or_else(|| panic!("the create's entry: {trail:?}"));
     assert!(
-        trail
-            .iter()
-            .all(|e| e.action == "create_opportunity" || e.action == "update_referral"),
+        trail.iter().all(|e| e.action == "create_opportunity"),
         "{trail:?}"
     );
     assert!(
@@ -584,7 +586,8 @@ async fn long_throttling_is_a_retry_with_the_services_delay_and_short_is_absorbe
     assert_eq!(e.action, "reconcile");
     assert!(e.detail.as_deref().unwrap().contains("will retry"), "{e:?}");
 
-    // The create (a PATCH with the derived id) is throttled briefly: absorbed in the call.
+    // The create (one change set: a new account with the opportunity) is throttled
+    // briefly: absorbed in the call.
     h.dv.add_fault(
         Fault::new(
             FaultKind::Throttle {
@@ -593,12 +596,12 @@ async fn long_throttling_is_a_retry_with_the_services_delay_and_short_is_absorbe
             },
             1,
         )
-        .on("PATCH", "opportunities("),
+        .on("POST", "$batch"),
     );
     h.dv.reset_request_counts();
     created(&h, &rid).await;
     assert_eq!(
-        h.dv.request_count("PATCH opportunities({id})"),
+        h.dv.request_count("POST $batch"),
         2,
         "one throttled, one through: {:?}",
         h.dv.request_counts()

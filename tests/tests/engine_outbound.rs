@@ -440,10 +440,13 @@ async fn the_seller_accepts_a_microsoft_referral_once() {
     let (opp, rid) = linked_incoming(&h).await;
     sync(&h, &opp).await.unwrap();
     assert_eq!(referral(&h, &rid)["status"], "New");
+    // Our external reference is deferred: it waits for the seller's answer.
+    assert_eq!(referral(&h, &rid)["externalReferenceId"], Value::Null);
 
     let decision = h.engine.columns.decision.clone();
     user_edit(&h, &opp, json!({ decision: ACCEPT }));
     let out = sync(&h, &opp).await.unwrap();
+    assert_eq!(referral(&h, &rid)["externalReferenceId"], json!(opp));
     assert_eq!(
         out,
         PairOutcome::Updated {

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use cosell::engine::{reconcile_pair, Origin, PairOutcome, SyncMessage};
+use cosell::partner_center::PatchOp;
 use cosell_tests::harness::Harness;
 use serde_json::{json, Map, Value};
 
@@ -58,6 +59,26 @@ fn report(case: &str, (pc, dv, routes): &(u64, u64, String)) {
     println!("requests: {case:<40} partner_center={pc} dataverse={dv}  {routes}");
 }
 
+/// A Microsoft referral naming a customer contact.
+async fn incoming_with_contact(h: &Harness, name: &str, customer: &str, email: &str) -> Value {
+    let r = h.pc.create_incoming_referral(name, customer);
+    let id = r["id"].as_str().unwrap();
+    let current = h.engine.pc.get_referral(id).await.unwrap();
+    h.engine
+        .pc
+        .update_referral(
+            id,
+            current.e_tag.as_deref().unwrap(),
+            &[PatchOp::replace(
+                "/customerProfile/team",
+                json!([{"firstName": "Lee", "lastName": "Buyer", "email": email}]),
+            )],
+        )
+        .await
+        .expect("a customer contact on the referral");
+    r
+}
+
 fn flagged_opportunity(h: &Harness, name: &str) -> String {
     let account =
         h.dv.user_insert(
@@ -100,19 +121,42 @@ async fn requests_per_reconcile_by_case() {
         h.pc.create_incoming_referral("Warm-up deal", "Warm-up customer");
     from_referral(&h, warm["id"].as_str().unwrap()).await;
 
-    reset(&h);
-    let r =
-        h.pc.create_incoming_referral("Contoso rollout", "Contoso Fresh");
+    let r = incoming_with_contact(
+        &h,
+        "Contoso rollout",
+        "Contoso Fresh",
+        "lee@contoso.example",
+    )
+    .await;
     let rid = r["id"].as_str().unwrap().to_string();
+    reset(&h);
     let created = from_referral(&h, &rid).await;
     let new_referral = counted(&h);
     report("new referral, new customer and contact", &new_referral);
     let PairOutcome::OpportunityCreated { opportunity_id, .. } = created else {
         panic!("expected an opportunity, got {created:?}");
     };
-    // The referral read, and our external reference written to it (the mapping sends the
-    // opportunity id as `externalReferenceId`); no other Partner Center request.
-    assert_eq!(new_referral.0, 2, "{}", new_referral.2);
+    // The referral read (our external reference waits for the seller's answer); the
+    // account and contact looked up, then made with the opportunity in one change set.
+    assert_eq!(new_referral.0, 1, "{}", new_referral.2);
+    assert_eq!(new_referral.1, 3, "{}", new_referral.2);
+    assert_eq!(h.dv.request_count("POST $batch"), 1, "{}", new_referral.2);
+    assert_eq!(h.dv.rows("contacts").len(), 1);
+
+    // The same customer and contact again: found, and the opportunity made alone.
+    let again = incoming_with_contact(
+        &h,
+        "Contoso phase two",
+        "Contoso Fresh",
+        "lee@contoso.example",
+    )
+    .await;
+    reset(&h);
+    from_referral(&h, again["id"].as_str().unwrap()).await;
+    let known = counted(&h);
+    report("new referral, existing customer", &known);
+    assert_eq!((known.0, known.1), (1, 3), "{}", known.2);
+    assert_eq!(h.dv.request_count("POST $batch"), 0, "{}", known.2);
 
     // Our own write comes back through the poller: one read, nothing else.
     reset(&h);
@@ -167,6 +211,23 @@ async fn requests_per_reconcile_by_case() {
     assert!(
         matches!(made, PairOutcome::ReferralCreated { .. }),
         "{made:?}"
+    );
+
+    // The seller accepts: the opportunity read, the referral read and moved (our
+    // external reference goes with it).
+    h.dv.user_update(
+        "opportunities",
+        &opportunity_id,
+        obj(json!({ h.engine.columns.decision.clone(): 100_000_000 })),
+    )
+    .expect("seller accepts");
+    reset(&h);
+    from_opportunity(&h, &opportunity_id).await;
+    let accept = counted(&h);
+    report("accept", &accept);
+    assert_eq!(
+        h.pc.referral(&rid).unwrap()["externalReferenceId"],
+        json!(opportunity_id)
     );
 
     // Closed as won in the CRM.

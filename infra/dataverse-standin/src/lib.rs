@@ -6,6 +6,7 @@
 
 mod actions;
 mod admin;
+mod batch;
 mod collection;
 pub mod faults;
 pub mod filter;
@@ -47,6 +48,7 @@ fn router(
     journal: Arc<journal::Journal>,
 ) -> Router {
     let api = Router::new()
+        .route("/api/data/v9.2/$batch", post(batch::handle))
         .route(
             "/api/data/v9.2/{segment}",
             get(rows::get)

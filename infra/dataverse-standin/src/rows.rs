@@ -20,13 +20,13 @@ use crate::tracking;
 use crate::writes::changes_from_body;
 
 /// What a path segment names: an entity set, maybe with a row id, or an action/function.
-enum Target {
+pub(crate) enum Target {
     Set(TableDef),
     Row(TableDef, String),
     Other(String),
 }
 
-fn target(segment: &str) -> Result<Target, ApiError> {
+pub(crate) fn target(segment: &str) -> Result<Target, ApiError> {
     let Some(open) = segment.find('(') else {
         return Ok(match table_def(segment) {
             Some(def) => Target::Set(def),
@@ -56,7 +56,7 @@ fn target(segment: &str) -> Result<Target, ApiError> {
     Ok(Target::Row(def, id.hyphenated().to_string()))
 }
 
-fn json_body(bytes: &Bytes) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn json_body(bytes: &Bytes) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::bad_request(
@@ -85,6 +85,19 @@ fn row_answer(
     params: &Params,
 ) -> Response {
     let inner = state.lock();
+    row_answer_in(state, &inner, def, id, created, prefs, params)
+}
+
+/// [`row_answer`] with the lock already held (a `$batch` part).
+pub(crate) fn row_answer_in(
+    state: &State,
+    inner: &Inner,
+    def: TableDef,
+    id: &str,
+    created: bool,
+    prefs: &Prefs,
+    params: &Params,
+) -> Response {
     let Some(row) = inner.table(def.set).rows.get(id) else {
         return ApiError::not_found(def.logical, id).into_response();
     };
@@ -117,6 +130,7 @@ fn row_answer(
         status,
         [
             ("OData-Version", "4.0".to_string()),
+            ("OData-EntityId", entity_url),
             ("Preference-Applied", "return=representation".to_string()),
             ("ETag", tag),
         ],
@@ -228,18 +242,7 @@ pub async fn post(
                 "POST to a single record is not supported; use PATCH.",
             )),
             Target::Set(def) => {
-                let data = json_body(&body)?;
-                let id = match data.get(def.key) {
-                    Some(v) => v
-                        .as_str()
-                        .and_then(|s| uuid::Uuid::parse_str(s).ok())
-                        .map(|u| u.hyphenated().to_string())
-                        .ok_or_else(|| {
-                            ApiError::bad_request(format!("{} must be a GUID", def.key))
-                        })?,
-                    None => uuid::Uuid::new_v4().to_string(),
-                };
-                create(&state, def, &id, data)?;
+                let id = create_in(&mut state.lock(), def, json_body(&body)?)?;
                 Ok(row_answer(&state, def, &id, true, &prefs, &params))
             }
         }
@@ -247,13 +250,22 @@ pub async fn post(
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-fn create(
-    state: &State,
+/// `POST /<set>`: the row gets the key the body names, else a new one.
+pub(crate) fn create_in(
+    inner: &mut Inner,
     def: TableDef,
-    id: &str,
     data: Map<String, Value>,
-) -> Result<(), ApiError> {
-    insert(&mut state.lock(), def, id, data)
+) -> Result<String, ApiError> {
+    let id = match data.get(def.key) {
+        Some(v) => v
+            .as_str()
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .map(|u| u.hyphenated().to_string())
+            .ok_or_else(|| ApiError::bad_request(format!("{} must be a GUID", def.key)))?,
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    insert(inner, def, &id, data)?;
+    Ok(id)
 }
 
 /// Stores a new row with a caller-chosen or generated id; an id in use is the duplicate-key
@@ -271,6 +283,36 @@ fn insert(
     let stored: Map<String, Value> = changes.into_iter().filter(|(_, v)| !v.is_null()).collect();
     inner.insert_row(def.set, id.to_string(), stored);
     Ok(())
+}
+
+/// `PATCH /<set>(<id>)`: an update, or an upsert's create (true) when the row is missing
+/// and `If-Match` is not sent; `If-None-Match: *` refuses an existing row.
+pub(crate) fn upsert_in(
+    inner: &mut Inner,
+    def: TableDef,
+    id: &str,
+    if_match: Option<&str>,
+    if_none_match: Option<&str>,
+    data: Map<String, Value>,
+) -> Result<bool, ApiError> {
+    let Some(row) = inner.table(def.set).rows.get(id).cloned() else {
+        if if_match.is_some() {
+            return Err(ApiError::not_found(def.logical, id));
+        }
+        insert(inner, def, id, data)?;
+        return Ok(true);
+    };
+    if if_none_match == Some("*") {
+        return Err(ApiError::duplicate());
+    }
+    if let Some(tag) = if_match {
+        if tag != "*" && tag != etag(row.version) {
+            return Err(ApiError::version_mismatch());
+        }
+    }
+    let changes = changes_from_body(inner, def, data, Some(&row))?;
+    inner.update_row(def.set, id, changes);
+    Ok(false)
 }
 
 pub async fn patch(
@@ -295,27 +337,8 @@ pub async fn patch(
         let if_none_match = header(&headers, "if-none-match");
         // One lock from the existence check to the write: two racing upserts of a new id
         // make one row and one update, never a duplicate-key error.
-        let mut inner = state.lock();
-        let Some(row) = inner.table(def.set).rows.get(&id).cloned() else {
-            if if_match.is_some() {
-                return Err(ApiError::not_found(def.logical, &id));
-            }
-            insert(&mut inner, def, &id, data)?;
-            drop(inner);
-            return Ok(row_answer(&state, def, &id, true, &prefs, &params));
-        };
-        if if_none_match == Some("*") {
-            return Err(ApiError::duplicate());
-        }
-        if let Some(tag) = if_match {
-            if tag != "*" && tag != etag(row.version) {
-                return Err(ApiError::version_mismatch());
-            }
-        }
-        let changes = changes_from_body(&inner, def, data, Some(&row))?;
-        inner.update_row(def.set, &id, changes);
-        drop(inner);
-        Ok(row_answer(&state, def, &id, false, &prefs, &params))
+        let created = upsert_in(&mut state.lock(), def, &id, if_match, if_none_match, data)?;
+        Ok(row_answer(&state, def, &id, created, &prefs, &params))
     })();
     result.unwrap_or_else(IntoResponse::into_response)
 }
@@ -333,19 +356,29 @@ pub async fn delete(
                 "DELETE needs a record URL.",
             ));
         };
-        let mut inner = state.lock();
-        let row = inner
-            .table(def.set)
-            .rows
-            .get(&id)
-            .ok_or_else(|| ApiError::not_found(def.logical, &id))?;
-        if let Some(tag) = header(&headers, "if-match") {
-            if tag != "*" && tag != etag(row.version) {
-                return Err(ApiError::version_mismatch());
-            }
-        }
-        inner.delete_row(def.set, &id);
+        delete_in(&mut state.lock(), def, &id, header(&headers, "if-match"))?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })();
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `DELETE /<set>(<id>)`, conditional on `If-Match` when sent.
+pub(crate) fn delete_in(
+    inner: &mut Inner,
+    def: TableDef,
+    id: &str,
+    if_match: Option<&str>,
+) -> Result<(), ApiError> {
+    let row = inner
+        .table(def.set)
+        .rows
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(def.logical, id))?;
+    if let Some(tag) = if_match {
+        if tag != "*" && tag != etag(row.version) {
+            return Err(ApiError::version_mismatch());
+        }
+    }
+    inner.delete_row(def.set, id);
+    Ok(())
 }

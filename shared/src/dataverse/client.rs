@@ -692,7 +692,15 @@ async fn classify(
     if status.is_success() {
         return Ok(resp);
     }
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let text = resp.text().await.unwrap_or_default();
+    // A failed `$batch` answers with the failing operation's status and its error inside.
+    let text = super::batch::failed_part(&content_type, &text).unwrap_or(text);
     let detail = serde_json::from_str::<ErrorBody>(&text)
         .map(|b| b.error)
         .unwrap_or_else(|_| ErrorDetail {

@@ -1,6 +1,7 @@
 //! Dynamics 365 (Dataverse Web API): the rows the connector reads and writes, and the client
 //! that reads and writes them.
 
+mod batch;
 pub mod bind;
 mod changes;
 mod client;
@@ -11,6 +12,7 @@ pub mod query;
 mod rows;
 mod select;
 
+pub use batch::{NewRow, PartAnswer};
 pub use changes::ChangeSet;
 pub use client::DataverseClient;
 pub use error::DataverseError;

@@ -23,7 +23,7 @@ pub struct Currency {
 impl DataverseClient {
     /// Creates the row `set(id)` from `body`, or fails with [`DataverseError::Conflict`]
     /// when a row with that id exists already (a retried create, or a crash's leftover).
-    async fn create_with_id<T: DeserializeOwned>(
+    pub(super) async fn create_with_id<T: DeserializeOwned>(
         &self,
         set: &str,
         entity: &str,

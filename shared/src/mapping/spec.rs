@@ -117,6 +117,11 @@ pub struct FieldSpec {
     /// Strip the ✔/✘ suffix before comparing or sending.
     #[serde(default)]
     pub checkmark: bool,
+    /// Sent to Partner Center only along with another write to the referral (an accept, a
+    /// decline, a CRM edit), never on its own: a value the referral can do without for a
+    /// while costs no request. Nor does a change to it alone count as a change to the pair.
+    #[serde(default)]
+    pub defer: bool,
     /// For `join` and `solutions`: the text separator (default `;`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub separator: Option<String>,

@@ -90,15 +90,25 @@ pub(super) async fn from_referral(
                 .insert("name".into(), Value::String(marked));
         }
     }
-    let parties = super::parties::find_or_create(&engine.dv, &plan, referral_id, trail).await?;
+    let (parties, new_rows) = super::parties::find(&engine.dv, &plan, referral_id, trail).await?;
     let mut body = plan.opportunity.clone();
     parties.bind_into(&mut body);
     let link = Link::new(referral_id, key);
-    match crm::create(engine, key, body, plan.target_state, &referral, trail).await? {
-        // Made from the referral: the row's values are the base, and what the referral
-        // lacks of them (our external reference) goes to it in the same reconcile.
+    let made = crm::create(
+        engine,
+        key,
+        body,
+        new_rows,
+        plan.target_state,
+        &referral,
+        trail,
+    );
+    match made.await? {
+        // Made from the referral: the row's values are the base, but for deferred fields
+        // (our external reference): those stay as the referral has them, pending until the
+        // next write to it carries them.
         Some(opp) => {
-            let (fields, _) = opportunity_side(engine, &opp).await?;
+            let fields = created_base(engine, &opp, &referral).await?;
             let known = Known {
                 referral: Some(referral),
                 opportunity: Some(opp),
@@ -118,7 +128,7 @@ pub(super) async fn from_referral(
                     "opportunity {key} exists and then did not"
                 )));
             };
-            let (fields, _) = opportunity_side(engine, &opp).await?;
+            let fields = created_base(engine, &opp, &referral).await?;
             let known = Known {
                 referral: Some(referral),
                 opportunity: Some(opp),
@@ -130,6 +140,24 @@ pub(super) async fn from_referral(
             linked::reconcile(engine, message, link, known, trail, carried).await
         }
     }
+}
+
+/// The base of an opportunity made from `referral`: the row's values, with each deferred
+/// field as the referral holds it.
+async fn created_base(
+    engine: &Engine,
+    opp: &Opportunity,
+    referral: &Referral,
+) -> Result<crate::mapping::FieldValues, Step> {
+    let (mut fields, _) = opportunity_side(engine, opp).await?;
+    let from_referral = engine.mapping.referral_values(referral);
+    for (field, _) in engine.mapping.pair_fields().filter(|(f, _)| f.defer) {
+        match from_referral.get(&field.referral) {
+            Some(v) => fields.insert(field.referral.clone(), v.clone()),
+            None => fields.remove(&field.referral),
+        };
+    }
+    Ok(fields)
 }
 
 /// An opportunity whose pair has no link.

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::dataverse::{DataverseError, Opportunity};
+use crate::dataverse::{DataverseError, NewRow, Opportunity};
 use crate::engine::Engine;
 use crate::mapping::TargetState;
 use crate::partner_center::Referral;
@@ -26,12 +26,14 @@ fn raced(e: DataverseError) -> Step {
 }
 
 /// Creates the opportunity `id` (always open: Dataverse refuses `statecode` on create),
-/// then closes it when the referral is closed. `None` when a row with that id exists
-/// already (an earlier try made it): the caller reads and reconciles it.
+/// with the customer rows it binds (`parties`) in the same change set, then closes it when
+/// the referral is closed. `None` when a row with that id exists already (an earlier try
+/// made it): the caller reads and reconciles it.
 pub(super) async fn create(
     engine: &Engine,
     id: &str,
     mut body: Map<String, Value>,
+    parties: Vec<NewRow>,
     target: TargetState,
     referral: &Referral,
     trail: &mut Trail,
@@ -39,7 +41,12 @@ pub(super) async fn create(
     if let TargetState::Open { statuscode } = target {
         body.insert("statuscode".into(), json!(statuscode));
     }
-    let opp = match engine.dv.create_opportunity_with_id(id, &body).await {
+    let made = if parties.is_empty() {
+        engine.dv.create_opportunity_with_id(id, &body).await
+    } else {
+        together(engine, id, body, parties, trail).await
+    };
+    let opp = match made {
         Ok(opp) => opp,
         Err(DataverseError::Conflict { .. }) => return Ok(None),
         Err(e) => return Err(Step::Failed(e.into())),
@@ -48,6 +55,46 @@ pub(super) async fn create(
     match target {
         TargetState::Open { .. } => Ok(Some(opp)),
         _ => close(engine, id, target, referral, trail).await.map(Some),
+    }
+}
+
+/// The customer rows and the opportunity in one change set. When it fails with 412, an
+/// earlier try made some of them (its answer was lost, or a crash came between): they are
+/// then made one by one, each taking an existing row as made.
+async fn together(
+    engine: &Engine,
+    id: &str,
+    body: Map<String, Value>,
+    parties: Vec<NewRow>,
+    trail: &mut Trail,
+) -> Result<Opportunity, DataverseError> {
+    let dv = &engine.dv;
+    let mut rows = parties.clone();
+    rows.push(NewRow::opportunity(id, body.clone()));
+    match dv.create_together(&rows).await {
+        Ok(mut answers) => {
+            for row in &parties {
+                trail.note(format!("created {} {}", row.entity, row.id));
+            }
+            match answers.pop().flatten() {
+                Some(v) => serde_json::from_value(v).map_err(|e| DataverseError::Malformed {
+                    call: "create rows together".into(),
+                    reason: e.to_string(),
+                }),
+                None => dv.get_opportunity(id).await,
+            }
+        }
+        Err(DataverseError::Conflict { .. }) => {
+            for row in &parties {
+                match dv.create_row(row).await {
+                    Ok(_) => trail.note(format!("created {} {}", row.entity, row.id)),
+                    Err(DataverseError::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            dv.create_opportunity_with_id(id, &body).await
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -72,7 +72,9 @@ pub(super) async fn reconcile(
             };
             let side = opportunity_side(engine, &opp).await?;
             if let Some(base) = &base {
-                if echo(base, &side.0, &side.1, |b| b.opportunity_status.clone()) {
+                if echo(engine, base, &side.0, &side.1, |b| {
+                    b.opportunity_status.clone()
+                }) {
                     return Ok(unchanged());
                 }
             }
@@ -84,7 +86,9 @@ pub(super) async fn reconcile(
             let referral = read_ref(engine, &referral_id, known.referral).await?;
             let side = referral_side(engine, &referral);
             if let (Some(base), Origin::Referral) = (&base, message.origin) {
-                if echo(base, &side.0, &side.1, |b| b.referral_status.clone()) {
+                if echo(engine, base, &side.0, &side.1, |b| {
+                    b.referral_status.clone()
+                }) {
                     return Ok(unchanged());
                 }
             }
@@ -141,6 +145,10 @@ pub(super) async fn reconcile(
     if closed_as(&opp).is_some() && state == CrmState::Keep {
         // A row closed in the CRM is read-only: Partner Center's edits stay pending there.
         plan.keep_closed_crm();
+    }
+
+    if mv.is_none() {
+        plan.defer_lone(&engine.mapping);
     }
 
     // Partner Center first, then the opportunity.
@@ -210,12 +218,14 @@ fn carry(carried: &mut Carried, base: Option<&Base>, written: &FieldValues) {
 }
 
 fn echo(
+    engine: &Engine,
     base: &Base,
     values: &FieldValues,
     status: &str,
     side: impl Fn(&Base) -> Option<String>,
 ) -> bool {
-    merge::same_values(&base.fields, values) && side(base).as_deref() == Some(status)
+    merge::same_undeferred(&engine.mapping, &base.fields, values)
+        && side(base).as_deref() == Some(status)
 }
 
 async fn read_ref(engine: &Engine, id: &str, known: Option<Referral>) -> Result<Referral, Step> {

@@ -36,6 +36,33 @@ impl FieldPlan {
     pub fn keep_closed_crm(&mut self) {
         self.to_crm.clear();
     }
+
+    /// Drops the Partner Center write when it would carry only deferred fields: they wait
+    /// for the next write that happens anyway (the base keeps them pending).
+    pub fn defer_lone(&mut self, mapping: &Mapping) {
+        if self.to_pc.keys().all(|k| deferred(mapping, k)) {
+            self.to_pc.clear();
+        }
+    }
+}
+
+/// Whether the mapping defers the field at this referral path.
+pub fn deferred(mapping: &Mapping, path: &str) -> bool {
+    mapping
+        .pair_fields()
+        .any(|(f, _)| f.defer && f.referral == path)
+}
+
+/// [`same_values`] over the fields that are not deferred: a deferred field alone is no
+/// change to the pair (an echo check uses it).
+pub fn same_undeferred(mapping: &Mapping, a: &FieldValues, b: &FieldValues) -> bool {
+    let keep = |v: &FieldValues| -> FieldValues {
+        v.iter()
+            .filter(|(k, _)| !deferred(mapping, k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    same_values(&keep(a), &keep(b))
 }
 
 /// Merges the mapped fields. `base` is `None` for a link from before pair sync: where the
@@ -237,6 +264,41 @@ mod tests {
         let plan = merge_fields(&m, Some(&base), &pc, &dv);
         assert_eq!(plan.to_pc, values(&[("externalReferenceId", json!("o1"))]));
         assert!(plan.to_crm.is_empty());
+    }
+
+    #[test]
+    fn a_deferred_field_waits_for_another_write_to_the_referral() {
+        let m = Mapping::default_mapping();
+        let base = values(&[("details.notes", json!("a"))]);
+        let pc = values(&[("details.notes", json!("a"))]);
+        let dv = values(&[
+            ("details.notes", json!("a")),
+            ("externalReferenceId", json!("o1")),
+        ]);
+        // Alone, the external reference is no write, and no change: an echo stays an echo.
+        let mut plan = merge_fields(&m, Some(&base), &pc, &dv);
+        assert_eq!(plan.to_pc, values(&[("externalReferenceId", json!("o1"))]));
+        plan.defer_lone(&m);
+        assert!(plan.is_empty());
+        assert!(same_undeferred(&m, &base, &dv));
+        assert!(!same_values(&base, &dv));
+        // It stays pending in the base ...
+        assert_eq!(next_base(Some(&base), &pc, &dv), base);
+        // ... and goes with the next write to the referral.
+        let dv = values(&[
+            ("details.notes", json!("b")),
+            ("externalReferenceId", json!("o1")),
+        ]);
+        let mut plan = merge_fields(&m, Some(&base), &pc, &dv);
+        plan.defer_lone(&m);
+        assert_eq!(
+            plan.to_pc,
+            values(&[
+                ("details.notes", json!("b")),
+                ("externalReferenceId", json!("o1"))
+            ])
+        );
+        assert!(!same_undeferred(&m, &base, &dv));
     }
 
     #[test]

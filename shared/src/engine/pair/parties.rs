@@ -1,11 +1,12 @@
 //! The referral's customer in the CRM: the account (found by name and postal code, else
-//! created) and the customer contact (found by e-mail, else created), bound to the
-//! opportunity as its customer, parent account and parent contact. A created row gets an id
-//! derived from the referral, so a create retried after a lost response finds its row.
+//! made) and the customer contact (found by e-mail, else made), bound to the opportunity as
+//! its customer, parent account and parent contact. A row to make gets an id derived from
+//! the referral, so a create retried after a lost response finds its row; it is made with
+//! the opportunity, in one change set (`crm::create`).
 
 use serde_json::{Map, Value};
 
-use crate::dataverse::{bind, Account, Contact, DataverseClient, DataverseError};
+use crate::dataverse::{bind, Account, Contact, DataverseClient, NewRow};
 use crate::engine::SyncError;
 use crate::mapping::InboundPlan;
 
@@ -46,21 +47,37 @@ fn row_as<T: serde::de::DeserializeOwned>(
     })
 }
 
-pub(super) async fn find_or_create(
+/// The referral's account and contact: found, or planned as new rows (with ids derived
+/// from the referral) that the opportunity's create writes in the same change set.
+pub(super) async fn find(
     dv: &DataverseClient,
     plan: &InboundPlan,
     referral_id: &str,
     trail: &mut Trail,
-) -> Result<Parties, SyncError> {
-    let account_id = account(dv, &plan.account, referral_id, trail).await?;
+) -> Result<(Parties, Vec<NewRow>), SyncError> {
+    let mut new_rows = Vec::new();
+    let account_id = account(dv, &plan.account, referral_id, trail, &mut new_rows).await?;
     let contact_id = match &plan.contact {
-        Some(row) => contact(dv, row, account_id.as_deref(), referral_id, trail).await?,
+        Some(row) => {
+            contact(
+                dv,
+                row,
+                account_id.as_deref(),
+                referral_id,
+                trail,
+                &mut new_rows,
+            )
+            .await?
+        }
         None => None,
     };
-    Ok(Parties {
-        account_id,
-        contact_id,
-    })
+    Ok((
+        Parties {
+            account_id,
+            contact_id,
+        },
+        new_rows,
+    ))
 }
 
 async fn account(
@@ -68,6 +85,7 @@ async fn account(
     row: &Map<String, Value>,
     referral_id: &str,
     trail: &mut Trail,
+    new_rows: &mut Vec<NewRow>,
 ) -> Result<Option<String>, SyncError> {
     let Some(name) = text(row, "name") else {
         trail.note("the referral names no customer: no account bound");
@@ -78,15 +96,7 @@ async fn account(
         return Ok(found.accountid);
     }
     let id = key::account_id_for(referral_id);
-    match dv
-        .create_account_with_id(&id, &row_as::<Account>(row, "account")?)
-        .await
-    {
-        Ok(_) => trail.note(format!("created account {id}")),
-        // Made by an earlier try whose answer was lost: the same row, not a second one.
-        Err(DataverseError::Conflict { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
+    new_rows.push(NewRow::account(&id, &row_as::<Account>(row, "account")?)?);
     Ok(Some(id))
 }
 
@@ -96,6 +106,7 @@ async fn contact(
     account_id: Option<&str>,
     referral_id: &str,
     trail: &mut Trail,
+    new_rows: &mut Vec<NewRow>,
 ) -> Result<Option<String>, SyncError> {
     // Without an e-mail a contact cannot be found again, so every sync would add one.
     let Some(email) = text(row, "emailaddress1") else {
@@ -108,10 +119,6 @@ async fn contact(
     let mut new: Contact = row_as(row, "contact")?;
     new.parentcustomerid = account_id.map(str::to_string);
     let id = key::contact_id_for(referral_id);
-    match dv.create_contact_with_id(&id, &new).await {
-        Ok(_) => trail.note(format!("created contact {id}")),
-        Err(DataverseError::Conflict { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
+    new_rows.push(NewRow::contact(&id, &new)?);
     Ok(Some(id))
 }
