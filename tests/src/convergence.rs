@@ -780,15 +780,25 @@ impl Simulation {
                 let have = opp.get(column).cloned().unwrap_or(Value::Null);
                 // A won or lost row is read-only: Microsoft's last edit, made after the
                 // seller closed the deal, stays in Partner Center.
+                // (Or an edit whose answer was lost after Partner Center applied it.)
                 let pending_on_closed = crm_closed
-                    && self
+                    && (self
                         .edits
                         .get(&(id.clone(), column))
-                        .is_some_and(|(_, edit)| same(column, edit, &want));
+                        .is_some_and(|(_, edit)| same(column, edit, &want))
+                        || self
+                            .maybe_edits
+                            .get(&(id.clone(), column))
+                            .is_some_and(|m| m.iter().any(|(_, edit)| same(column, edit, &want))));
                 if !same(column, &want, &have) && !pending_on_closed {
                     out.push(format!(
-                        "referral {id} ({} / {}) / opportunity {opp_id} (statecode {}): {column} is {have} in the CRM, {want} by the referral",
-                        raw["status"], raw["substatus"], opp["statecode"]
+                        "referral {id} ({} / {}) / opportunity {opp_id} (statecode {}): {column} is {have} in the CRM, {want} by the referral (last edits: referral {:?}, opportunity {:?}; unconfirmed {:?})",
+                        raw["status"],
+                        raw["substatus"],
+                        opp["statecode"],
+                        self.edits.get(&(id.clone(), column)),
+                        self.edits.get(&(opp_id.to_string(), column)),
+                        self.maybe_edits.get(&(id.clone(), column)),
                     ));
                 }
             }

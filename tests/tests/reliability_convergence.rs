@@ -23,9 +23,6 @@ async fn both_sides_converge_under_faults() {
     for m in f.mismatches.iter().take(40) {
         println!("  mismatch: {m}");
     }
-    // Measured, not asserted yet: a lost edit of a field both sides changed before one
-    // reconcile can be the conflict rule's doing, which the check cannot always tell apart
-    // (docs/reliability.md).
     for m in f.lost_edit_lines.iter().take(20) {
         println!("  lost edit: {m}");
     }
@@ -38,6 +35,12 @@ async fn both_sides_converge_under_faults() {
         f.mismatches.is_empty(),
         "{} mismatches; replay with COSELL_CONVERGENCE_SEED={}",
         f.mismatches.len(),
+        f.seed
+    );
+    // No user's edit undone by an older value (the conflict rule's winner aside).
+    assert_eq!(
+        f.lost_edits, 0,
+        "lost edits; replay with COSELL_CONVERGENCE_SEED={}",
         f.seed
     );
     // The run must have exercised what it claims to.
