@@ -209,6 +209,38 @@ async fn a_504_after_the_opportunity_create_makes_one_opportunity() {
     .await;
 }
 
+/// An earlier try made the account and crashed before the rest, and the account was renamed
+/// since (so the lookup by name does not find it): the change set fails on it (412), and the
+/// rows are made one by one, taking the account as made.
+#[tokio::test]
+async fn a_change_set_refused_on_an_account_made_earlier_makes_the_rest_row_by_row() {
+    let h = Harness::start().await;
+    let created = h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd");
+    let rid = created["id"].as_str().unwrap().to_string();
+    let account = key::account_id_for(&rid);
+    h.dv.user_insert(
+        "accounts",
+        obj(json!({"accountid": account, "name": "Contoso (renamed by a seller)"})),
+    )
+    .expect("the account an earlier try made");
+
+    let out = settle(&h, &webhook_message(&h, &rid).await).await;
+    let opp = key::opportunity_id_for(&rid);
+    assert!(
+        matches!(&out, PairOutcome::OpportunityCreated { opportunity_id, .. } if *opportunity_id == opp),
+        "{out:?}"
+    );
+    assert_eq!(h.dv.rows("accounts").len(), 1);
+    let opps = h.dv.rows("opportunities");
+    assert_eq!(opps.len(), 1);
+    assert_eq!(opps[0]["_parentaccountid_value"], json!(account));
+    assert!(
+        h.dv.request_count("PATCH opportunities({id})") >= 1,
+        "made alone after the change set was refused: {:?}",
+        h.dv.request_counts()
+    );
+}
+
 /// A flagged opportunity for Fabrikam with every outbound field set.
 fn flagged_opportunity(h: &Harness) -> String {
     let account =

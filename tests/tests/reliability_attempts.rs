@@ -21,7 +21,9 @@ async fn a_message_that_always_fails_is_dead_lettered_after_its_attempts() {
     let h = Harness::start().await;
     // Every opportunity write fails as an overloaded service does; the engine's in-call
     // retries give up each time and the queue's attempts are what is left.
+    // (A new customer's rows are made with the opportunity in one `$batch`.)
     h.dv.add_fault(Fault::new(FaultKind::Unavailable, u32::MAX).on("PATCH", "opportunities"));
+    h.dv.add_fault(Fault::new(FaultKind::Unavailable, u32::MAX).on("POST", "$batch"));
     let id = h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd")["id"]
         .as_str()
         .unwrap()
