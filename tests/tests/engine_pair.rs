@@ -103,7 +103,7 @@ fn flagged_opportunity(h: &Harness) -> String {
     let c = &h.engine.columns;
     let mut row = obj(json!({
         "name": "Fabrikam field service",
-        "estimatedvalue": 50000.0,
+        "estimatedvalue": 50000.0, "_transactioncurrencyid_value": dataverse_standin::USD_ID,
         "estimatedclosedate": "2026-09-30",
         "description": "Rollout to 40 technicians",
         "statecode": 0,
@@ -134,7 +134,7 @@ async fn a_webhook_for_a_referral_still_being_created_is_forwarded_not_duplicate
     engine.store = crash.clone();
     let creating = reconcile_pair(&engine, &SyncMessage::for_opportunity(&oid, None)).await;
     assert!(crash.take_crashed(), "{creating:?}");
-    let referrals = h.pc.referrals();
+    let referrals = h.pc.partner_referrals();
     assert_eq!(referrals.len(), 1);
     let rid = referrals[0]["id"].as_str().unwrap().to_string();
     assert_eq!(referrals[0]["externalReferenceId"], json!(oid));
@@ -165,7 +165,7 @@ async fn a_webhook_for_a_referral_still_being_created_is_forwarded_not_duplicate
     assert_eq!(worker.stats.forwarded, 1, "{:?}", worker.stats);
     assert_eq!(worker.stats.dead_lettered, 0, "{:?}", worker.dead_reasons);
     assert_eq!(h.dv.rows("opportunities").len(), 1, "no second opportunity");
-    assert_eq!(h.pc.referrals().len(), 1, "no second referral");
+    assert_eq!(h.pc.partner_referrals().len(), 1, "no second referral");
     let link = h.store.get_link_by_referral(&rid).await.unwrap().unwrap();
     assert_eq!(link.opportunity_id, oid);
     assert!(link.base.is_some());
