@@ -41,6 +41,14 @@ pub(super) async fn from_referral(
             reason: "the referral does not exist in Partner Center".into(),
         });
     };
+    // The second shared-referral step's referral is never paired: its engagement's own
+    // referral is (issue 21).
+    if shared_referral::is_for_microsoft(&referral) {
+        return Ok(PairOutcome::Skipped {
+            reason: "the connected referral for Microsoft: its engagement's own referral is synced"
+                .into(),
+        });
+    }
     // Made from one of our opportunities (its external reference): that pair's key owns it.
     if let Some(owner) = referral
         .external_reference_id
