@@ -199,15 +199,34 @@ async fn the_referral_for_microsoft_is_never_paired_with_the_opportunity() {
     for message in [m, forwarded] {
         let out = reconcile_pair(&h.engine, &message).await.unwrap();
         assert!(matches!(out, PairOutcome::Skipped { .. }), "{out:?}");
-        assert!(h.store.get_link_by_opportunity(&oid).await.unwrap().is_none());
-        assert!(h.store.get_link_by_referral(&ms_id).await.unwrap().is_none());
+        assert!(h
+            .store
+            .get_link_by_opportunity(&oid)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(h
+            .store
+            .get_link_by_referral(&ms_id)
+            .await
+            .unwrap()
+            .is_none());
     }
-    assert_eq!(h.dv.rows("opportunities").len(), 1, "no opportunity from it");
+    assert_eq!(
+        h.dv.rows("opportunities").len(),
+        1,
+        "no opportunity from it"
+    );
 
     reconcile_pair(&h.engine, &SyncMessage::for_opportunity(&oid, None))
         .await
         .unwrap();
-    let link = h.store.get_link_by_opportunity(&oid).await.unwrap().unwrap();
+    let link = h
+        .store
+        .get_link_by_opportunity(&oid)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(link.referral_id, own_id);
     assert_eq!(h.pc.referrals().len(), 2, "no third referral");
 }

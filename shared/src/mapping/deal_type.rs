@@ -92,8 +92,17 @@ pub struct DealChoice {
     pub help: Option<String>,
 }
 
+/// A CRM value and a file's value name the same option: equal, equal numbers, or the same
+/// text (a choice read as `"100000003"`).
 fn same(a: &Value, b: &Value) -> bool {
-    a == b || (a.as_f64().is_some() && a.as_f64() == b.as_f64()) || a.to_string() == b.to_string()
+    let text = |v: &Value| match v {
+        Value::String(s) => s.trim().to_string(),
+        other => other.to_string(),
+    };
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b || text(a) == text(b),
+    }
 }
 
 impl Mapping {
