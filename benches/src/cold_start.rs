@@ -148,7 +148,7 @@ fn flagged_opportunity(dv: &Dv, columns: &ColumnNames) -> Option<String> {
                    "emailaddress1": "ada@coldstart.example", "_parentcustomerid_value": account})),
     )?;
     let mut opp = row(json!({
-        "name": "Cold start deal", "estimatedvalue": 50000.0, "estimatedclosedate": "2026-09-30",
+        "name": "Cold start deal", "estimatedvalue": 50000.0, "_transactioncurrencyid_value": dataverse_standin::USD_ID, "estimatedclosedate": "2026-09-30",
         "statecode": 0, "statuscode": 1,
         "_parentaccountid_value": account, "_customerid_value": account,
         "_parentcontactid_value": contact,

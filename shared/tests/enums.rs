@@ -40,17 +40,36 @@ fn every_documented_value_parses() {
     check_enum!(ReferralType);
     check_enum!(ReferralQualification);
     check_enum!(ReferralDirection);
+    check_enum!(ReferralTargetType);
 }
 
 #[test]
 fn documented_status_values_are_all_present() {
     let names: Vec<&str> = ReferralStatus::KNOWN.iter().map(|s| s.as_str()).collect();
-    assert_eq!(names, ["New", "Active", "Closed"]);
-    for sub in [
-        "Pending", "Received", "Accepted", "Won", "Lost", "Declined", "Expired",
-    ] {
-        assert!(ReferralSubstatus::parse(sub).is_known(), "{sub}");
+    assert_eq!(names, ["None", "New", "Active", "Closed"]);
+    let names = |v: &[ReferralSubstatus]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        names(ReferralSubstatus::KNOWN),
+        ["None", "Pending", "Received", "Accepted", "Won", "Lost", "Declined", "Expired"]
+    );
+    // Not documented values: kept when read, never known.
+    for undocumented in ["Engaged", "Error"] {
+        assert!(!ReferralSubstatus::parse(undocumented).is_known());
     }
+    let q: Vec<String> = ReferralQualification::KNOWN
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        q,
+        ["None", "MarketingQualified", "SalesQualified", "Direct"]
+    );
+    let t: Vec<String> = ReferralTargetType::KNOWN
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(t, ["None", "BusinessProfileLocation", "SolutionProfile"]);
+    assert!(!ReferralTargetType::parse("Msft").is_known());
     assert_eq!(ReferralType::parse("Shared"), ReferralType::Shared);
     assert_eq!(
         ReferralDirection::parse("Incoming"),

@@ -5,7 +5,7 @@
 use cosell::config::ColumnNames;
 use cosell::dataverse::{Account, Contact, Opportunity};
 use cosell::mapping::{
-    status_patch, strip_checkmark, with_checkmark, CrmRows, InboundContext, InboundPlan,
+    status_patch, strip_checkmark, with_checkmark, CrmRows, DealType, InboundContext, InboundPlan,
     JsonPatchOp, Mapping, MappingError, PatchOp, Side, TargetState,
 };
 use cosell::partner_center::{Referral, ReferralStatus, ReferralSubstatus};
@@ -47,7 +47,7 @@ fn referral_json() -> Value {
                 {"id": "SOL-15974-MQF", "name": "Contoso-Ale_Test"}
             ]}
         },
-        "inviteContext": {"notes": "hi", "reason": "Demo or proof of concept"},
+        "inviteContext": {"notes": "hi"},
         "eTag": "\"2500ec5a\""
     })
 }
@@ -82,6 +82,8 @@ fn synced_opp() -> Opportunity {
         "transactioncurrencyid".into(),
         json!({"transactioncurrencyid": "cur-usd", "isocurrencycode": "USD"}),
     );
+    // The seller asked Microsoft for a demo: a co-sell.
+    row.insert("cosell_howcanmicrosofthelp".into(), json!(100000003));
     serde_json::from_value(Value::Object(row)).unwrap()
 }
 
@@ -139,11 +141,6 @@ fn inbound_maps_every_default_row() {
             "cosell_solutions",
             json!("Dynamics365forFieldService;SOL-15974-MQF"),
         ),
-        (
-            &plan.opportunity,
-            "cosell_howcanmicrosofthelp",
-            json!(100000003),
-        ),
         (&plan.account, "name", json!("Contoso Customer Inc")),
         (&plan.account, "address1_line1", json!("One Microsoft Way")),
         (&plan.account, "address1_line2", json!("34")),
@@ -160,7 +157,8 @@ fn inbound_maps_every_default_row() {
         assert_eq!(table.get(*column), Some(want), "column {column}");
     }
     // Nothing else: externalReferenceId is outbound only, status is not a column.
-    assert_eq!(plan.opportunity.len(), 11, "{:?}", plan.opportunity.keys());
+    // Nor the help column: it picks a create's deal type, no referral field carries it.
+    assert_eq!(plan.opportunity.len(), 10, "{:?}", plan.opportunity.keys());
     assert!(!plan.opportunity.contains_key("opportunityid"));
     assert!(!plan.opportunity.contains_key("statecode"));
     assert_eq!(plan.account.len(), 7);
@@ -279,47 +277,6 @@ fn inbound_country_codes() {
     }
 }
 
-#[test]
-fn value_map_both_ways() {
-    let m = Mapping::default_mapping();
-    let entries = &m.value_maps["help_needed"].entries;
-    assert_eq!(entries.len(), 6);
-    for e in entries {
-        // Inbound (case-insensitive on the Partner Center text).
-        let mut v = referral_json();
-        v["inviteContext"]["reason"] = json!(e.referral.to_uppercase());
-        let plan = plan_of(&serde_json::from_value(v).unwrap());
-        assert_eq!(plan.opportunity["cosell_howcanmicrosofthelp"], e.crm);
-        // Outbound: a changed choice sends the Partner Center text.
-        let mut opp = synced_opp();
-        opp.extra
-            .insert("cosell_howcanmicrosofthelp".into(), e.crm.clone());
-        let ops = m.outbound_patch(&opp, &referral(), &cols());
-        if e.referral == "Demo or proof of concept" {
-            assert!(ops.is_empty());
-        } else {
-            assert_eq!(
-                ops,
-                vec![op(
-                    PatchOp::Replace,
-                    "/inviteContext/reason",
-                    json!(e.referral)
-                )]
-            );
-        }
-    }
-    let mut v = referral_json();
-    v["inviteContext"]["reason"] = json!("Something new");
-    let plan = plan_of(&serde_json::from_value(v).unwrap());
-    assert!(!plan.opportunity.contains_key("cosell_howcanmicrosofthelp"));
-    assert_eq!(plan.warnings.len(), 1);
-    // An option the map does not know is not sent.
-    let mut opp = synced_opp();
-    opp.extra
-        .insert("cosell_howcanmicrosofthelp".into(), json!(100000099));
-    assert!(m.outbound_patch(&opp, &referral(), &cols()).is_empty());
-}
-
 /// A predicate on the error a case expects.
 type Check = fn(&MappingError) -> bool;
 
@@ -329,6 +286,47 @@ fn op(op: PatchOp, path: &str, value: Value) -> JsonPatchOp {
         path: path.into(),
         value,
     }
+}
+
+#[test]
+fn the_help_column_picks_the_deal_type_and_names_the_help() {
+    let m = Mapping::default_mapping();
+    let entries = &m.value_maps["help_needed"].entries;
+    assert_eq!(entries.len(), 6);
+    for e in entries {
+        let mut opp = synced_opp();
+        opp.extra
+            .insert("cosell_howcanmicrosofthelp".into(), e.crm.clone());
+        let choice = m.deal_type(&opp, &cols());
+        assert_eq!(choice.deal, DealType::CoSell);
+        assert_eq!(choice.help.as_deref(), Some(e.referral.as_str()));
+        // The help is no referral field: a changed choice sends nothing on a PATCH.
+        assert!(m.outbound_patch(&opp, &referral(), &cols()).is_empty());
+    }
+    let mut opp = synced_opp();
+    opp.extra.remove("cosell_howcanmicrosofthelp");
+    let choice = m.deal_type(&opp, &cols());
+    assert_eq!((choice.deal, choice.help), (DealType::Private, None));
+    // A file gives one value its own deal type, or shares empty ones with Microsoft.
+    let m = Mapping::from_toml_str(
+        r#"extends = "default"
+[deal_type]
+when_empty = "partner_led"
+values = [{ crm = 100000005, deal = "private" }]
+help_value_map = "help_needed"
+"#,
+    )
+    .unwrap();
+    m.validate(&cols()).unwrap();
+    assert_eq!(m.deal_type(&opp, &cols()).deal, DealType::PartnerLed);
+    opp.extra
+        .insert("cosell_howcanmicrosofthelp".into(), json!(100000005));
+    assert_eq!(m.deal_type(&opp, &cols()).deal, DealType::Private);
+    let bad = Mapping::from_toml_str(
+        "extends = \"default\"\n[deal_type]\ncolumn = \"nosuchcolumn\"\nhelp_value_map = \"nope\"\n",
+    )
+    .unwrap();
+    assert_eq!(bad.validate(&cols()).unwrap_err().len(), 2);
 }
 
 #[test]
@@ -403,11 +401,8 @@ fn outbound_patch_every_outbound_row() {
                 o.extra
                     .insert("cosell_howcanmicrosofthelp".into(), json!(100000000));
             },
-            vec![op(
-                PatchOp::Replace,
-                "/inviteContext/reason",
-                json!("Architecture and technical design"),
-            )],
+            // It picks the deal type of a create; no referral field carries it.
+            vec![],
         ),
         (
             "opportunity id",
@@ -462,11 +457,9 @@ fn outbound_patch_adds_missing_parents_once() {
             ("/details/closingDateTime", PatchOp::Add),
             ("/details/notes", PatchOp::Add),
             ("/details/requirements", PatchOp::Add),
-            ("/inviteContext", PatchOp::Add),
         ]
     );
     assert_eq!(ops[0].value, json!({"dealValue": 50000.46}));
-    assert_eq!(ops[5].value, json!({"reason": "Demo or proof of concept"}));
     // The wire shape the Partner Center client sends.
     assert_eq!(
         serde_json::to_value(&ops[1]).unwrap(),
@@ -522,9 +515,19 @@ fn outbound_create_builds_a_co_sell_referral() {
     let m = Mapping::default_mapping();
     let mut opp = synced_opp();
     opp.name = Some("New deal ✔".into());
-    let r = m
-        .outbound_create(&opp, Some(&account()), Some(&contact()), &cols())
+    let plan = m
+        .outbound_create(
+            &opp,
+            Some(&account()),
+            Some(&contact()),
+            &cols(),
+            Some("USD"),
+        )
         .unwrap();
+    assert_eq!(plan.deal.deal, DealType::CoSell);
+    assert_eq!(plan.deal.help.as_deref(), Some("Demo or proof of concept"));
+    assert!(plan.shared_with_microsoft());
+    let r = plan.own;
     let v = serde_json::to_value(&r).unwrap();
     let want = [
         ("/name", json!("New deal")),
@@ -539,8 +542,8 @@ fn outbound_create_builds_a_co_sell_referral() {
             "/consent/consentToShareReferralWithMicrosoftSellers",
             json!(true),
         ),
-        ("/target/0/type", json!("Msft")),
-        ("/inviteContext/reason", json!("Demo or proof of concept")),
+        // The first shared-referral step: the target Microsoft is the second step's.
+        ("/target", json!([])),
         ("/details/dealValue", json!(50000.46)),
         ("/details/currency", json!("USD")),
         ("/details/closingDateTime", json!("2018-11-15T00:00:00Z")),
@@ -568,10 +571,41 @@ fn outbound_create_builds_a_co_sell_referral() {
         assert_eq!(v.pointer(ptr), Some(&value), "{ptr}");
     }
     // Read-only and inbound-only fields are not sent.
-    for absent in ["/id", "/createdDateTime", "/status"] {
+    for absent in ["/id", "/createdDateTime", "/status", "/inviteContext"] {
         assert_eq!(v.pointer(absent), None, "{absent}");
     }
     assert!(r.is_co_sell());
+}
+
+#[test]
+fn outbound_create_builds_a_private_deal_when_no_help_is_asked() {
+    let m = Mapping::default_mapping();
+    let mut opp = synced_opp();
+    opp.extra.remove("cosell_howcanmicrosofthelp");
+    let plan = m
+        .outbound_create(
+            &opp,
+            Some(&account()),
+            Some(&contact()),
+            &cols(),
+            Some("EUR"),
+        )
+        .unwrap();
+    assert_eq!(plan.deal.deal, DealType::Private);
+    assert!(!plan.shared_with_microsoft());
+    let v = serde_json::to_value(&plan.own).unwrap();
+    assert_eq!(v["type"], "Independent");
+    assert_eq!(
+        v["consent"]["consentToShareReferralWithMicrosoftSellers"],
+        false
+    );
+    assert_eq!(v["target"], json!([]));
+    assert_eq!(v["details"]["currency"], "EUR");
+    // A deal value without a currency is not sent.
+    let err = m
+        .outbound_create(&opp, Some(&account()), Some(&contact()), &cols(), None)
+        .unwrap_err();
+    assert_eq!(err, MappingError::NoCurrency);
 }
 
 #[test]
@@ -615,7 +649,7 @@ fn outbound_create_errors() {
     ];
     for (opp, contact, check) in cases {
         let err = m
-            .outbound_create(opp, Some(&acc), contact, &cols())
+            .outbound_create(opp, Some(&acc), contact, &cols(), Some("USD"))
             .unwrap_err();
         assert!(check(&err), "{err}");
     }
@@ -629,7 +663,6 @@ fn status_inbound_covers_every_documented_pair() {
         (S::New, SS::Pending, TargetState::Open { statuscode: 1 }),
         (S::New, SS::Received, TargetState::Open { statuscode: 1 }),
         (S::Active, SS::Accepted, TargetState::Open { statuscode: 1 }),
-        (S::Active, SS::Engaged, TargetState::Open { statuscode: 1 }),
         (S::Closed, SS::Won, TargetState::Won { statuscode: 3 }),
         (S::Closed, SS::Lost, TargetState::Lost { statuscode: 5 }),
         (S::Closed, SS::Declined, TargetState::Lost { statuscode: 4 }),
@@ -814,19 +847,13 @@ fn inbound_hash_sees_exactly_the_mapped_values() {
         ),
         ("/customerProfile/address/city", "city", json!("x")),
         ("/customerProfile/team/0/email", "email", json!("x@y.z")),
-        ("/substatus", "substatus", json!("Engaged")),
     ];
     for (ptr, name, value) in changes {
         let mut v = referral_json();
         *v.pointer_mut(ptr).unwrap() = value;
         let plan = plan_of(&serde_json::from_value(v).unwrap());
         let changed = m.inbound_hash(&plan);
-        // Active/Engaged maps to the same state as Active/Accepted: no mapped change.
-        if name == "substatus" {
-            assert_eq!(changed, base, "{name}");
-        } else {
-            assert_ne!(changed, base, "{name}");
-        }
+        assert_ne!(changed, base, "{name}");
     }
     let same: Vec<(&str, Value)> = vec![
         ("/eTag", json!("\"other\"")),
@@ -876,8 +903,8 @@ fn validation_errors_name_the_problem() {
 referral = "details.dealVallue"
 column = "closeprobability"
 "#,
-            |e| matches!(e, MappingError::UnknownReferralPath { index: 21, path } if path == "details.dealVallue"),
-            "field #21 (details.dealVallue): unknown referral field path",
+            |e| matches!(e, MappingError::UnknownReferralPath { index: 20, path } if path == "details.dealVallue"),
+            "field #20 (details.dealVallue): unknown referral field path",
         ),
         (
             "malformed path",
@@ -939,7 +966,7 @@ direction = "sideways"
         (
             "missing value map",
             r#"[[field]]
-referral = "inviteContext.reason"
+referral = "inviteContext.notes"
 column = "$col.help_needed"
 transform = "value_map"
 value_map = "helpp"
@@ -957,7 +984,7 @@ column = "description"
                 matches!(
                     e,
                     MappingError::DuplicateColumn {
-                        index: 21,
+                        index: 20,
                         first_index: 7,
                         ..
                     }
@@ -1001,7 +1028,7 @@ column = "modifiedon"
 covers = "ReferralQualification"
 entries = [{ referral = "SalesQualified", crm = 1 }, { referral = "Direct", crm = 2 }]
 "#,
-            |e| matches!(e, MappingError::ValueMapNotTotal { missing, .. } if missing.len() == 7 && missing.contains(&"MarketingQualified".to_string())),
+            |e| matches!(e, MappingError::ValueMapNotTotal { missing, .. } if missing.len() == 2 && missing.contains(&"MarketingQualified".to_string())),
             "value map 'qualification' is not total: no entry for None, MarketingQualified",
         ),
         (
@@ -1026,7 +1053,7 @@ entries = [{ referral = "A", crm = 1 }, { referral = "a", crm = 2 }]
             r#"[status]
 inbound = [{ status = "New", substatus = "Pending", state = "open", statuscode = 1 }]
 "#,
-            |e| matches!(e, MappingError::StatusNotTotal { missing } if missing.len() == 7 && missing[0] == "New/Received"),
+            |e| matches!(e, MappingError::StatusNotTotal { missing } if missing.len() == 6 && missing[0] == "New/Received"),
             "status table is not total: no inbound rule for New/Received, Active/Accepted",
         ),
         (
@@ -1138,7 +1165,7 @@ entries = [
         Some(&json!("Needs supply chain apps"))
     );
     assert!(!plan.opportunity.contains_key("description"));
-    assert_eq!(plan.opportunity["cosell_howcanmicrosofthelp"], json!(7));
+    assert!(!plan.opportunity.contains_key("cosell_howcanmicrosofthelp"));
     assert!(!plan.contact.unwrap().contains_key("telephone1"));
     // Untouched rows still come from the default.
     assert_eq!(plan.opportunity["estimatedvalue"], json!(50000.46));
@@ -1152,14 +1179,16 @@ entries = [
     let ops = m.outbound_patch(&opp, &referral(), &cols());
     assert_eq!(
         ops,
-        vec![
-            op(PatchOp::Replace, "/details/notes", json!("from our column")),
-            op(
-                PatchOp::Replace,
-                "/inviteContext/reason",
-                json!("General sales assistance")
-            ),
-        ]
+        vec![op(
+            PatchOp::Replace,
+            "/details/notes",
+            json!("from our column")
+        ),]
+    );
+    // The overridden help map names the help of a co-sell.
+    assert_eq!(
+        m.deal_type(&opp, &cols()).help.as_deref(),
+        Some("General sales assistance")
     );
 }
 
@@ -1175,7 +1204,6 @@ inbound = [
   { status = "New", substatus = "Pending", state = "open", statuscode = 1 },
   { status = "New", substatus = "Received", state = "open", statuscode = 1 },
   { status = "Active", substatus = "Accepted", state = "open", statuscode = 2 },
-  { status = "Active", substatus = "Engaged", state = "open", statuscode = 2 },
   { status = "Closed", substatus = "Won", state = "won", statuscode = 3 },
   { status = "Closed", substatus = "Lost", state = "lost", statuscode = 4 },
   { status = "Closed", substatus = "Declined", state = "lost", statuscode = 4 },

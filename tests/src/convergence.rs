@@ -388,6 +388,7 @@ impl Simulation {
         let mut opp = object(json!({
             "name": format!("CRM deal {n}"),
             "estimatedvalue": f64::from(self.rng.random_range(1_000u32..900_000)),
+            "_transactioncurrencyid_value": dataverse_standin::USD_ID,
             "isrevenuesystemcalculated": false,
             "estimatedclosedate": format!("2027-{:02}-{:02}", self.rng.random_range(1..=12), self.rng.random_range(1..=28)),
             "description": format!("Seller notes {n}"),
@@ -485,8 +486,8 @@ impl Simulation {
     }
 
     fn close_in_crm(&mut self) -> bool {
-        let mut ids = self.open_opportunities(Some("Accepted"));
-        ids.extend(self.open_opportunities(Some("Engaged")));
+        // Active/Accepted is the one documented open substatus after an accept.
+        let ids = self.open_opportunities(Some("Accepted"));
         let Some(id) = self.pick(&ids) else {
             return false;
         };

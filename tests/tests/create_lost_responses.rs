@@ -166,7 +166,7 @@ async fn new_referral_with(customer: Customer, fault: DvFault) {
     if customer == Customer::New {
         assert_eq!(contacts[0]["_parentcustomerid_value"], json!(account_id));
     }
-    assert_eq!(h.pc.referrals().len(), 1);
+    assert_eq!(h.pc.partner_referrals().len(), 1);
     both_sides_equal(&h, &rid, &opp).await;
 }
 
@@ -258,7 +258,7 @@ fn flagged_opportunity(h: &Harness) -> String {
     let c = &h.engine.columns;
     let mut row = obj(json!({
         "name": "Fabrikam field service",
-        "estimatedvalue": 50000.0,
+        "estimatedvalue": 50000.0, "_transactioncurrencyid_value": dataverse_standin::USD_ID,
         "estimatedclosedate": "2026-09-30",
         "description": "Rollout",
         "_parentaccountid_value": account,
@@ -282,25 +282,42 @@ async fn flagged_opportunity_with(fault: PcFault) {
         matches!(&out, PairOutcome::ReferralCreated { opportunity_id, .. } | PairOutcome::Updated { opportunity_id, .. } if *opportunity_id == opp),
         "{out:?}"
     );
-    let referrals = h.pc.referrals();
+    let referrals = h.pc.partner_referrals();
     assert_eq!(referrals.len(), 1, "{referrals:#?}");
     assert_eq!(referrals[0]["externalReferenceId"], json!(opp));
+    assert_eq!(referrals[0]["type"], json!("Shared"));
     let rid = referrals[0]["id"].as_str().unwrap().to_string();
+    // The second shared-referral step ran once: one connected referral for Microsoft.
+    let engagement = referrals[0]["engagementId"].as_str().unwrap();
+    let for_ms = h.pc.referrals_for_microsoft(engagement);
+    assert_eq!(for_ms.len(), 1, "{for_ms:#?}");
+    assert_eq!(h.pc.referrals().len(), 2, "{:#?}", h.pc.referrals());
     let row = h.dv.row("opportunities", &opp).unwrap();
     assert_eq!(row[h.engine.columns.referral_id.as_str()], json!(rid));
     assert_eq!(row["name"], "Fabrikam field service ✔");
-    // Every try of the one logical create carried the same request id.
+    // Every try of each logical create carried that create's request id: the first step's
+    // or the second's.
     let posts: Vec<_> =
         h.pc.requests()
             .into_iter()
             .filter(|r| r.method == "POST" && r.path.contains("/referrals"))
             .collect();
+    let first = key::create_request_id(&opp);
+    let second = key::connect_request_id(&opp);
     assert!(
-        posts
-            .iter()
-            .all(|r| r.request_id.as_deref() == Some(key::create_request_id(&opp).as_str())),
+        posts.iter().all(|r| [first.as_str(), second.as_str()]
+            .contains(&r.request_id.as_deref().unwrap_or_default())),
         "{posts:?}"
     );
+    // No POST was resent once its outcome was unknown: at most one per step and try, and
+    // the step whose answer was lost was not posted again (it was found).
+    let of = |id: &str| {
+        posts
+            .iter()
+            .filter(|r| r.request_id.as_deref() == Some(id))
+            .count()
+    };
+    assert_eq!((of(&first), of(&second)), (1, 1), "{posts:?}");
     assert_eq!(h.dv.rows("opportunities").len(), 1);
     both_sides_equal(&h, &rid, &opp).await;
 }
@@ -317,6 +334,28 @@ async fn a_504_after_the_referral_create_makes_one_referral() {
 async fn a_lost_answer_to_the_referral_create_makes_one_referral() {
     flagged_opportunity_with(
         PcFault::lose_response(PcLost::Drop, 1).on("POST", "/v1.0/engagements/referrals"),
+    )
+    .await;
+}
+
+/// Issue 21: the second shared-referral step (the connected referral for Microsoft) loses
+/// its answer; the next try finds it in the engagement and does not post it again.
+#[tokio::test]
+async fn a_lost_answer_to_the_referral_for_microsoft_makes_one_connected_referral() {
+    flagged_opportunity_with(
+        PcFault::lose_response(PcLost::Drop, 1)
+            .on("POST", "/v1.0/engagements/referrals")
+            .after(1),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_504_after_the_referral_for_microsoft_makes_one_connected_referral() {
+    flagged_opportunity_with(
+        PcFault::lose_response(PcLost::GatewayTimeout, 1)
+            .on("POST", "/v1.0/engagements/referrals")
+            .after(1),
     )
     .await;
 }

@@ -56,7 +56,7 @@ fn flagged_opportunity(h: &Harness) -> String {
     let c = &h.engine.columns;
     let mut row = obj(json!({
         "name": "Fabrikam field service",
-        "estimatedvalue": 50000.0,
+        "estimatedvalue": 50000.0, "_transactioncurrencyid_value": dataverse_standin::USD_ID,
         "estimatedclosedate": "2026-09-30",
         "description": "Rollout",
         "_parentaccountid_value": account,
@@ -70,7 +70,7 @@ fn flagged_opportunity(h: &Harness) -> String {
 }
 
 fn referrals_for(h: &Harness, opp: &str) -> Vec<Value> {
-    h.pc.referrals()
+    h.pc.partner_referrals()
         .into_iter()
         .filter(|r| r["externalReferenceId"] == json!(opp))
         .collect()
@@ -322,7 +322,7 @@ async fn two_reconciles_of_one_linked_pair_racing_leave_both_sides_equal() {
             .any(|o| matches!(o, PairOutcome::Updated { .. })),
         "{a:?} {b:?}"
     );
-    assert_eq!(h.pc.referrals().len(), 1);
+    assert_eq!(h.pc.partner_referrals().len(), 1);
     assert_eq!(h.dv.rows("opportunities").len(), 1);
     let row = h.dv.row("opportunities", &opp).unwrap();
     assert!(

@@ -173,7 +173,7 @@ async fn an_opportunity_syncs_first_and_again_on_dynamodb() {
     );
     let c = &h.engine.columns;
     let mut row = obj(json!({
-        "name": "Fabrikam field service", "estimatedvalue": 50000.0,
+        "name": "Fabrikam field service", "estimatedvalue": 50000.0, "_transactioncurrencyid_value": dataverse_standin::USD_ID,
         "estimatedclosedate": "2026-09-30", "statecode": 0, "statuscode": 1,
         "_parentaccountid_value": account, "_customerid_value": account,
         "_parentcontactid_value": contact,
@@ -214,7 +214,7 @@ async fn an_opportunity_syncs_first_and_again_on_dynamodb() {
     // Nothing changed since: the second reconcile reads the link and leaves it alone.
     let again = reconcile_pair(&h.engine, &message).await.unwrap();
     assert!(matches!(again, PairOutcome::Unchanged { .. }), "{again:?}");
-    assert_eq!(h.pc.referrals().len(), 1, "no second referral");
+    assert_eq!(h.pc.partner_referrals().len(), 1, "no second referral");
     let link = store.get_link_by_opportunity(&opp).await.unwrap().unwrap();
     assert_eq!(link.version, 1);
     assert_eq!(audit_outcomes(&store, &referral_id).await.len(), 1);

@@ -69,7 +69,7 @@ fn opportunity(h: &Harness, flagged: bool) -> String {
     let c = &h.engine.columns;
     let mut row = obj(json!({
         "name": "Fabrikam field service",
-        "estimatedvalue": 50000.0,
+        "estimatedvalue": 50000.0, "_transactioncurrencyid_value": dataverse_standin::USD_ID,
         "estimatedclosedate": "2026-09-30",
         "description": "Rollout to 40 technicians",
         "statecode": 0,
@@ -198,24 +198,51 @@ async fn a_flagged_opportunity_creates_one_co_sell_referral_and_links_it() {
         r["details"]["requirements"]["solutions"][0]["id"],
         "Dynamics365forFieldService"
     );
-    assert_eq!(r["inviteContext"]["reason"], "Demo or proof of concept");
+    // The documented create: currency, no undocumented target type or invite field.
+    assert_eq!(r["details"]["currency"], "USD");
+    assert_eq!(r["target"], json!([]));
+    assert_eq!(
+        r["consent"]["consentToShareReferralWithMicrosoftSellers"],
+        true
+    );
+    assert!(r.get("inviteContext").is_none(), "{r}");
     assert_eq!(r["customerProfile"]["name"], "Fabrikam Inc");
     assert_eq!(r["customerProfile"]["address"]["country"], "US");
     assert_eq!(
         r["customerProfile"]["team"][0]["email"],
         "ada@fabrikam.example"
     );
-    assert_eq!(h.pc.referrals().len(), 1);
-    // One logical create, one request id derived from the pair key.
+    assert_eq!(h.pc.partner_referrals().len(), 1);
+    // A co-sell (help asked): the second shared-referral step made the connected referral
+    // for Microsoft in the same engagement, carrying the help asked.
+    let engagement = r["engagementId"].as_str().unwrap();
+    let for_ms = h.pc.referrals_for_microsoft(engagement);
+    assert_eq!(for_ms.len(), 1, "{for_ms:#?}");
+    assert_eq!(
+        for_ms[0]["target"],
+        json!([{"type": "BusinessProfileLocation", "id": "msft"}])
+    );
+    assert_eq!(for_ms[0]["type"], "Shared");
+    assert_eq!(for_ms[0]["externalReferenceId"], opp.as_str());
+    assert_eq!(
+        for_ms[0]["inviteContext"]["notes"],
+        "Help needed from Microsoft: Demo or proof of concept"
+    );
+    assert_eq!(h.pc.referrals().len(), 2);
+    // Two logical creates, each with one request id derived from the pair key.
     let posts: Vec<_> =
         h.pc.requests()
             .into_iter()
             .filter(|r| r.method == "POST" && r.path.contains("/referrals"))
             .collect();
-    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(posts.len(), 2, "{posts:?}");
     assert_eq!(
         posts[0].request_id.as_deref(),
         Some(key::create_request_id(&opp).as_str())
+    );
+    assert_eq!(
+        posts[1].request_id.as_deref(),
+        Some(key::connect_request_id(&opp).as_str())
     );
 
     let row = opp_row(&h, &opp);
@@ -362,7 +389,7 @@ async fn an_unflagged_opportunity_is_skipped_without_a_referral() {
     let opp = opportunity(&h, false);
     let out = sync(&h, &opp).await.unwrap();
     assert!(matches!(out, PairOutcome::Skipped { .. }), "{out:?}");
-    assert!(h.pc.referrals().is_empty());
+    assert!(h.pc.partner_referrals().is_empty());
     assert_eq!(pc_requests(&h), 0, "not even a lookup");
     assert!(link(&h, &opp).await.is_none());
     assert!(
@@ -370,6 +397,36 @@ async fn an_unflagged_opportunity_is_skipped_without_a_referral() {
         "no audit for never-synced rows"
     );
     assert_eq!(opp_row(&h, &opp)["name"], "Fabrikam field service");
+}
+
+/// Issue 21 item 3: no help asked is a private deal: one `Independent` referral, not
+/// shared with Microsoft sellers, no target, and the opportunity's own currency.
+#[tokio::test]
+async fn an_opportunity_asking_no_help_creates_one_private_referral() {
+    let h = Harness::start().await;
+    let opp = opportunity(&h, true);
+    let c = &h.engine.columns;
+    let mut change = Map::new();
+    change.insert(c.help_needed.clone(), Value::Null);
+    change.insert(
+        "_transactioncurrencyid_value".into(),
+        json!(dataverse_standin::EUR_ID),
+    );
+    h.dv.user_update("opportunities", &opp, change).unwrap();
+    let out = sync(&h, &opp).await.expect("create");
+    let PairOutcome::ReferralCreated { referral_id, .. } = out else {
+        panic!("expected ReferralCreated, got {out:?}");
+    };
+    let r = referral(&h, &referral_id);
+    assert_eq!(r["type"], "Independent");
+    assert_eq!(
+        r["consent"]["consentToShareReferralWithMicrosoftSellers"],
+        false
+    );
+    assert_eq!(r["target"], json!([]));
+    assert_eq!(r["details"]["currency"], "EUR");
+    assert_eq!(h.pc.referrals().len(), 1, "no referral for Microsoft");
+    assert_eq!(pc_writes(&h).len(), 1, "one POST");
 }
 
 #[tokio::test]
@@ -387,7 +444,7 @@ async fn a_deleted_or_vanished_linked_opportunity_leaves_the_referral_alone() {
     let out = sync(&h, &opp).await.unwrap();
     assert!(matches!(out, PairOutcome::Skipped { .. }), "{out:?}");
     assert_eq!(referral(&h, &rid), before);
-    assert!(pc_writes(&h).len() == 1, "only the create");
+    assert!(pc_writes(&h).len() == 2, "only the create's two steps");
     let skips = trail(&h, &opp)
         .await
         .into_iter()
@@ -668,7 +725,7 @@ async fn a_rejected_referral_shows_the_error_on_the_opportunity() {
     );
     let err = sync(&h, &opp).await.unwrap_err();
     assert!(err.is_permanent(), "{err:?}");
-    assert!(h.pc.referrals().is_empty());
+    assert!(h.pc.partner_referrals().is_empty());
     let row = opp_row(&h, &opp);
     assert_eq!(row["name"], "Fabrikam field service ✘");
     let audit = row[&h.engine.columns.audit]
@@ -694,7 +751,7 @@ async fn a_rejected_referral_shows_the_error_on_the_opportunity() {
     let row = opp_row(&h, &opp);
     assert_eq!(row["name"], "Fabrikam field service ✔");
     assert!(row.get(&h.engine.columns.audit).is_none_or(Value::is_null));
-    assert_eq!(h.pc.referrals().len(), 1);
+    assert_eq!(h.pc.partner_referrals().len(), 1);
 }
 
 /// Issue 18: the ✘ and the error written on a refused create are a change the poller sees;
@@ -726,7 +783,7 @@ async fn a_refused_create_is_not_retried_on_its_own_echo() {
         .unwrap();
     assert!(matches!(echo, PairOutcome::Skipped { .. }), "{echo:?}");
     assert_eq!(pc_writes(&h).len(), writes, "no Partner Center write");
-    assert!(h.pc.referrals().is_empty());
+    assert!(h.pc.partner_referrals().is_empty());
     assert_eq!(opp_row(&h, &opp)["name"], "Fabrikam field service ✘");
 
     // An unmapped edit is still the same refused values.
@@ -748,7 +805,7 @@ async fn a_refused_create_is_not_retried_on_its_own_echo() {
         matches!(out, PairOutcome::ReferralCreated { .. }),
         "{out:?}"
     );
-    assert_eq!(h.pc.referrals().len(), 1);
+    assert_eq!(h.pc.partner_referrals().len(), 1);
     assert_eq!(opp_row(&h, &opp)["name"], "Fabrikam field service ✔");
 }
 
@@ -790,8 +847,15 @@ async fn orphan(h: &Harness, opp: &str) -> Referral {
     let mut new = h
         .engine
         .mapping
-        .outbound_create(&row, Some(&account), Some(&contact), &h.engine.columns)
-        .unwrap();
+        .outbound_create(
+            &row,
+            Some(&account),
+            Some(&contact),
+            &h.engine.columns,
+            Some("USD"),
+        )
+        .unwrap()
+        .own;
     new.external_reference_id = Some(opp.to_string());
     h.engine.pc.create_referral(&new).await.unwrap()
 }
@@ -810,7 +874,11 @@ async fn an_opportunity_naming_its_referral_is_adopted_not_duplicated() {
         !matches!(out, PairOutcome::ReferralCreated { .. }),
         "{out:?}"
     );
-    assert_eq!(h.pc.referrals().len(), 1, "still exactly one referral");
+    assert_eq!(
+        h.pc.partner_referrals().len(),
+        1,
+        "still exactly one referral"
+    );
     assert_eq!(link(&h, &opp).await.unwrap().referral_id, rid);
     let row = opp_row(&h, &opp);
     assert!(row[&h.engine.columns.referral_link]
@@ -841,7 +909,7 @@ async fn a_referral_created_before_a_crash_is_found_by_its_external_reference() 
         !matches!(out, PairOutcome::ReferralCreated { .. }),
         "{out:?}"
     );
-    assert_eq!(h.pc.referrals().len(), 2, "no third referral");
+    assert_eq!(h.pc.partner_referrals().len(), 2, "no third referral");
     assert_eq!(
         opp_row(&h, &opp)[&h.engine.columns.referral_id],
         rid.as_str()
@@ -914,7 +982,7 @@ async fn the_webhook_of_a_referral_made_from_an_unlinked_opportunity_goes_to_its
 
     // The poller's message then finds the pair linked: no referral is created.
     assert_eq!(sync(&h, &opp).await.unwrap(), unchanged(&rid, &opp));
-    assert_eq!(h.pc.referrals().len(), 1, "still one referral");
+    assert_eq!(h.pc.partner_referrals().len(), 1, "still one referral");
 }
 
 /// Another system's reference in `externalReferenceId` (not a CRM row id) changes nothing.

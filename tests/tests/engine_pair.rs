@@ -103,7 +103,7 @@ fn flagged_opportunity(h: &Harness) -> String {
     let c = &h.engine.columns;
     let mut row = obj(json!({
         "name": "Fabrikam field service",
-        "estimatedvalue": 50000.0,
+        "estimatedvalue": 50000.0, "_transactioncurrencyid_value": dataverse_standin::USD_ID,
         "estimatedclosedate": "2026-09-30",
         "description": "Rollout to 40 technicians",
         "statecode": 0,
@@ -134,7 +134,7 @@ async fn a_webhook_for_a_referral_still_being_created_is_forwarded_not_duplicate
     engine.store = crash.clone();
     let creating = reconcile_pair(&engine, &SyncMessage::for_opportunity(&oid, None)).await;
     assert!(crash.take_crashed(), "{creating:?}");
-    let referrals = h.pc.referrals();
+    let referrals = h.pc.partner_referrals();
     assert_eq!(referrals.len(), 1);
     let rid = referrals[0]["id"].as_str().unwrap().to_string();
     assert_eq!(referrals[0]["externalReferenceId"], json!(oid));
@@ -165,10 +165,70 @@ async fn a_webhook_for_a_referral_still_being_created_is_forwarded_not_duplicate
     assert_eq!(worker.stats.forwarded, 1, "{:?}", worker.stats);
     assert_eq!(worker.stats.dead_lettered, 0, "{:?}", worker.dead_reasons);
     assert_eq!(h.dv.rows("opportunities").len(), 1, "no second opportunity");
-    assert_eq!(h.pc.referrals().len(), 1, "no second referral");
+    assert_eq!(h.pc.partner_referrals().len(), 1, "no second referral");
     let link = h.store.get_link_by_referral(&rid).await.unwrap().unwrap();
     assert_eq!(link.opportunity_id, oid);
     assert!(link.base.is_some());
+}
+
+/// Issue 21: the connected referral for Microsoft (the co-sell's second POST) carries the
+/// opportunity's external reference too. Its webhook, arriving while the pair has no link
+/// yet (here: a crash after both POSTs), is skipped under either key and never pairs the
+/// opportunity with it; the opportunity's own reconcile then links its own referral.
+#[tokio::test]
+async fn the_referral_for_microsoft_is_never_paired_with_the_opportunity() {
+    let h = Harness::start().await;
+    let oid = flagged_opportunity(&h);
+    let mut engine = h.engine.clone();
+    let crash = Arc::new(CrashStore::new(h.engine.store.clone()));
+    crash.arm();
+    engine.store = crash.clone();
+    let creating = reconcile_pair(&engine, &SyncMessage::for_opportunity(&oid, None)).await;
+    assert!(crash.take_crashed(), "{creating:?}");
+    let own = h.pc.partner_referrals();
+    assert_eq!(own.len(), 1);
+    let own_id = own[0]["id"].as_str().unwrap().to_string();
+    let engagement = own[0]["engagementId"].as_str().unwrap();
+    let for_ms = h.pc.referrals_for_microsoft(engagement);
+    assert_eq!(for_ms.len(), 1, "both steps ran before the crash");
+    let ms_id = for_ms[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(for_ms[0]["externalReferenceId"], json!(oid));
+
+    let m = webhook_message(h.engine.store.as_ref(), &ms_id).await;
+    let forwarded = m.forwarded_to(&oid);
+    for message in [m, forwarded] {
+        let out = reconcile_pair(&h.engine, &message).await.unwrap();
+        assert!(matches!(out, PairOutcome::Skipped { .. }), "{out:?}");
+        assert!(h
+            .store
+            .get_link_by_opportunity(&oid)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(h
+            .store
+            .get_link_by_referral(&ms_id)
+            .await
+            .unwrap()
+            .is_none());
+    }
+    assert_eq!(
+        h.dv.rows("opportunities").len(),
+        1,
+        "no opportunity from it"
+    );
+
+    reconcile_pair(&h.engine, &SyncMessage::for_opportunity(&oid, None))
+        .await
+        .unwrap();
+    let link = h
+        .store
+        .get_link_by_opportunity(&oid)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(link.referral_id, own_id);
+    assert_eq!(h.pc.referrals().len(), 2, "no third referral");
 }
 
 /// The old design took both directions' leases; now the FIFO queue holds a pair's messages

@@ -99,7 +99,7 @@ fn flagged_opportunity(h: &Harness, name: &str) -> String {
     let c = &h.engine.columns;
     let mut row = obj(json!({
         "name": format!("{name} rollout"),
-        "estimatedvalue": 50000.0,
+        "estimatedvalue": 50000.0, "_transactioncurrencyid_value": dataverse_standin::USD_ID,
         "estimatedclosedate": "2026-09-30",
         "description": "Rollout",
         "statecode": 0,

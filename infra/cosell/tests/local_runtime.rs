@@ -98,6 +98,42 @@ async fn the_demo_converges_on_every_step() {
     }
     assert!(report.succeeded(), "{report:?}");
     assert_eq!(report.steps.len(), 6);
+    // Issue 21: step (d)'s co-sell went through the documented shared-referral steps: the
+    // seller's own Shared referral, then one connected referral for Microsoft in its
+    // engagement, each POST a logical create of its own (two request ids, in that order).
+    let co_sell = report.co_sell.as_ref().expect("the co-sell deal");
+    let own = &co_sell.referral;
+    assert_eq!(own["type"], "Shared");
+    assert_eq!(
+        own["consent"]["consentToShareReferralWithMicrosoftSellers"],
+        true
+    );
+    assert_eq!(own["details"]["currency"], "USD");
+    let ms = &co_sell.for_microsoft;
+    assert_eq!(ms["engagementId"], own["engagementId"]);
+    assert_eq!(
+        ms["target"],
+        serde_json::json!([{"type": "BusinessProfileLocation", "id": "msft"}])
+    );
+    assert_eq!(
+        ms["inviteContext"]["notes"],
+        "Help needed from Microsoft: Demo or proof of concept"
+    );
+    assert!(
+        own["createdDateTime"].as_str() < ms["createdDateTime"].as_str(),
+        "{own} {ms}"
+    );
+    let opp = own["externalReferenceId"].as_str().unwrap();
+    assert_eq!(ms["externalReferenceId"], opp);
+    let first = cosell::engine::pair::key::create_request_id(opp);
+    let second = cosell::engine::pair::key::connect_request_id(opp);
+    let ours: Vec<_> = co_sell
+        .posts
+        .iter()
+        .flatten()
+        .filter(|id| **id == first || **id == second)
+        .collect();
+    assert_eq!(ours, [&first, &second], "{:?}", co_sell.posts);
     // Four deals' worth of syncs each left at least one audit entry.
     assert!(report.audit.len() >= 4, "{:?}", report.audit);
 }

@@ -32,6 +32,15 @@ fn change_date(t: OffsetDateTime) -> String {
     t.format(fmt).expect("UTC time formats")
 }
 
+/// The documented `ResourceUri` of a referral event: on the webhook API's host, not the
+/// referrals API's ("{baseURL}/engagements/v1/referrals/{ReferralID}").
+pub const EVENT_RESOURCE_BASE: &str =
+    "https://api.partnercenter.microsoft.com/engagements/v1/referrals/";
+
+pub(crate) fn event_resource_uri(referral_id: &str) -> String {
+    format!("{EVENT_RESOURCE_BASE}{referral_id}")
+}
+
 /// Queues the event for delivery when a registration asks for it, applying delivery faults.
 pub(crate) fn emit(
     state: &Arc<State>,
@@ -56,7 +65,7 @@ pub(crate) fn emit(
             return;
         }
         let resource = match referral_id {
-            Some(id) => state.referral_url(id),
+            Some(id) => event_resource_uri(id),
             None => format!(
                 "{}webhooks/v1/registration/validationEvents/{}",
                 state.base_url,

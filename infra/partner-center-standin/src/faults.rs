@@ -65,6 +65,10 @@ pub struct Fault {
     pub method: Option<String>,
     #[serde(default)]
     pub path_prefix: Option<String>,
+    /// Matching requests let through before the fault fires (e.g. `1`: the second POST of
+    /// a shared referral's two steps).
+    #[serde(default)]
+    pub skip: u32,
 }
 
 fn one() -> u32 {
@@ -78,7 +82,14 @@ impl Fault {
             count,
             method: None,
             path_prefix: None,
+            skip: 0,
         }
+    }
+
+    /// Lets the first `n` matching requests through before the fault fires.
+    pub fn after(mut self, n: u32) -> Self {
+        self.skip = n;
+        self
     }
 
     pub fn on(mut self, method: &str, path_prefix: &str) -> Self {
@@ -179,14 +190,17 @@ pub(crate) async fn layer(
             request_id,
             correlation_id,
         });
-        inner
-            .faults
-            .iter_mut()
-            .find(|f| f.matches(&method, &path))
-            .map(|f| {
+        match inner.faults.iter_mut().find(|f| f.matches(&method, &path)) {
+            Some(f) if f.skip > 0 => {
+                f.skip -= 1;
+                None
+            }
+            Some(f) => {
                 f.count -= 1;
-                f.kind.clone()
-            })
+                Some(f.kind.clone())
+            }
+            None => None,
+        }
     };
     match fault {
         None => next.run(req).await,

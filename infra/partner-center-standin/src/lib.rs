@@ -28,6 +28,7 @@ use axum::Router;
 use serde_json::Value;
 use url::Url;
 
+pub use deliveries::EVENT_RESOURCE_BASE;
 pub use device::{DEFAULT_USER_NAME, DEFAULT_USER_UPN};
 pub use faults::{DeliveryFaults, Fault, FaultKind, LostAs};
 pub use signing::CERT_ORGANIZATION;
@@ -211,8 +212,27 @@ impl StandinHandle {
         self.state.lock().find(id).cloned()
     }
 
+    /// Every referral, the connected referrals for Microsoft included.
     pub fn referrals(&self) -> Vec<Value> {
         self.state.lock().referrals.clone()
+    }
+
+    /// The partner's own referrals: all but the connected referrals for Microsoft (the
+    /// second shared-referral step, target `BusinessProfileLocation`/`msft`).
+    pub fn partner_referrals(&self) -> Vec<Value> {
+        let all = self.referrals();
+        all.into_iter()
+            .filter(|r| !validate::targets_microsoft(r))
+            .collect()
+    }
+
+    /// The connected referrals for Microsoft in the engagement `engagement_id`.
+    pub fn referrals_for_microsoft(&self, engagement_id: &str) -> Vec<Value> {
+        let all = self.referrals();
+        all.into_iter()
+            .filter(|r| r["engagementId"].as_str() == Some(engagement_id))
+            .filter(validate::targets_microsoft)
+            .collect()
     }
 
     pub fn registration(&self) -> Option<Value> {

@@ -210,8 +210,31 @@ pub(crate) async fn create(
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
     };
-    if let Err(e) = validate::referral(&r) {
-        return error(StatusCode::BAD_REQUEST, e);
+    let kind = match validate::create(&r) {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match &kind {
+        // The shared-referral steps: the engagement is that of your own Shared referral.
+        validate::CreateKind::Connected { engagement_id, .. } => {
+            let inner = state.lock();
+            let own = inner.referrals.iter().any(|x| {
+                x["engagementId"].as_str() == Some(engagement_id.as_str())
+                    && x["type"].as_str() == Some("Shared")
+            });
+            if !own {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("engagement {engagement_id} has no Shared referral to connect to"),
+                );
+            }
+        }
+        validate::CreateKind::Independent | validate::CreateKind::Shared => {
+            // A new engagement: the service assigns its id.
+            if let Some(obj) = r.as_object_mut() {
+                obj.remove("engagementId");
+            }
+        }
     }
     if let Some(obj) = r.as_object_mut() {
         for server_field in ["id", "eTag", "createdDateTime", "updatedDateTime", "links"] {

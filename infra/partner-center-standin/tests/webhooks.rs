@@ -19,6 +19,7 @@ use cosell::partner_center::{
     TrustRoots, VerifiedEvent, WebhookVerifier, WEBHOOK_SCOPE,
 };
 use cosell::retry::CallError;
+use partner_center_standin::EVENT_RESOURCE_BASE;
 use partner_center_standin::{DeliveryFaults, CERT_ORGANIZATION};
 use serde_json::json;
 use url::Url;
@@ -296,6 +297,16 @@ async fn signed_deliveries_verify_end_to_end_with_one_certificate_download() {
             .all(|r| r.outcome == "delivered" && r.attempts == 1),
         "{records:?}"
     );
+    // Point 12: the documented ResourceUri, on the webhook API's host, not the referrals
+    // API's; the receiver takes the id from its last segment.
+    for e in accepted(&rx) {
+        let id = e.referral_id.clone().unwrap();
+        assert_eq!(
+            e.event.resource_uri,
+            format!("https://api.partnercenter.microsoft.com/engagements/v1/referrals/{id}")
+        );
+        assert_eq!(e.event.resource_uri, format!("{EVENT_RESOURCE_BASE}{id}"));
+    }
     let got: Vec<_> = accepted(&rx)
         .into_iter()
         .map(|e| (e.event.event_name, e.referral_id.unwrap()))

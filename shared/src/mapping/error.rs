@@ -115,6 +115,10 @@ pub enum MappingError {
     CoSellNeedsContact,
     #[error("a co-sell referral needs at least one solution")]
     CoSellNeedsSolution,
+    #[error("a referral with a deal value needs its currency, and the opportunity has none")]
+    NoCurrency,
+    #[error("[deal_type]: {reason}")]
+    DealType { reason: String },
     #[error("the built referral does not deserialize: {reason}")]
     Build { reason: String },
 }

@@ -54,7 +54,8 @@ impl Mapping {
     }
 
     /// Fingerprint of the opportunity values the outbound direction reads: the outbound
-    /// fields of the opportunity table, the state, and the sync flag and decision columns.
+    /// fields of the opportunity table, the state, the sync flag and decision columns, and
+    /// the deal-type column a create reads.
     pub fn outbound_hash(&self, opp: &Opportunity, columns: &ColumnNames) -> String {
         let row = serde_json::to_value(opp).unwrap_or(Value::Null);
         let mut values = Map::new();
@@ -75,6 +76,12 @@ impl Mapping {
             values.insert(
                 column.clone(),
                 opp.column(column).cloned().unwrap_or(Value::Null),
+            );
+        }
+        if let Ok(column) = resolve_column(&self.deal_type.column, columns) {
+            values.insert(
+                format!("deal_type:{column}"),
+                row.get(column).cloned().unwrap_or(Value::Null),
             );
         }
         values.insert("statecode".into(), opp.statecode.into());

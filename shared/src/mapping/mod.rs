@@ -6,6 +6,8 @@
 mod checkmark;
 mod conflict;
 mod country;
+mod create_body;
+mod deal_type;
 mod error;
 mod hash;
 mod inbound;
@@ -23,6 +25,8 @@ use std::path::Path;
 
 pub use checkmark::{strip_checkmark, with_checkmark};
 pub use country::to_iso2;
+pub use create_body::CreatePlan;
+pub use deal_type::{DealChoice, DealType, DealTypeSpec, DealTypeValue};
 pub use error::MappingError;
 pub use inbound::{InboundContext, InboundPlan};
 pub use outbound::{CrmRows, JsonPatchOp, PatchOp};
@@ -47,6 +51,8 @@ pub struct Mapping {
     pub status: StatusSpec,
     pub conflict: ConflictSpec,
     pub schema: SchemaExtras,
+    /// `[deal_type]`: the deal type of a referral created from an opportunity.
+    pub deal_type: DealTypeSpec,
 }
 
 impl Mapping {
@@ -104,6 +110,7 @@ impl Mapping {
             status: file.status.unwrap_or_default(),
             conflict: file.conflict.unwrap_or_default(),
             schema: file.schema,
+            deal_type: file.deal_type.unwrap_or_default(),
         }
     }
 
@@ -126,6 +133,9 @@ impl Mapping {
             }
         }
         self.value_maps.extend(file.value_maps);
+        if let Some(deal_type) = file.deal_type {
+            self.deal_type = deal_type;
+        }
         if let Some(status) = file.status {
             self.status = status;
         }

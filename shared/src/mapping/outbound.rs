@@ -1,14 +1,13 @@
-//! Dynamics 365 → Partner Center: a JSON Patch of the fields that changed, or a whole new
-//! co-sell referral.
+//! Dynamics 365 → Partner Center: a JSON Patch of the fields that changed (a whole new
+//! referral is `create_body`).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::config::ColumnNames;
 use crate::dataverse::{Account, Contact, Opportunity};
 use crate::partner_center::Referral;
 
-use super::error::MappingError;
 use super::schema::{self, resolve_column};
 use super::spec::{FieldSpec, Table};
 use super::transform::{to_crm, to_referral};
@@ -39,14 +38,14 @@ pub struct CrmRows<'a> {
 }
 
 /// The rows as JSON objects, read by logical name (connector columns are in `extra`).
-struct RowValues {
+pub(super) struct RowValues {
     opportunity: Value,
     account: Option<Value>,
     contact: Option<Value>,
 }
 
 impl RowValues {
-    fn new(rows: CrmRows<'_>) -> Self {
+    pub(super) fn new(rows: CrmRows<'_>) -> Self {
         let v = |r: Result<Value, serde_json::Error>| r.unwrap_or(Value::Null);
         RowValues {
             opportunity: v(serde_json::to_value(rows.opportunity)),
@@ -56,7 +55,7 @@ impl RowValues {
     }
 
     /// The column's value; `None` when the row is absent or the value is null.
-    fn get(&self, field: &FieldSpec, columns: &ColumnNames) -> Option<&Value> {
+    pub(super) fn get(&self, field: &FieldSpec, columns: &ColumnNames) -> Option<&Value> {
         let row = match field.table {
             Table::Opportunity => Some(&self.opportunity),
             Table::Account => self.account.as_ref(),
@@ -70,7 +69,10 @@ impl RowValues {
 
 impl Mapping {
     /// Fields sent to Partner Center: flowing outbound, and writable there.
-    fn outbound_fields(&self, on_create: bool) -> impl Iterator<Item = (usize, &FieldSpec)> {
+    pub(super) fn outbound_fields(
+        &self,
+        on_create: bool,
+    ) -> impl Iterator<Item = (usize, &FieldSpec)> {
         self.fields.iter().enumerate().filter(move |(_, f)| {
             let flows = if on_create {
                 f.sent_on_create()
@@ -150,79 +152,5 @@ impl Mapping {
             path::set(&mut working, &segs, desired);
         }
         ops
-    }
-
-    /// A new co-sell referral for the opportunity: shared with Microsoft, consent given, an
-    /// invite to Microsoft carrying the help needed, the customer from the account and the
-    /// customer contact from the contact. Partner Center requires a contact and a solution
-    /// for co-sell, so their absence is an error here rather than a rejected POST.
-    pub fn outbound_create(
-        &self,
-        opp: &Opportunity,
-        account: Option<&Account>,
-        contact: Option<&Contact>,
-        columns: &ColumnNames,
-    ) -> Result<Referral, MappingError> {
-        if contact.is_none() {
-            return Err(MappingError::CoSellNeedsContact);
-        }
-        let values = RowValues::new(CrmRows {
-            opportunity: opp,
-            account,
-            contact,
-        });
-        let mut referral = json!({
-            "type": "Shared",
-            "consent": {
-                "consentToToShareInfoWithOthers": true,
-                "consentToContact": true,
-                "consentToShareReferralWithMicrosoftSellers": true,
-            },
-            "target": [{"type": "Msft"}],
-        });
-        for (n, field) in self.outbound_fields(true) {
-            let index = n + 1;
-            let Some(segs) = path::parse(&field.referral) else {
-                continue;
-            };
-            let Some(crm) = values.get(field, columns) else {
-                if field.required {
-                    return Err(MappingError::MissingRequired {
-                        index,
-                        path: field.referral.clone(),
-                    });
-                }
-                continue;
-            };
-            let value = to_referral(field, &self.value_maps, crm, None).map_err(|reason| {
-                MappingError::BadValue {
-                    index,
-                    path: field.referral.clone(),
-                    reason,
-                }
-            })?;
-            path::set(&mut referral, &segs, value);
-        }
-        let email = "customerProfile.team[0].email";
-        let has_email = path::parse(email)
-            .and_then(|s| {
-                path::get(&referral, &s)
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .is_some_and(|e| !e.trim().is_empty());
-        if !has_email {
-            return Err(MappingError::CoSellNeedsContact);
-        }
-        let has_solution = referral
-            .pointer("/details/requirements/solutions")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty());
-        if !has_solution {
-            return Err(MappingError::CoSellNeedsSolution);
-        }
-        serde_json::from_value(referral).map_err(|e| MappingError::Build {
-            reason: e.to_string(),
-        })
     }
 }

@@ -59,10 +59,11 @@ const REFERRAL_PATHS: &[(&str, bool)] = &[
     ("team[0].lastName", true),
     ("team[0].email", true),
     ("team[0].phoneNumber", true),
+    // "Required for Services co-sell referrals only" (FY26 taxonomy, values UNVERIFIED).
+    ("partnerRole", true),
+    ("solutionArea", true),
+    ("solutionPlay", true),
     ("inviteContext.notes", true),
-    // Not in the typed resource (kept in `extra`): where this project puts the help needed
-    // from Microsoft on the invite. See the DECIDE note in the default mapping.
-    ("inviteContext.reason", true),
     ("inviteContext.invitedBy", false),
     ("eTag", false),
     ("links", false),

@@ -272,4 +272,7 @@ pub struct MappingFile {
     pub conflict: Option<ConflictSpec>,
     #[serde(default)]
     pub schema: SchemaExtras,
+    /// `[deal_type]` (see `deal_type.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deal_type: Option<super::deal_type::DealTypeSpec>,
 }

@@ -37,6 +37,7 @@ impl Mapping {
         self.check_fields(columns, &mut errors);
         self.check_value_maps(&mut errors);
         self.check_status(&mut errors);
+        self.check_deal_type(columns, &mut errors);
         for field in self.conflict.fields.keys() {
             if field != "status"
                 && !schema::referral_path_or_prefix(field, &self.schema.referral_paths)
@@ -50,6 +51,32 @@ impl Mapping {
             Ok(())
         } else {
             Err(errors)
+        }
+    }
+
+    /// `[deal_type]` reads a known opportunity column; its help value map exists.
+    fn check_deal_type(&self, columns: &ColumnNames, errors: &mut Vec<MappingError>) {
+        let spec = &self.deal_type;
+        let known = schema::resolve_column(&spec.column, columns).is_ok_and(|c| {
+            schema::column(
+                &Table::Opportunity,
+                c,
+                columns,
+                &self.schema.opportunity_columns,
+            )
+            .is_some()
+        });
+        if !known {
+            errors.push(MappingError::DealType {
+                reason: format!("'{}' is not a known opportunity column", spec.column),
+            });
+        }
+        if let Some(map) = &spec.help_value_map {
+            if !self.value_maps.contains_key(map) {
+                errors.push(MappingError::DealType {
+                    reason: format!("help_value_map '{map}' is not defined"),
+                });
+            }
         }
     }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod event;
 pub mod referral;
 pub mod registration;
+pub mod shared_referral;
 pub mod status;
 pub mod webhook_verify;
 pub mod wire;

@@ -65,6 +65,9 @@ pub struct Referral {
     pub e_tag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub links: Option<Value>,
+    /// Also `partnerRole`, `solutionArea` and `solutionPlay` ("Required for Services co-sell
+    /// referrals only"): their shapes and value lists are not published (captured responses
+    /// show an object and an array), so they stay untyped here, as mapped.
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -219,8 +222,9 @@ pub struct Solution {
     pub extra: Extra,
 }
 
-/// What the inviting side says when it brings another organization into the engagement;
-/// for a co-sell referral this carries the help needed from Microsoft.
+/// What the inviting side says when it brings another organization into the engagement:
+/// `notes` for the receiving organization and `invitedBy`. On the connected referral for
+/// Microsoft the notes carry the help asked (see `shared_referral`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct InviteContext {

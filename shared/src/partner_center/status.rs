@@ -1,24 +1,25 @@
-//! The referral enums, with every documented value. Unknown values stay as `Other`.
+//! The referral enums, with the values "referral resources" documents (see the reference's
+//! "Enums and sub-objects"). Anything else the service sends stays as `Other`; the stand-in
+//! refuses it on a write.
 
 use crate::open_enum;
 
 open_enum! {
     /// `ReferralStatus`.
-    ReferralStatus { New => "New", Active => "Active", Closed => "Closed" }
+    ReferralStatus { None => "None", New => "New", Active => "Active", Closed => "Closed" }
 }
 
 open_enum! {
     /// `ReferralSubstatus`.
     ReferralSubstatus {
+        None => "None",
         Pending => "Pending",
         Received => "Received",
         Accepted => "Accepted",
-        Engaged => "Engaged",
-        Declined => "Declined",
-        Lost => "Lost",
         Won => "Won",
+        Lost => "Lost",
+        Declined => "Declined",
         Expired => "Expired",
-        Error => "Error",
     }
 }
 
@@ -34,27 +35,22 @@ open_enum! {
         MarketingQualified => "MarketingQualified",
         SalesQualified => "SalesQualified",
         Direct => "Direct",
-        ExpressedInterest => "ExpressedInterest",
-        IntentToBuy => "IntentToBuy",
-        SalesAccepted => "SalesAccepted",
-        SalesMarketingQualified => "SalesMarketingQualified",
-        TelesalesQualified => "TelesalesQualified",
     }
 }
 
 open_enum! {
-    /// `ReferralDirection`: `Incoming` from Microsoft or another partner, `Outgoing` ours.
+    /// `ReferralDirection`: `Incoming` from Microsoft or another partner, `Outgoing` ours
+    /// (`Outgoing` is not in the docs' samples: UNVERIFIED).
     ReferralDirection { Incoming => "Incoming", Outgoing => "Outgoing" }
 }
 
 open_enum! {
-    /// `ReferralTargetType`.
+    /// `ReferralTargetType`: a location of the partner business profile, or a solution
+    /// profile. `msft` is an id (`BusinessProfileLocation`/`msft`), never a type.
     ReferralTargetType {
         None => "None",
-        Solution => "Solution",
         BusinessProfileLocation => "BusinessProfileLocation",
-        Organization => "Organization",
-        Msft => "Msft",
+        SolutionProfile => "SolutionProfile",
     }
 }
 
@@ -77,9 +73,9 @@ impl ReferralStatus {
         use ReferralSubstatus as S;
         match self {
             ReferralStatus::New => &[S::Pending, S::Received],
-            ReferralStatus::Active => &[S::Accepted, S::Engaged],
+            ReferralStatus::Active => &[S::Accepted],
             ReferralStatus::Closed => &[S::Won, S::Lost, S::Declined, S::Expired],
-            ReferralStatus::Other(_) => &[],
+            ReferralStatus::None | ReferralStatus::Other(_) => &[],
         }
     }
 }

@@ -47,6 +47,20 @@ pub struct StepReport {
 pub struct DemoReport {
     pub steps: Vec<StepReport>,
     pub audit: Vec<AuditEntry>,
+    /// Step (d)'s co-sell deal, as the Partner Center stand-in holds it.
+    pub co_sell: Option<CoSellSteps>,
+}
+
+/// The documented shared-referral steps of the demo's co-sell deal: the seller's own
+/// `Shared` referral, then the connected referral for Microsoft in its engagement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoSellSteps {
+    /// The own referral (linked to the opportunity).
+    pub referral: Value,
+    /// The connected referral for Microsoft (target `BusinessProfileLocation`/`msft`).
+    pub for_microsoft: Value,
+    /// The `MS-RequestId` of each referral POST the stand-in received, in order.
+    pub posts: Vec<Option<String>>,
 }
 
 impl DemoReport {
@@ -63,7 +77,7 @@ const STEPS: [&str; 6] = [
     "a. Microsoft shares a referral -> opportunity in the CRM",
     "b. seller edits deal value and close date -> referral updated",
     "c. seller accepts the referral in the CRM -> referral accepted",
-    "d. seller flags a new opportunity -> referral created",
+    "d. seller flags a co-sell deal -> shared referral + one for Microsoft",
     "e. seller closes the deal as won -> referral closed as won",
     "f. both sides at rest: nothing duplicated, nothing dead-lettered",
 ];
@@ -71,6 +85,8 @@ const STEPS: [&str; 6] = [
 const OPPORTUNITIES: &str = "opportunities";
 /// The decision column's "Accept" option (see the default mapping).
 const ACCEPT: i64 = 100000000;
+/// The help column's "Demo or proof of concept" option (value map help_needed): a co-sell.
+const HELP_DEMO: i64 = 100000003;
 
 /// Runs the whole walk-through, printing each step as it goes. An error means the demo
 /// could not even start (ports, data dir); a step that did not converge is in the report.
@@ -120,7 +136,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<DemoReport> {
     println!("  data                     {}", data_dir.display());
     println!();
 
-    let steps = walk_through(
+    let (steps, co_sell) = walk_through(
         &standins,
         &config.columns,
         config.checkmark,
@@ -140,7 +156,11 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<DemoReport> {
     };
     runtime.shutdown().await;
     standins.shutdown().await;
-    let report = DemoReport { steps, audit };
+    let report = DemoReport {
+        steps,
+        audit,
+        co_sell,
+    };
     print_summary(&report);
     Ok(report)
 }
@@ -168,7 +188,7 @@ async fn walk_through(
     checkmark: bool,
     runtime: &Runtime,
     options: &DemoOptions,
-) -> Vec<StepReport> {
+) -> (Vec<StepReport>, Option<CoSellSteps>) {
     let t = options.step_timeout;
     let mut reports = Vec::new();
 
@@ -177,7 +197,7 @@ async fn walk_through(
     let Some((referral_id, opportunity_id)) =
         record(&mut reports, 0, started, shared, runtime).await
     else {
-        return reports;
+        return (reports, None);
     };
 
     let close_date = (time::OffsetDateTime::now_utc() + time::Duration::days(90)).date();
@@ -187,7 +207,7 @@ async fn walk_through(
         .await
         .is_none()
     {
-        return reports;
+        return (reports, None);
     }
 
     let started = Instant::now();
@@ -196,17 +216,15 @@ async fn walk_through(
         .await
         .is_none()
     {
-        return reports;
+        return (reports, None);
     }
 
     let started = Instant::now();
     let created = step_new_deal(s, columns, checkmark, close_date, t).await;
-    if record(&mut reports, 3, started, created, runtime)
-        .await
-        .is_none()
-    {
-        return reports;
-    }
+    let Some(co_sell) = record(&mut reports, 3, started, created, runtime).await else {
+        return (reports, None);
+    };
+    let co_sell = Some(co_sell);
 
     let started = Instant::now();
     let won = step_won(s, &referral_id, &opportunity_id, t).await;
@@ -214,13 +232,13 @@ async fn walk_through(
         .await
         .is_none()
     {
-        return reports;
+        return (reports, co_sell);
     }
 
     let started = Instant::now();
     let settled = super::demo_settled::step(s, columns, runtime, t).await;
     record(&mut reports, 5, started, settled, runtime).await;
-    reports
+    (reports, co_sell)
 }
 
 /// Prints and keeps one step's outcome; on failure adds the latest failed sync's reason.
@@ -384,14 +402,15 @@ async fn step_accept(
     Ok(("referral status Active / Accepted".to_string(), ()))
 }
 
-/// (d): a new opportunity flagged "Sync with Partner Center", with a customer and contact.
+/// (d): a new opportunity flagged "Sync with Partner Center", with a customer and contact,
+/// asking Microsoft for help: a co-sell, made by the two documented shared-referral steps.
 async fn step_new_deal(
     s: &Standins,
     columns: &ColumnNames,
     checkmark: bool,
     close_date: time::Date,
     t: Duration,
-) -> Result<(String, ()), String> {
+) -> Result<(String, CoSellSteps), String> {
     let account =
         s.dv.user_insert(
             "accounts",
@@ -422,6 +441,7 @@ async fn step_new_deal(
     }));
     opp.insert(columns.sync_flag.clone(), json!(true));
     opp.insert(columns.solutions.clone(), json!("SOL-15974-MQF"));
+    opp.insert(columns.help_needed.clone(), json!(HELP_DEMO));
     let opportunity_id =
         s.dv.user_insert(OPPORTUNITIES, opp)
             .ok_or("cannot insert the opportunity")?;
@@ -436,16 +456,34 @@ async fn step_new_deal(
         Some((row, referral))
     })
     .await?;
+    let engagement = text(&referral, "engagementId").ok_or("the referral has no engagementId")?;
+    let for_microsoft = wait_for(t, "the connected referral for Microsoft", || {
+        s.pc.referrals_for_microsoft(&engagement).into_iter().next()
+    })
+    .await?;
+    let posts =
+        s.pc.requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/engagements/referrals"))
+            .map(|r| r.request_id)
+            .collect();
+    let detail = format!(
+        "referral {} ({}, {} / {}), then the referral for Microsoft {} in engagement {engagement}; opportunity now '{}', link {}",
+        text(&referral, "id").unwrap_or_default(),
+        text(&referral, "type").unwrap_or_default(),
+        text(&referral, "status").unwrap_or_default(),
+        text(&referral, "substatus").unwrap_or_default(),
+        text(&for_microsoft, "id").unwrap_or_default(),
+        text(&row, "name").unwrap_or_default(),
+        text(&row, &columns.referral_link).unwrap_or_default(),
+    );
     Ok((
-        format!(
-            "referral {} ({} / {}), opportunity now '{}', link {}",
-            text(&referral, "id").unwrap_or_default(),
-            text(&referral, "status").unwrap_or_default(),
-            text(&referral, "substatus").unwrap_or_default(),
-            text(&row, "name").unwrap_or_default(),
-            text(&row, &columns.referral_link).unwrap_or_default(),
-        ),
-        (),
+        detail,
+        CoSellSteps {
+            referral,
+            for_microsoft,
+            posts,
+        },
     ))
 }
 
@@ -490,14 +528,14 @@ async fn wait_for<T>(
 
 fn print_summary(report: &DemoReport) {
     println!();
-    println!("{:<66} {:>6} {:>9}", "step", "result", "time");
+    println!("{:<70} {:>6} {:>9}", "step", "result", "time");
     for (i, title) in STEPS.iter().enumerate() {
         let (result, time) = match report.steps.get(i) {
             Some(s) if s.result.is_ok() => ("ok", millis(s.elapsed)),
             Some(s) => ("FAIL", millis(s.elapsed)),
             None => ("-", "not run".to_string()),
         };
-        println!("{title:<66} {result:>6} {time:>9}");
+        println!("{title:<70} {result:>6} {time:>9}");
     }
     println!();
     println!("audit trail: {} entries", report.audit.len());

@@ -73,7 +73,10 @@ async fn check(
         }
     }
 
-    let referrals = s.pc.referrals();
+    // The connected referrals for Microsoft (second shared-referral step) belong to their
+    // engagement's own referral, which is the one paired with an opportunity.
+    let referrals = s.pc.partner_referrals();
+    let for_microsoft = s.pc.referrals().len() - referrals.len();
     let opportunities = s.dv.rows("opportunities");
     let store = runtime.store();
     for referral in &referrals {
@@ -111,7 +114,7 @@ async fn check(
         }
     }
     Ok(format!(
-        "{} referral(s) <-> {} opportunit(ies), each pair linked once; queues drained, nothing dead-lettered",
+        "{} referral(s) <-> {} opportunit(ies), each pair linked once ({for_microsoft} referral(s) for Microsoft beside them); queues drained, nothing dead-lettered",
         referrals.len(),
         opportunities.len()
     ))

@@ -76,19 +76,23 @@ pub fn specs(columns: &ColumnNames, mapping: &Mapping) -> Vec<ColumnSpec> {
     ]
 }
 
-/// The values of the value map(s) the mapping writes into the help column.
+/// The values of the value map(s) that name the help column's options: the deal type's
+/// help map when `[deal_type]` reads this column, and any field's map writing into it.
 fn help_options(columns: &ColumnNames, mapping: &Mapping) -> Vec<(i64, String)> {
     let mut out: Vec<(i64, String)> = Vec::new();
-    for field in &mapping.fields {
+    let deal = &mapping.deal_type;
+    let deal_map = (resolve_column(&deal.column, columns).unwrap_or_default()
+        == columns.help_needed)
+        .then_some(deal.help_value_map.as_ref())
+        .flatten();
+    let field_maps = mapping.fields.iter().filter_map(|field| {
         let target = resolve_column(&field.column, columns).unwrap_or_default();
-        if target != columns.help_needed || field.transform != Transform::ValueMap {
-            continue;
-        }
-        let Some(map) = field
-            .value_map
-            .as_ref()
-            .and_then(|m| mapping.value_maps.get(m))
-        else {
+        (target == columns.help_needed && field.transform == Transform::ValueMap)
+            .then_some(field.value_map.as_ref())
+            .flatten()
+    });
+    for name in deal_map.into_iter().chain(field_maps) {
+        let Some(map) = mapping.value_maps.get(name) else {
             continue;
         };
         for e in &map.entries {

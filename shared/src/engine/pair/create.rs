@@ -13,7 +13,7 @@ use crate::dataverse::Opportunity;
 use crate::engine::referral_context::referral_link;
 use crate::engine::{Engine, SyncError};
 use crate::mapping::{with_checkmark, InboundContext};
-use crate::partner_center::{ListQuery, Referral};
+use crate::partner_center::{shared_referral, ListQuery, Referral, ReferralType};
 
 use super::linked::{self, Known};
 use super::sides::{self, opportunity_side, sync_flag_on};
@@ -41,6 +41,14 @@ pub(super) async fn from_referral(
             reason: "the referral does not exist in Partner Center".into(),
         });
     };
+    // The second shared-referral step's referral is never paired: its engagement's own
+    // referral is (issue 21).
+    if shared_referral::is_for_microsoft(&referral) {
+        return Ok(PairOutcome::Skipped {
+            reason: "the connected referral for Microsoft: its engagement's own referral is synced"
+                .into(),
+        });
+    }
     // Made from one of our opportunities (its external reference): that pair's key owns it.
     if let Some(owner) = referral
         .external_reference_id
@@ -216,6 +224,27 @@ pub(super) async fn from_opportunity(
         // One we made from this row (its create's answer was lost) was made from the CRM's
         // values: those stand for the base. One named by the row's column has none.
         let ours = referral.external_reference_id.as_deref() == Some(key);
+        if ours {
+            // The first shared-referral step went through and its answer was lost, or the
+            // second step's was: finish the steps (the second finds its referral first).
+            let deal = engine.mapping.deal_type(&opp, &engine.columns);
+            let shared = referral.referral_type == Some(ReferralType::Shared);
+            if deal.deal.shared_with_microsoft() && shared {
+                if let Err(e) =
+                    connect_microsoft(engine, key, &referral, deal.help.as_deref()).await
+                {
+                    return Err(failed_create(
+                        engine,
+                        &opp,
+                        &refused_key,
+                        refused,
+                        &fingerprint,
+                        e,
+                    )
+                    .await);
+                }
+            }
+        }
         let base = ours.then(|| Base {
             fields: engine.mapping.referral_values(&referral),
             ..Base::default()
@@ -230,43 +259,45 @@ pub(super) async fn from_opportunity(
     }
 
     let customer = customer::read(engine, &opp).await?;
-    let new = engine
+    let currency = match opp.transactioncurrencyid.as_deref() {
+        Some(id) => engine.currencies.iso_of(&engine.dv, id).await?,
+        None => None,
+    };
+    let plan = engine
         .mapping
         .outbound_create(
             &opp,
             customer.account.as_ref(),
             customer.contact.as_ref(),
             &engine.columns,
+            currency.as_deref(),
         )
-        .map_err(|e| SyncError::permanent(format!("cannot create a co-sell referral: {e}")));
-    let created = match new {
-        Ok(mut new) => {
+        .map_err(|e| SyncError::permanent(format!("cannot create a referral: {e}")));
+    let created = match plan {
+        Ok(mut plan) => {
             // What finds this referral again if this create's answer is lost.
-            new.external_reference_id = Some(key.to_string());
+            plan.own.external_reference_id = Some(key.to_string());
             let request_id = key::create_request_id(key);
-            engine
+            match engine
                 .pc
-                .create_referral_as(&new, Some(&request_id))
+                .create_referral_as(&plan.own, Some(&request_id))
                 .await
                 .map_err(SyncError::from)
+            {
+                Ok(own) if plan.shared_with_microsoft() => {
+                    connect_microsoft(engine, key, &own, plan.deal.help.as_deref())
+                        .await
+                        .map(|()| own)
+                }
+                other => other,
+            }
         }
         Err(e) => Err(e),
     };
     let created = match created {
         Ok(c) => c,
         Err(e) => {
-            if e.is_permanent() {
-                refuse(
-                    engine,
-                    &opp,
-                    &refused_key,
-                    refused.map(|(_, v)| v),
-                    &fingerprint,
-                    &e,
-                )
-                .await;
-            }
-            return Err(Step::Failed(e));
+            return Err(failed_create(engine, &opp, &refused_key, refused, &fingerprint, e).await)
         }
     };
     let referral_id = created.id.clone().ok_or_else(|| {
@@ -278,16 +309,93 @@ pub(super) async fn from_opportunity(
     })?;
     trail.referral(&referral_id);
     trail.note_created_referral(format!(
-        "co-sell referral created: {}",
+        "referral created ({}): {}",
+        deal_label(&created),
         created.name.as_deref().unwrap_or_default()
     ));
-    tracing::info!(opportunity_id = key, %referral_id, "co-sell referral created");
+    tracing::info!(opportunity_id = key, %referral_id, "referral created");
     let written = decoration::write(engine, &opp, |row| {
         decoration::in_sync(engine, row, &referral_id)
     })
     .await?;
     let link = Link::new(&referral_id, key);
     linked::finish(engine, link, &created, &written, None, trail).await
+}
+
+fn deal_label(r: &Referral) -> &'static str {
+    match r.referral_type {
+        Some(ReferralType::Shared) => "shared with Microsoft",
+        _ => "private",
+    }
+}
+
+/// A failed create: a refusal for good is shown on the opportunity and its values
+/// remembered (not sent again until a mapped field changes).
+async fn failed_create(
+    engine: &Engine,
+    opp: &Opportunity,
+    refused_key: &str,
+    refused: Option<(String, u64)>,
+    fingerprint: &str,
+    e: SyncError,
+) -> Step {
+    if e.is_permanent() {
+        refuse(
+            engine,
+            opp,
+            refused_key,
+            refused.map(|(_, v)| v),
+            fingerprint,
+            &e,
+        )
+        .await;
+    }
+    Step::Failed(e)
+}
+
+/// The second shared-referral step: the connected referral for Microsoft in `own`'s
+/// engagement. Idempotent across lost answers: it first lists the engagement's referrals
+/// (`engagementId eq '...'`, a documented filter) and posts only when none targets
+/// Microsoft yet; the POST is never resent after an unknown outcome (the client's
+/// `OutcomeUnknown`), the next try lists again. Its own `MS-RequestId`, the same on every
+/// try: it is another logical create than the first step's.
+async fn connect_microsoft(
+    engine: &Engine,
+    key: &str,
+    own: &Referral,
+    help: Option<&str>,
+) -> Result<(), SyncError> {
+    let Some(engagement) = own
+        .engagement_id
+        .as_deref()
+        .filter(|e| !e.trim().is_empty())
+    else {
+        // Retryable: the next try adopts the own referral and reads it again.
+        return Err(SyncError::retry(
+            None,
+            "Partner Center created the shared referral without an engagementId",
+        ));
+    };
+    let query = ListQuery {
+        filter: Some(shared_referral::engagement_filter(engagement)),
+        ..ListQuery::default()
+    };
+    let in_engagement = engine
+        .pc
+        .list_referrals(&query)
+        .await
+        .map_err(SyncError::from)?;
+    if in_engagement.iter().any(shared_referral::is_for_microsoft) {
+        return Ok(());
+    }
+    let body = shared_referral::referral_for_microsoft(own, engagement, help);
+    let request_id = key::connect_request_id(key);
+    engine
+        .pc
+        .create_referral_as(&body, Some(&request_id))
+        .await
+        .map_err(SyncError::from)?;
+    Ok(())
 }
 
 /// Shows Partner Center's refusal on the opportunity and remembers the refused values
@@ -356,7 +464,10 @@ async fn existing_referral(
         .list_referrals(&query)
         .await
         .map_err(SyncError::from)?;
-    Ok(found
-        .into_iter()
-        .find(|r| r.external_reference_id.as_deref() == Some(opportunity_id)))
+    // The connected referral for Microsoft carries the same external reference: ours is
+    // the other one of the engagement.
+    Ok(found.into_iter().find(|r| {
+        r.external_reference_id.as_deref() == Some(opportunity_id)
+            && !shared_referral::is_for_microsoft(r)
+    }))
 }

@@ -37,6 +37,12 @@ pub fn create_request_id(key: &str) -> String {
     derived("create-referral", key)
 }
 
+/// The `MS-RequestId` of the second shared-referral step for the opportunity `key` (the
+/// connected referral for Microsoft): another logical create than the first step's.
+pub fn connect_request_id(key: &str) -> String {
+    derived("connect-referral", key)
+}
+
 /// The pair key of a referral: its linked opportunity, else the id its opportunity gets.
 pub async fn key_for_referral(store: &dyn Store, referral_id: &str) -> Result<String, StoreError> {
     let referral_id = referral_id.trim();
