@@ -1243,3 +1243,63 @@ fn connector_columns_follow_configuration() {
     assert!(plan.opportunity.contains_key("abc_refid"));
     assert!(!plan.opportunity.contains_key("cosell_solutions"));
 }
+
+/// Services co-sell fields go into the create when the mapping names their columns, and
+/// not otherwise (the default maps none).
+#[test]
+fn services_co_sell_fields_are_sent_when_mapped() {
+    let m = Mapping::from_toml_str(
+        r#"
+extends = "default"
+[[field]]
+referral = "partnerRole"
+table = "opportunity"
+column = "new_partnerrole"
+direction = "outbound"
+[[field]]
+referral = "solutionArea"
+table = "opportunity"
+column = "new_solutionarea"
+direction = "outbound"
+[[field]]
+referral = "solutionPlay"
+table = "opportunity"
+column = "new_solutionplay"
+direction = "outbound"
+"#,
+    )
+    .expect("mapping parses");
+    let mut opp = synced_opp();
+    for (column, value) in [
+        ("new_partnerrole", "SolutionProvider"),
+        ("new_solutionarea", "AI Business Solutions"),
+        ("new_solutionplay", "Copilot and Agents at Work"),
+    ] {
+        opp.extra.insert(column.into(), json!(value));
+    }
+    let plan = m
+        .outbound_create(
+            &opp,
+            Some(&account()),
+            Some(&contact()),
+            &cols(),
+            Some("USD"),
+        )
+        .unwrap();
+    let v = serde_json::to_value(&plan.own).unwrap();
+    assert_eq!(v["partnerRole"], "SolutionProvider");
+    assert_eq!(v["solutionArea"], "AI Business Solutions");
+    assert_eq!(v["solutionPlay"], "Copilot and Agents at Work");
+
+    let plan = Mapping::default_mapping()
+        .outbound_create(
+            &opp,
+            Some(&account()),
+            Some(&contact()),
+            &cols(),
+            Some("USD"),
+        )
+        .unwrap();
+    let v = serde_json::to_value(&plan.own).unwrap();
+    assert!(v.get("solutionArea").is_none(), "{v}");
+}
