@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use cosell::engine::disposition::queued;
 use cosell::engine::{Origin, SyncMessage};
-use cosell::queue::{OutMessage, Queue};
+use cosell::queue::OutMessage;
 use cosell_cli::local::{handlers, worker};
 use tokio::sync::{watch, Notify};
 

@@ -34,6 +34,11 @@ pub struct ColdStart {
     /// Median over the runs.
     pub init: Duration,
     pub first_event: Duration,
+    /// Median over the runs: the first event from `/next` to its answer, less the time it
+    /// waited on AWS (moto) requests.
+    pub first_event_own: Duration,
+    /// Median over the runs: the time of the init spent waiting on AWS (secrets, clients).
+    pub init_aws: Duration,
     /// Highest over the runs, in bytes.
     pub peak_rss: u64,
     pub zip_bytes: u64,
@@ -252,7 +257,8 @@ pub async fn run(runs: usize) -> anyhow::Result<(Vec<ColdStart>, Duration)> {
     let moto_call = calls[calls.len() / 2];
     let sqs = aws_local::sqs_client(&moto.1, REGION).await;
     let queue =
-        SqsQueue::create_queues_if_missing(sqs, "bench-sync", 10, Duration::from_secs(60)).await?;
+        SqsQueue::create_queues_if_missing(sqs, "bench-sync.fifo", 10, Duration::from_secs(60))
+            .await?;
     let dir = tempfile::tempdir()?;
     let config = env::Connector::open(&pc, &dv, dir.path())?.config;
     let pc_cfg = pc.config();
@@ -276,8 +282,9 @@ pub async fn run(runs: usize) -> anyhow::Result<(Vec<ColdStart>, Duration)> {
             .into_iter()
             .filter(|(k, _)| !k.contains("CLIENT_") && k != "COSELL_DATA_DIR")
             .collect();
+    let timer = crate::aws_timer::AwsTimer::start(&moto.1).await?;
     for (k, v) in [
-        ("AWS_ENDPOINT_URL", moto.1.as_str()),
+        ("AWS_ENDPOINT_URL", timer.url.as_str()),
         ("AWS_REGION", REGION),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
@@ -303,15 +310,20 @@ pub async fn run(runs: usize) -> anyhow::Result<(Vec<ColdStart>, Duration)> {
             eprintln!("cold start: {} is not built; skipped", binary.display());
             continue;
         }
-        let (mut inits, mut firsts, mut rss, mut handled) = (Vec::new(), Vec::new(), 0, true);
+        let (mut inits, mut firsts, mut owns, mut init_aws, mut rss, mut handled) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0, true);
         for _ in 0..runs {
             let e = event(function, &pc, &dv, &config.columns);
             let api = RuntimeApi::start().await;
             let mut process = api.spawn_function(&binary, function, &vars)?;
             let spawned = Instant::now();
             let outcome = api.invoke_with_timeout(e, Duration::from_secs(20)).await;
-            let first = spawned.elapsed();
+            let answered = Instant::now();
+            let first = answered - spawned;
             let init = process.cold_start(Duration::from_secs(1)).await;
+            let asked = spawned + init.unwrap_or(first);
+            owns.push((answered - asked).saturating_sub(timer.waited(asked, answered)));
+            init_aws.push(timer.waited(spawned, asked));
             rss = rss.max(peak_rss(process.id()));
             match &outcome {
                 Err(err) => {
@@ -331,11 +343,15 @@ pub async fn run(runs: usize) -> anyhow::Result<(Vec<ColdStart>, Duration)> {
         }
         inits.sort();
         firsts.sort();
+        owns.sort();
+        init_aws.sort();
         let (zip_bytes, zipped) = zip_size(&release, function)?;
         out.push(ColdStart {
             function,
             init: inits[inits.len() / 2],
             first_event: firsts[firsts.len() / 2],
+            first_event_own: owns[owns.len() / 2],
+            init_aws: init_aws[init_aws.len() / 2],
             peak_rss: rss,
             zip_bytes,
             zipped,

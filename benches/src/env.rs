@@ -8,8 +8,11 @@ use anyhow::Context;
 use cosell::config::{Config, Source};
 use cosell::engine::{wiring, Engine};
 use cosell::queue::sqlite::SqliteQueue;
+use cosell::queue::Queue;
 use cosell::store::sqlite::SqliteStore;
 use cosell::store::Store;
+
+use crate::counting::{CountingQueue, CountingStore, Counts};
 use cosell_tests::harness::standin_settings;
 
 pub type Pc = partner_center_standin::StandinHandle;
@@ -31,9 +34,11 @@ pub async fn start_dv() -> anyhow::Result<Dv> {
 /// production retry policy.
 pub struct Connector {
     pub config: Config,
-    pub store: Arc<SqliteStore>,
-    /// The sync queue.
-    pub queue: Arc<SqliteQueue>,
+    /// The SQLite store, its calls counted in `ports`.
+    pub store: Arc<dyn Store>,
+    /// The sync queue (SQLite), its calls counted in `ports`.
+    pub queue: Arc<dyn Queue>,
+    pub ports: Arc<Counts>,
     pub engine: Engine,
 }
 
@@ -42,14 +47,25 @@ impl Connector {
         let settings = standin_settings(pc, dv, dir);
         let config = Config::load(&Source::from_pairs(settings))?;
         let db = dir.join("cosell.db");
-        let store = Arc::new(SqliteStore::open(&db).context("open store")?);
-        let queue = Arc::new(cosell_cli::local::runtime::open_sync_queue(&db, 8)?);
+        let ports = Arc::new(Counts::default());
+        let sqlite: Arc<SqliteStore> = Arc::new(SqliteStore::open(&db).context("open store")?);
+        let store: Arc<dyn Store> = Arc::new(CountingStore {
+            inner: sqlite,
+            counts: ports.clone(),
+        });
+        let sqlite_queue: Arc<SqliteQueue> =
+            Arc::new(cosell_cli::local::runtime::open_sync_queue(&db, 8)?);
+        let queue: Arc<dyn Queue> = Arc::new(CountingQueue {
+            inner: sqlite_queue,
+            counts: ports.clone(),
+        });
         let http = wiring::http_client(&config)?;
-        let engine = Engine::from_config(&config, &http, store.clone() as Arc<dyn Store>, None)?;
+        let engine = Engine::from_config(&config, &http, store.clone(), None)?;
         Ok(Connector {
             config,
             store,
             queue,
+            ports,
             engine,
         })
     }

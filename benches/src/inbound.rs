@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use tokio::sync::{oneshot, watch};
 
 use crate::env::{self, Connector, Pc};
+use crate::service_latency::ServiceLatency;
 use crate::stats::{Latencies, SyncRun};
 
 /// One signed delivery, ready to post.
@@ -74,6 +75,8 @@ pub struct InboundRun {
     pub intake: Latencies,
     pub queued: Latencies,
     pub sync: Latencies,
+    /// Store and queue calls of the measured syncs (the warm-up's left out).
+    pub ports: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// When a referral's sync started and ended.
@@ -106,10 +109,13 @@ struct Sample {
 }
 
 /// Runs `deliveries[0]` as a warm-up (tokens, certificate), then the rest, measured.
+/// With `latency`, both stand-ins answer each measured request after it (the warm-up runs
+/// without).
 pub async fn run(
     pc: &Pc,
     deliveries: Arc<Vec<Delivery>>,
     workers: usize,
+    latency: Option<ServiceLatency>,
 ) -> anyhow::Result<InboundRun> {
     let dv = env::start_dv().await?;
     let dir = tempfile::tempdir()?;
@@ -167,6 +173,11 @@ pub async fn run(
         .await
         .context("warm-up sync")?;
 
+    c.ports.take();
+    if let Some(l) = latency {
+        pc.set_latency(l.partner_center);
+        dv.set_latency(l.dataverse);
+    }
     dv.reset_request_counts();
     let pc_before = pc.requests().len();
     let next = Arc::new(AtomicUsize::new(0));
@@ -207,6 +218,8 @@ pub async fn run(
         dv.request_counts(),
     );
 
+    let ports = c.ports.take();
+    pc.set_latency(Duration::ZERO);
     let _ = stop.send(true);
     let _ = worker_task.await;
     server.abort();
@@ -218,6 +231,7 @@ pub async fn run(
         queued: Latencies::new(spans(|s| s.started.saturating_duration_since(s.answered))),
         sync: Latencies::new(spans(|s| s.written - s.started)),
         failed,
+        ports,
     })
 }
 

@@ -2,13 +2,17 @@
 //! targets and ratios. `--quick` sizes every scenario down to finish in about a minute.
 //! Timings are reported, never asserted.
 
+mod aws_timer;
 mod backfill;
 mod bare;
 mod cold_start;
+mod cost;
+mod counting;
 mod env;
 mod inbound;
 mod outbound;
 mod report;
+mod service_latency;
 mod stats;
 
 use std::path::PathBuf;
@@ -21,6 +25,8 @@ use stats::ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Section {
+    Requests,
+    Latency,
     Inbound,
     Outbound,
     ColdStart,
@@ -42,6 +48,15 @@ struct Args {
     /// Also write the table as Markdown to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Partner Center's latency per request in the latency section, in ms.
+    #[arg(long, default_value_t = 150)]
+    pc_latency_ms: u64,
+    /// Dataverse's latency per request in the latency section, in ms.
+    #[arg(long, default_value_t = 60)]
+    dv_latency_ms: u64,
+    /// Syncs in flight in the latency section.
+    #[arg(long, default_value_t = 16)]
+    in_flight: usize,
 }
 
 struct Sizes {
@@ -52,6 +67,8 @@ struct Sizes {
     /// The allowed rate of the throttled backfill, in syncs per second.
     backfill_rate: f64,
     cold_runs: usize,
+    /// Syncs measured per direction in the latency section.
+    latency_syncs: usize,
 }
 
 impl Sizes {
@@ -64,6 +81,7 @@ impl Sizes {
                 backfill: 1_000,
                 backfill_rate: 100.0,
                 cold_runs: 3,
+                latency_syncs: 160,
             }
         } else {
             Sizes {
@@ -73,6 +91,7 @@ impl Sizes {
                 backfill: 10_000,
                 backfill_rate: 100.0,
                 cold_runs: 5,
+                latency_syncs: 800,
             }
         }
     }
@@ -84,6 +103,16 @@ async fn main() -> anyhow::Result<()> {
     let sizes = Sizes::new(args.quick);
     let wanted = |s| args.only.is_empty() || args.only.contains(&s);
     let mut table = Table::default();
+    if wanted(Section::Requests) {
+        requests_section(&mut table).await?;
+    }
+    if wanted(Section::Latency) {
+        let service = service_latency::ServiceLatency {
+            partner_center: std::time::Duration::from_millis(args.pc_latency_ms),
+            dataverse: std::time::Duration::from_millis(args.dv_latency_ms),
+        };
+        latency_section(&sizes, service, args.in_flight, &mut table).await?;
+    }
     if wanted(Section::Inbound) {
         inbound_section(&sizes, &args.workers, &mut table).await?;
     }
@@ -116,7 +145,7 @@ async fn inbound_section(
     let mut w1 = None;
     for &workers in worker_counts {
         eprintln!("inbound: {workers} worker(s)");
-        let inbound = inbound::run(&pc, deliveries.clone(), workers).await?;
+        let inbound = inbound::run(&pc, deliveries.clone(), workers, None).await?;
         let ours = &inbound.run;
         let bare = bare::run(&pc, deliveries.clone(), workers).await?;
         let rate = ours.per_second();
@@ -135,14 +164,10 @@ async fn inbound_section(
             format!("bare syncs/s, {w}"),
             format!("{:.0}/s", bare.per_second()),
         );
+        // With stand-ins that answer in microseconds this ratio says little about a
+        // deployment (the latency section does): shown, not held to a target.
         let cost = bare.per_second() / rate;
-        table.check(
-            format!("cost per sync / bare, {w}"),
-            format!("{cost:.2}"),
-            "<= 1.3",
-            format!("{:.2}x", cost / 1.3),
-            cost <= 1.3,
-        );
+        table.info(format!("cost per sync / bare, {w}"), format!("{cost:.2}"));
         table.info(
             format!("latency p50 / p99, {w}"),
             format!(
@@ -193,6 +218,179 @@ async fn inbound_section(
     Ok(())
 }
 
+async fn requests_section(table: &mut Table) -> anyhow::Result<()> {
+    eprintln!("requests: every case once, counted by both stand-ins");
+    let h = cosell_tests::harness::Harness::start().await;
+    let cases = cosell_tests::request_cases::run_all(&h).await;
+    let limit = cosell_tests::request_cases::DATAVERSE_REQUESTS_PER_5_MIN;
+    for c in &cases {
+        let (min_pc, min_dv) = c.minimum;
+        let total = (c.pc + c.dv) as f64;
+        let min = (min_pc + min_dv) as f64;
+        let per_5_min = c.syncs_per_5_min().map_or_else(
+            || "no Dataverse request".to_string(),
+            |n| format!("{n} per 5 min"),
+        );
+        table.check(
+            format!("requests: {}", c.name),
+            format!(
+                "PC {} + DV {} ({per_5_min} at {limit} DV requests)",
+                c.pc, c.dv
+            ),
+            format!("min PC {min_pc} + DV {min_dv}"),
+            ratio(total, min),
+            true,
+        );
+    }
+    Ok(())
+}
+
+async fn latency_section(
+    sizes: &Sizes,
+    service: service_latency::ServiceLatency,
+    in_flight: usize,
+    table: &mut Table,
+) -> anyhow::Result<()> {
+    let n = sizes.latency_syncs;
+    eprintln!(
+        "latency: PC {:?}, DV {:?} per request, {in_flight} in flight, {n} syncs each way",
+        service.partner_center, service.dataverse
+    );
+    let pc = env::start_pc().await?;
+    let ids = Arc::new(env::create_referrals(&pc, n + 1));
+    let deliveries = Arc::new(inbound::sign_all(&pc, &ids).await);
+    let run = inbound::run(&pc, deliveries, in_flight, Some(service)).await?;
+    pc.shutdown().await;
+    let ours = &run.run;
+    let critical = service.critical_path(ours.pc_requests_per_sync, ours.dv_requests_per_sync);
+    latency_rows(
+        table,
+        &format!("webhook -> opportunity written, {in_flight} in flight"),
+        &ours.latency,
+        critical,
+        format!(
+            "PC {:.2} + DV {:.2} requests",
+            ours.pc_requests_per_sync, ours.dv_requests_per_sync
+        ),
+    );
+
+    // Per sync: the intake's invocation and one pair-sync invocation per queue receive.
+    let syncs = ours.syncs;
+    let receives = run.ports.get("receive").copied().unwrap_or(0) as f64;
+    let inbound_cost = cost::PerSync::from_ports(
+        &run.ports,
+        syncs,
+        1.0 + receives / syncs.max(1) as f64,
+        run.intake.mean().as_secs_f64() + run.sync.mean().as_secs_f64(),
+    );
+
+    let rounds = n.div_ceil(in_flight).max(1);
+    let out = service_latency::crm_to_referral(service, in_flight, rounds).await?;
+    // The poll is one request for the whole round, but each change waits for all of it.
+    let dv_sequential = out.dv_per_sync - 1.0 / in_flight as f64 + 1.0;
+    let critical = service.critical_path(out.pc_per_sync, dv_sequential);
+    latency_rows(
+        table,
+        &format!("CRM change -> referral written, {in_flight} in flight"),
+        &out.latency,
+        critical,
+        format!(
+            "PC {:.2} + DV {:.2} requests ({} syncs; the poll interval not counted)",
+            out.pc_per_sync, dv_sequential, out.syncs
+        ),
+    );
+    let receives = out.ports.get("receive").copied().unwrap_or(0) as f64;
+    let outbound_cost = cost::PerSync::from_ports(
+        &out.ports,
+        out.syncs,
+        receives / out.syncs.max(1) as f64,
+        out.sync.mean().as_secs_f64(),
+    );
+    cost_rows(table, &inbound_cost, &outbound_cost, out.poll.mean());
+    Ok(())
+}
+
+/// A month of syncs in AWS, on paper: each direction alone, and the fixed part (the
+/// poller every minute and the sweep every 15 minutes, whatever the volume).
+fn cost_rows(
+    table: &mut Table,
+    inbound: &cost::PerSync,
+    outbound: &cost::PerSync,
+    poll: std::time::Duration,
+) {
+    let prices = &cost::US_EAST_1;
+    let gb = cost::template_memory_gb();
+    for (case, per) in [
+        ("webhook -> opportunity", inbound),
+        ("CRM change -> referral", outbound),
+    ] {
+        let one = per.dollars(prices, gb);
+        table.info(
+            format!("AWS cost, {case}: per sync"),
+            format!(
+                "{:.2} invocations, {:.0} ms of {:.0} MB, {:.1} SQS requests, {:.1} RRU + {:.1} WRU",
+                per.invocations,
+                per.lambda_seconds * 1000.0,
+                gb * 1024.0,
+                per.sqs_requests,
+                per.read_units,
+                per.write_units
+            ),
+        );
+        table.info(
+            format!("AWS cost, {case}: 10,000 / 1,000,000 syncs a month"),
+            format!(
+                "${:.3} / ${:.2} (prices of {}, us-east-1, no free tier)",
+                one * 1e4,
+                one * 1e6,
+                cost::PRICES_READ
+            ),
+        );
+    }
+    // 43,200 polls and 2,880 sweeps a month (rate(1 minute), rate(15 minutes)), each taken
+    // as long as a measured poll: an estimate for the sweep, whose pages depend on the data.
+    let fixed = cost::PerSync {
+        invocations: 43_200.0 + 2_880.0,
+        lambda_seconds: (43_200.0 + 2_880.0) * poll.as_secs_f64(),
+        ..cost::PerSync::default()
+    };
+    table.info(
+        "AWS cost, fixed: the poller and the sweep, a month",
+        format!(
+            "${:.3} ({:.0} ms a poll)",
+            fixed.dollars(prices, gb),
+            ms(poll)
+        ),
+    );
+}
+
+fn latency_rows(
+    table: &mut Table,
+    case: &str,
+    latency: &stats::Latencies,
+    critical: std::time::Duration,
+    path: String,
+) {
+    let c = ms(critical);
+    table.info(
+        format!("critical path, {case}"),
+        format!("{c:.0} ms ({path})"),
+    );
+    for (label, value, target) in [
+        ("p50", ms(latency.p50()), 1.2),
+        ("p99", ms(latency.p99()), 1.5),
+    ] {
+        let r = value / c;
+        table.check(
+            format!("{label} / critical path, {case}"),
+            format!("{value:.0} ms = {r:.2}x"),
+            format!("<= {target}x"),
+            ratio(r, target),
+            r <= target,
+        );
+    }
+}
+
 async fn outbound_section(sizes: &Sizes, table: &mut Table) -> anyhow::Result<()> {
     eprintln!("outbound: {} opportunities", sizes.opportunities);
     let run = outbound::run(sizes.opportunities, &sizes.changes).await?;
@@ -231,17 +429,30 @@ async fn cold_start_section(sizes: &Sizes, table: &mut Table) -> anyhow::Result<
         format!("{:.1} ms", ms(moto_call)),
     );
     for f in starts {
-        let first = ms(f.first_event);
+        let (init, own) = (ms(f.init), ms(f.first_event_own));
         table.check(
-            format!("cold start {}: init / first event", f.function),
+            format!("cold start {}: init", f.function),
             format!(
-                "{:.1} / {first:.1} ms{}",
-                ms(f.init),
+                "{init:.1} ms, {:.1} of it waiting on AWS (first event answered at {:.1} ms)",
+                ms(f.init_aws),
+                ms(f.first_event)
+            ),
+            "< 15 ms",
+            ratio(init, 15.0),
+            init < 15.0,
+        );
+        table.check(
+            format!(
+                "cold start {}: first event's own time (AWS waits left out)",
+                f.function
+            ),
+            format!(
+                "{own:.1} ms{}",
                 if f.handled { "" } else { " (error answer)" }
             ),
-            "< 20 ms",
-            ratio(first, 20.0),
-            f.handled && first < 20.0,
+            "< 10 ms",
+            ratio(own, 10.0),
+            f.handled && own < 10.0,
         );
         let mib = f.peak_rss as f64 / (1024.0 * 1024.0);
         table.check(
@@ -286,9 +497,9 @@ async fn backfill_section(sizes: &Sizes, table: &mut Table) -> anyhow::Result<()
             dv * 100.0,
             r.elapsed.as_secs_f64()
         ),
-        ">= 90%",
-        format!("{:.2}x", best / 0.9),
-        best >= 0.9,
+        ">= 95%",
+        format!("{:.2}x", best / 0.95),
+        best >= 0.95,
     );
     table.info(
         "throttled backfill: 429s answered",

@@ -63,6 +63,14 @@ impl Latencies {
     pub fn p99(&self) -> Duration {
         self.percentile(99.0)
     }
+
+    /// The mean, zero when empty.
+    pub fn mean(&self) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        self.0.iter().sum::<Duration>() / self.0.len() as u32
+    }
 }
 
 pub fn ms(d: Duration) -> f64 {

@@ -7,6 +7,7 @@ pub mod intake_fixture;
 pub mod knobs;
 pub mod log_capture;
 pub mod queue_worker;
+pub mod request_cases;
 pub mod runtime_api;
 pub mod schedule_expression;
 pub mod webhook_signing;

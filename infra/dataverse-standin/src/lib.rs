@@ -46,6 +46,7 @@ fn router(
     state: Arc<State>,
     limiter: Arc<ratelimit::Limiter>,
     journal: Arc<journal::Journal>,
+    latency: Arc<standin_kit::Latency>,
 ) -> Router {
     let api = Router::new()
         .route("/api/data/v9.2/$batch", post(batch::handle))
@@ -81,6 +82,10 @@ fn router(
             journal,
             journal::layer,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            latency,
+            standin_kit::latency::layer,
+        ))
         .with_state(state)
 }
 
@@ -90,6 +95,7 @@ pub struct StandinHandle {
     server: standin_kit::Served,
     limiter: Arc<ratelimit::Limiter>,
     journal: Arc<journal::Journal>,
+    latency: Arc<standin_kit::Latency>,
 }
 
 impl StandinHandle {
@@ -107,7 +113,13 @@ impl StandinHandle {
         let state = State::new(config, base_url.clone());
         let limiter = Arc::new(ratelimit::Limiter::default());
         let journal = Arc::new(journal::Journal::default());
-        let app = router(state.clone(), limiter.clone(), journal.clone());
+        let latency = Arc::new(standin_kit::Latency::default());
+        let app = router(
+            state.clone(),
+            limiter.clone(),
+            journal.clone(),
+            latency.clone(),
+        );
         let server = standin_kit::Served::spawn(listener, app, "dataverse stand-in");
         tracing::info!(%base_url, "dataverse stand-in listening");
         Ok((
@@ -116,6 +128,7 @@ impl StandinHandle {
                 server,
                 limiter,
                 journal,
+                latency,
             },
             base_url,
         ))
@@ -124,6 +137,11 @@ impl StandinHandle {
     /// The org URL: `http://127.0.0.1:<port>/`.
     pub fn base_url(&self) -> Url {
         self.state.base_url.clone()
+    }
+
+    /// Answers every API request no sooner than `latency` after it came (zero: at once).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.latency.set(latency);
     }
 
     /// `{base}{tenant}/oauth2/v2.0/token` for the configured tenant.

@@ -36,7 +36,11 @@ pub use state::{DeliveryRecord, RequestRecord, StandinConfig};
 
 use state::State;
 
-fn router(state: Arc<State>, limiter: Arc<ratelimit::Limiter>) -> Router {
+fn router(
+    state: Arc<State>,
+    limiter: Arc<ratelimit::Limiter>,
+    latency: Arc<standin_kit::Latency>,
+) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token::token))
         .route("/{tenant}/oauth2/v2.0/devicecode", post(device::devicecode))
@@ -85,6 +89,10 @@ fn router(state: Arc<State>, limiter: Arc<ratelimit::Limiter>) -> Router {
             state.clone(),
             faults::layer,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            latency,
+            standin_kit::latency::layer,
+        ))
         .with_state(state)
 }
 
@@ -94,6 +102,7 @@ pub struct StandinHandle {
     state: Arc<State>,
     server: standin_kit::Served,
     limiter: Arc<ratelimit::Limiter>,
+    latency: Arc<standin_kit::Latency>,
 }
 
 impl StandinHandle {
@@ -109,7 +118,8 @@ impl StandinHandle {
         let (listener, base_url) = standin_kit::listen(addr).await?;
         let state = State::new(config, base_url.clone());
         let limiter = Arc::new(ratelimit::Limiter::default());
-        let app = router(state.clone(), limiter.clone());
+        let latency = Arc::new(standin_kit::Latency::default());
+        let app = router(state.clone(), limiter.clone(), latency.clone());
         let server = standin_kit::Served::spawn(listener, app, "partner center stand-in");
         tracing::info!(%base_url, "partner center stand-in listening");
         Ok((
@@ -117,6 +127,7 @@ impl StandinHandle {
                 state,
                 server,
                 limiter,
+                latency,
             },
             base_url,
         ))
@@ -124,6 +135,11 @@ impl StandinHandle {
 
     pub fn base_url(&self) -> Url {
         self.state.base_url.clone()
+    }
+
+    /// Answers every API request no sooner than `latency` after it came (zero: at once).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.latency.set(latency);
     }
 
     /// The token endpoint URL for `tenant`.

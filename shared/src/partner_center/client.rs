@@ -475,7 +475,8 @@ impl PartnerCenterClient {
     }
 }
 
-fn status_ops(
+/// The JSON Patch operations that move a referral to `status`/`sub` (with a reason).
+pub fn status_ops(
     status: ReferralStatus,
     sub: ReferralSubstatus,
     reason: Option<&str>,

@@ -4,9 +4,7 @@
 
 use crate::dataverse::Opportunity;
 use crate::engine::Engine;
-use crate::partner_center::{
-    PartnerCenterError, Referral, ReferralDirection, ReferralStatus, ReferralSubstatus,
-};
+use crate::partner_center::{Referral, ReferralDirection, ReferralStatus, ReferralSubstatus};
 
 const DECLINE_REASON: &str = "Declined by the partner";
 
@@ -68,21 +66,12 @@ pub(super) fn wanted(engine: &Engine, opp: &Opportunity, referral: &Referral) ->
     }
 }
 
-/// Makes the move with If-Match on `etag`; the referral as it is afterwards.
-pub(super) async fn apply(
-    engine: &Engine,
-    referral_id: &str,
-    etag: &str,
-    mv: &Move,
-) -> Result<Referral, PartnerCenterError> {
-    match mv {
-        Move::Accept => engine.pc.accept_referral(referral_id, etag).await,
-        Move::Decline { reason } => engine.pc.decline_referral(referral_id, etag, reason).await,
-        Move::Close { won, reason } => {
-            engine
-                .pc
-                .close_referral(referral_id, etag, *won, reason)
-                .await
-        }
-    }
+/// The patch operations of the move (they can go in one PATCH with field changes).
+pub(super) fn ops(mv: &Move) -> Vec<crate::partner_center::PatchOp> {
+    let (status, substatus) = mv.outcome();
+    let reason = match mv {
+        Move::Accept => None,
+        Move::Decline { reason } | Move::Close { reason, .. } => Some(reason.as_str()),
+    };
+    crate::partner_center::client::status_ops(status, substatus, reason)
 }

@@ -1,5 +1,5 @@
-//! Writing the referral: the field patch, then the status move, each with `If-Match` on the
-//! latest eTag. A 412 sends the reconcile back to fresh reads.
+//! Writing the referral: the field changes and the status move in one PATCH, with `If-Match`
+//! on the eTag read. A 412 sends the reconcile back to fresh reads.
 
 use crate::engine::Engine;
 use crate::mapping::{FieldValues, JsonPatchOp, PatchOp as MappingOp};
@@ -18,7 +18,8 @@ pub(super) fn step(e: PartnerCenterError) -> Step {
     }
 }
 
-/// Writes `values` and makes `mv` on `referral` (just read); the referral afterwards.
+/// Writes `values` and makes `mv` on `referral` (just read), in one PATCH; the referral
+/// afterwards.
 pub(super) async fn write(
     engine: &Engine,
     referral: Referral,
@@ -27,24 +28,27 @@ pub(super) async fn write(
     trail: &mut Trail,
 ) -> Result<Referral, Step> {
     let id = referral.id.clone().unwrap_or_default();
-    let ops = engine.mapping.referral_patch(&referral, values);
-    let mut current = referral;
-    if !ops.is_empty() {
-        let etag = current.e_tag.clone().unwrap_or_default();
-        let client_ops: Vec<PatchOp> = ops.iter().map(client_op).collect();
-        current = engine
-            .pc
-            .update_referral(&id, &etag, &client_ops)
-            .await
-            .map_err(step)?;
+    let fields = engine.mapping.referral_patch(&referral, values);
+    let mut ops: Vec<PatchOp> = fields.iter().map(client_op).collect();
+    if let Some(mv) = &mv {
+        ops.extend(moves::ops(mv));
+    }
+    if ops.is_empty() {
+        return Ok(referral);
+    }
+    let etag = referral.e_tag.clone().unwrap_or_default();
+    let after = engine
+        .pc
+        .update_referral(&id, &etag, &ops)
+        .await
+        .map_err(step)?;
+    if !fields.is_empty() {
         trail.pc_fields(values.keys().cloned());
     }
     if let Some(mv) = mv {
-        let etag = current.e_tag.clone().unwrap_or_default();
-        current = moves::apply(engine, &id, &etag, &mv).await.map_err(step)?;
         trail.moved(mv);
     }
-    Ok(current)
+    Ok(after)
 }
 
 fn client_op(op: &JsonPatchOp) -> PatchOp {
