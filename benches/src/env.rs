@@ -84,3 +84,43 @@ pub fn create_referrals(pc: &Pc, n: usize) -> Vec<String> {
         })
         .collect()
 }
+
+/// The local queue worker on `c`'s sync queue, `concurrency` syncs at a time, until `stop`;
+/// `done(message, started)` is called when a sync succeeded (started: when its handler did).
+pub fn spawn_worker<D>(
+    c: &Connector,
+    name: &'static str,
+    concurrency: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+    done: D,
+) -> tokio::task::JoinHandle<()>
+where
+    D: Fn(&cosell::engine::SyncMessage, std::time::Instant) + Clone + Send + Sync + 'static,
+{
+    use cosell_cli::local::{handlers, worker};
+    let settings = worker::WorkerSettings {
+        name,
+        concurrency,
+        visibility: std::time::Duration::from_secs(120),
+        receive_wait: std::time::Duration::from_millis(500),
+        fail_delay: std::time::Duration::from_secs(1),
+        max_attempts: 8,
+    };
+    let engine = c.engine.clone();
+    tokio::spawn(worker::run(
+        c.queue.clone(),
+        settings,
+        stop,
+        move |body: String| {
+            let (engine, done) = (engine.clone(), done.clone());
+            async move {
+                let started = std::time::Instant::now();
+                let handled = handlers::sync(&engine, &body).await;
+                if let (Ok(Ok(_)), Ok(m)) = (&handled, cosell::engine::SyncMessage::parse(&body)) {
+                    done(&m, started);
+                }
+                handled
+            }
+        },
+    ))
+}

@@ -12,10 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use cosell::engine::SyncMessage;
 use cosell::partner_center::webhook_verify::WebhookVerifier;
 use cosell_cli::local::server::{self, Intake, WEBHOOK_PATH};
-use cosell_cli::local::{handlers, worker};
 use cosell_tests::webhook_signing::DeliverySigner;
 use http::HeaderMap;
 use time::OffsetDateTime;
@@ -136,33 +134,12 @@ pub async fn run(
 
     let waiters = Arc::new(Waiters::default());
     let (stop, stopped) = watch::channel(false);
-    let settings = worker::WorkerSettings {
-        name: "inbound",
-        concurrency: workers,
-        visibility: Duration::from_secs(120),
-        receive_wait: Duration::from_millis(500),
-        fail_delay: Duration::from_secs(1),
-        max_attempts: 8,
-    };
-    let (engine, w) = (c.engine.clone(), waiters.clone());
-    let worker_task = tokio::spawn(worker::run(
-        c.queue.clone(),
-        settings,
-        stopped,
-        move |body: String| {
-            let (engine, w) = (engine.clone(), w.clone());
-            async move {
-                let started = Instant::now();
-                let handled = handlers::sync(&engine, &body).await;
-                if let (Ok(Ok(_)), Ok(m)) = (&handled, SyncMessage::parse(&body)) {
-                    if let Some(referral_id) = &m.referral_id {
-                        w.done(referral_id, started);
-                    }
-                }
-                handled
-            }
-        },
-    ));
+    let w = waiters.clone();
+    let worker_task = env::spawn_worker(&c, "inbound", workers, stopped, move |m, started| {
+        if let Some(referral_id) = &m.referral_id {
+            w.done(referral_id, started);
+        }
+    });
 
     let sender = reqwest::Client::new();
     let Some(warm) = deliveries.first() else {

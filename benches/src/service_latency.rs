@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use cosell::engine::poller::poll_opportunities;
 use cosell::engine::{reconcile_pair, Origin, PairOutcome, SyncMessage};
-use cosell_cli::local::{handlers, worker};
 use serde_json::{json, Map};
 use tokio::sync::{watch, Notify};
 
@@ -99,35 +98,20 @@ pub async fn crm_to_referral(
 
     let written = Arc::new(Written::default());
     let (stop, stopped) = watch::channel(false);
-    let settings = worker::WorkerSettings {
-        name: "outbound latency",
-        concurrency: in_flight,
-        visibility: Duration::from_secs(120),
-        receive_wait: Duration::from_millis(500),
-        fail_delay: Duration::from_secs(1),
-        max_attempts: 8,
-    };
-    let (engine, w) = (c.engine.clone(), written.clone());
-    let worker_task = tokio::spawn(worker::run(
-        c.queue.clone(),
-        settings,
+    let w = written.clone();
+    let worker_task = env::spawn_worker(
+        &c,
+        "outbound latency",
+        in_flight,
         stopped,
-        move |body: String| {
-            let (engine, w) = (engine.clone(), w.clone());
-            async move {
-                let started = Instant::now();
-                let handled = handlers::sync(&engine, &body).await;
-                if let (Ok(Ok(_)), Ok(m)) = (&handled, SyncMessage::parse(&body)) {
-                    w.took.lock().expect("took").push(started.elapsed());
-                    w.at.lock()
-                        .expect("written")
-                        .insert(m.key.clone(), Instant::now());
-                    w.changed.notify_waiters();
-                }
-                handled
-            }
+        move |m, started| {
+            w.took.lock().expect("took").push(started.elapsed());
+            w.at.lock()
+                .expect("written")
+                .insert(m.key.clone(), Instant::now());
+            w.changed.notify_waiters();
         },
-    ));
+    );
 
     pc.set_latency(service.partner_center);
     dv.set_latency(service.dataverse);
