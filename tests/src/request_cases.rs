@@ -177,7 +177,7 @@ pub async fn run_all(h: &Harness) -> Vec<Case> {
     record(
         "new referral, new customer and contact",
         (1, 2),
-        "read the referral; look the account and contact up (one request if batched); create the three rows in one change set",
+        "read the referral; look the account and contact up (one batch of two reads); create the three rows in one change set",
         h,
     );
 

@@ -1,7 +1,7 @@
 //! Requests per reconcile on each side, counted by both stand-ins (token requests left out),
 //! for the cases docs/performance.md reports (the scenario is `cosell_tests::request_cases`,
 //! which `cosell-bench` prints too). Each case is held to its figure: a new referral 1
-//! Partner Center + 3 Dataverse requests, an echo one read, an update one read of the sender
+//! Partner Center + 2 Dataverse requests, an echo one read, an update one read of the sender
 //! and one read and one write on the side that changes. `--nocapture` prints the table.
 
 use cosell_tests::harness::Harness;
@@ -18,8 +18,8 @@ async fn requests_per_reconcile_by_case() {
         );
     }
     let expected = [
-        ("new referral, new customer and contact", 1, 3),
-        ("new referral, existing customer", 1, 3),
+        ("new referral, new customer and contact", 1, 2),
+        ("new referral, existing customer", 1, 2),
         ("our own echo (CRM side)", 0, 1),
         ("our own echo (Partner Center side)", 1, 0),
         ("Microsoft update", 1, 2),
@@ -39,9 +39,9 @@ async fn requests_per_reconcile_by_case() {
             "{name} under its minimum"
         );
     }
-    // The new customer's rows are made together: one change set.
+    // The customer looked up in one batch of two reads, its rows made in one change set.
     assert!(
-        cases[0].routes.contains("POST $batch x1"),
+        cases[0].routes.contains("POST $batch x2"),
         "{}",
         cases[0].routes
     );

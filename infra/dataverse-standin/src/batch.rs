@@ -5,9 +5,8 @@
 //! first failing operation stops the batch, which answers with that operation's status;
 //! with `Prefer: odata.continue-on-error` it answers 200 and later operations still run.
 //!
-//! Supported operations: POST to a table, PATCH and DELETE of a row. A GET part (allowed by
-//! the service outside change sets) is answered 501 by the stand-in: the connector does
-//! not batch reads.
+//! Supported operations: POST to a table, PATCH and DELETE of a row, and outside change sets
+//! any GET the single-request routes serve.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -80,6 +79,11 @@ pub async fn handle(
     let mut failed: Option<StatusCode> = None;
     for part in parts {
         let (answers, error) = match part {
+            Part::Operation(op) if op.method.eq_ignore_ascii_case("GET") => {
+                let answer = get(&state, &op).await;
+                let error = (!answer.status.is_success()).then_some(answer.status);
+                (vec![answer], error)
+            }
             Part::Operation(op) => {
                 let mut inner = state.lock();
                 let answer = run(&state, &mut inner, &op, &BTreeMap::new());
@@ -114,6 +118,33 @@ pub async fn handle(
         text,
     )
         .into_response()
+}
+
+/// A GET outside a change set: the same answer the single request would get.
+async fn get(state: &Arc<State>, op: &Operation) -> Answer {
+    let segment = match segment(&op.url) {
+        Ok(s) => s,
+        Err(e) => return error_answer(e, op),
+    };
+    let query = op.url.split_once('?').map(|(_, q)| q);
+    let path = match query {
+        Some(q) => format!("{API_PREFIX}{segment}?{q}"),
+        None => format!("{API_PREFIX}{segment}"),
+    };
+    let Ok(uri) = path.parse::<axum::http::Uri>() else {
+        return error_answer(
+            ApiError::bad_request(format!("'{}' is not a valid URL.", op.url)),
+            op,
+        );
+    };
+    let resp = rows::get(
+        AxState(state.clone()),
+        axum::extract::Path(segment),
+        uri,
+        op.headers.clone(),
+    )
+    .await;
+    answer_of(resp, op)
 }
 
 /// Runs a change set under one lock: every operation, or none (a failure undoes the rows
@@ -327,11 +358,6 @@ fn run_inner(
             rows::delete_in(inner, def, &id, header("if-match"))?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        ("GET", _) => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "",
-            "The stand-in does not run GET requests inside a batch.",
-        )),
         (method, _) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "0x80060888",

@@ -242,3 +242,39 @@ async fn the_first_failure_stops_the_batch_unless_asked_to_go_on() {
     let (status, _) = send_batch(&env, None, change_set(&[])).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn reads_outside_a_change_set_answer_as_single_requests_do() {
+    let env = start().await;
+    env.client.create_together(&rows(deal())).await.unwrap();
+    env.standin.clear_journal();
+    let (account, contact) = env
+        .client
+        .find_customer(Some(("Batch Co", None)), Some("buyer@batch.example"))
+        .await
+        .unwrap();
+    assert_eq!(account.and_then(|a| a.accountid).as_deref(), Some(ACCOUNT));
+    assert_eq!(contact.and_then(|c| c.contactid).as_deref(), Some(CONTACT));
+    let journal = env.standin.journal();
+    assert_eq!(journal.len(), 1, "{journal:?}");
+    assert_eq!(journal[0].path, "/api/data/v9.2/$batch");
+
+    // Nothing found is no error; one key alone is one plain read.
+    let (account, contact) = env
+        .client
+        .find_customer(
+            Some(("Nobody Co", Some("00000"))),
+            Some("nobody@example.org"),
+        )
+        .await
+        .unwrap();
+    assert!(account.is_none() && contact.is_none());
+    env.standin.clear_journal();
+    let (account, _) = env
+        .client
+        .find_customer(Some(("Batch Co", None)), None)
+        .await
+        .unwrap();
+    assert!(account.is_some());
+    assert_eq!(env.standin.journal()[0].path, "/api/data/v9.2/accounts");
+}

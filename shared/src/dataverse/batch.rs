@@ -122,21 +122,7 @@ impl DataverseClient {
                     .body(body.clone())
             })
             .await?;
-        let answer_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let text = resp.text().await.map_err(|e| DataverseError::Malformed {
-            call: call.into(),
-            reason: e.without_url().to_string(),
-        })?;
-        let answers =
-            parse_response(&answer_type, &text).map_err(|reason| DataverseError::Malformed {
-                call: call.into(),
-                reason,
-            })?;
+        let answers = answers_of(call, resp).await?;
         if answers.len() != rows.len() {
             return Err(DataverseError::Malformed {
                 call: call.into(),
@@ -172,6 +158,115 @@ impl DataverseClient {
         }
         Ok(out)
     }
+}
+
+impl DataverseClient {
+    /// The customer's account (by name and postal code) and contact (by e-mail), each the
+    /// oldest match, looked up in one `$batch` of two GETs when both are asked for.
+    pub async fn find_customer(
+        &self,
+        account: Option<(&str, Option<&str>)>,
+        email: Option<&str>,
+    ) -> Result<(Option<Account>, Option<Contact>), DataverseError> {
+        let (Some((name, postal)), Some(email)) = (account, email) else {
+            let account = match account {
+                Some((name, postal)) => self.find_account(name, postal).await?,
+                None => None,
+            };
+            let contact = match email {
+                Some(e) => self.find_contact_by_email(e).await?,
+                None => None,
+            };
+            return Ok((account, contact));
+        };
+        let call = "find customer";
+        let urls = [
+            self.find_account_url(name, postal),
+            self.find_contact_url(email),
+        ];
+        let boundary = format!("batch_{}", uuid::Uuid::new_v4());
+        let body = reads_body(&boundary, &urls);
+        let url: Url = self.url("$batch");
+        let content_type = format!("multipart/mixed; boundary={boundary}");
+        let resp = self
+            .send(call, NO_TARGET, Kind::Read, &|| {
+                self.http
+                    .request(Method::POST, url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
+                    .body(body.clone())
+            })
+            .await?;
+        let answers = answers_of(call, resp).await?;
+        let [a, c] = answers.as_slice() else {
+            return Err(DataverseError::Malformed {
+                call: call.into(),
+                reason: format!("{} answers for 2 lookups", answers.len()),
+            });
+        };
+        Ok((first_row(call, a)?, first_row(call, c)?))
+    }
+}
+
+/// The first row of a collection answer (`{"value": [...]}`) of a batch part.
+fn first_row<T: serde::de::DeserializeOwned>(
+    call: &str,
+    answer: &PartAnswer,
+) -> Result<Option<T>, DataverseError> {
+    if !StatusCode::from_u16(answer.status).is_ok_and(|s| s.is_success()) {
+        return Err(DataverseError::Invalid {
+            call: call.into(),
+            status: answer.status,
+            code: String::new(),
+            message: answer
+                .body
+                .as_ref()
+                .and_then(|b| b["error"]["message"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+        });
+    }
+    let Some(row) = answer.body.as_ref().and_then(|b| b["value"].get(0)) else {
+        return Ok(None);
+    };
+    serde_json::from_value(row.clone())
+        .map(Some)
+        .map_err(|e| DataverseError::Malformed {
+            call: call.into(),
+            reason: e.to_string(),
+        })
+}
+
+/// Every operation's answer of a batch response.
+async fn answers_of(
+    call: &str,
+    resp: reqwest::Response,
+) -> Result<Vec<PartAnswer>, DataverseError> {
+    let answer_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let text = resp.text().await.map_err(|e| DataverseError::Malformed {
+        call: call.into(),
+        reason: e.without_url().to_string(),
+    })?;
+    parse_response(&answer_type, &text).map_err(|reason| DataverseError::Malformed {
+        call: call.into(),
+        reason,
+    })
+}
+
+/// A `$batch` body of GETs, outside any change set (reads may not be in one).
+pub fn reads_body(boundary: &str, urls: &[Url]) -> String {
+    let mut out = String::new();
+    for url in urls {
+        out.push_str(&format!(
+            "--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nGET {url} HTTP/1.1\r\nAccept: application/json\r\n\r\n"
+        ));
+    }
+    out.push_str(&format!("--{boundary}--\r\n"));
+    out
 }
 
 /// A `$batch` body with one change set of create-only PATCHes (`Content-ID` 1, 2, ...).

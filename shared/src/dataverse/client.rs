@@ -517,6 +517,13 @@ impl DataverseClient {
         name: &str,
         postal_code: Option<&str>,
     ) -> Result<Option<Account>, DataverseError> {
+        let url = self.find_account_url(name, postal_code);
+        let mut rows: Vec<Account> = self.query_all("find account", url).await?;
+        Ok((!rows.is_empty()).then(|| rows.swap_remove(0)))
+    }
+
+    /// The oldest account of that name (and postal code, when given).
+    pub(super) fn find_account_url(&self, name: &str, postal_code: Option<&str>) -> Url {
         let mut filter = format!("name eq {}", query::quote(name));
         if let Some(pc) = postal_code {
             filter.push_str(&format!(" and address1_postalcode eq {}", query::quote(pc)));
@@ -526,8 +533,20 @@ impl DataverseClient {
             .append_pair("$select", &self.selects.account())
             .append_pair("$filter", &filter)
             .append_pair("$orderby", "createdon asc,accountid asc");
-        let mut rows: Vec<Account> = self.query_all("find account", url).await?;
-        Ok((!rows.is_empty()).then(|| rows.swap_remove(0)))
+        url
+    }
+
+    /// The oldest contact with that e-mail.
+    pub(super) fn find_contact_url(&self, email: &str) -> Url {
+        let mut url = self.url("contacts");
+        url.query_pairs_mut()
+            .append_pair("$select", &self.selects.contact())
+            .append_pair(
+                "$filter",
+                &format!("emailaddress1 eq {}", query::quote(email)),
+            )
+            .append_pair("$orderby", "createdon asc,contactid asc");
+        url
     }
 
     pub async fn create_account(&self, account: &Account) -> Result<Account, DataverseError> {
@@ -574,14 +593,7 @@ impl DataverseClient {
         &self,
         email: &str,
     ) -> Result<Option<Contact>, DataverseError> {
-        let mut url = self.url("contacts");
-        url.query_pairs_mut()
-            .append_pair("$select", &self.selects.contact())
-            .append_pair(
-                "$filter",
-                &format!("emailaddress1 eq {}", query::quote(email)),
-            )
-            .append_pair("$orderby", "createdon asc,contactid asc");
+        let url = self.find_contact_url(email);
         let mut rows: Vec<Contact> = self.query_all("find contact", url).await?;
         Ok((!rows.is_empty()).then(|| rows.swap_remove(0)))
     }

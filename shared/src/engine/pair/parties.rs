@@ -47,29 +47,50 @@ fn row_as<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// The referral's account and contact: found, or planned as new rows (with ids derived
-/// from the referral) that the opportunity's create writes in the same change set.
+/// The referral's account and contact: found (both looked up in one request), or planned
+/// as new rows (with ids derived from the referral) that the opportunity's create writes in
+/// the same change set.
 pub(super) async fn find(
     dv: &DataverseClient,
     plan: &InboundPlan,
     referral_id: &str,
     trail: &mut Trail,
 ) -> Result<(Parties, Vec<NewRow>), SyncError> {
+    let name = text(&plan.account, "name");
+    if name.is_none() {
+        trail.note("the referral names no customer: no account bound");
+    }
+    // Without an e-mail a contact cannot be found again, so every sync would add one.
+    let email = plan.contact.as_ref().and_then(|c| text(c, "emailaddress1"));
+    if plan.contact.is_some() && email.is_none() {
+        trail.note("the customer contact has no e-mail: no contact bound");
+    }
+    let postal = text(&plan.account, "address1_postalcode");
+    let (found_account, found_contact) = dv.find_customer(name.map(|n| (n, postal)), email).await?;
+
     let mut new_rows = Vec::new();
-    let account_id = account(dv, &plan.account, referral_id, trail, &mut new_rows).await?;
-    let contact_id = match &plan.contact {
-        Some(row) => {
-            contact(
-                dv,
-                row,
-                account_id.as_deref(),
-                referral_id,
-                trail,
-                &mut new_rows,
-            )
-            .await?
+    let account_id = match (name, found_account) {
+        (None, _) => None,
+        (Some(_), Some(found)) => found.accountid,
+        (Some(_), None) => {
+            let id = key::account_id_for(referral_id);
+            new_rows.push(NewRow::account(
+                &id,
+                &row_as::<Account>(&plan.account, "account")?,
+            )?);
+            Some(id)
         }
-        None => None,
+    };
+    let contact_id = match (plan.contact.as_ref(), email, found_contact) {
+        (Some(_), Some(_), Some(found)) => found.contactid,
+        (Some(row), Some(_), None) => {
+            let mut new: Contact = row_as(row, "contact")?;
+            new.parentcustomerid = account_id.clone();
+            let id = key::contact_id_for(referral_id);
+            new_rows.push(NewRow::contact(&id, &new)?);
+            Some(id)
+        }
+        _ => None,
     };
     Ok((
         Parties {
@@ -78,47 +99,4 @@ pub(super) async fn find(
         },
         new_rows,
     ))
-}
-
-async fn account(
-    dv: &DataverseClient,
-    row: &Map<String, Value>,
-    referral_id: &str,
-    trail: &mut Trail,
-    new_rows: &mut Vec<NewRow>,
-) -> Result<Option<String>, SyncError> {
-    let Some(name) = text(row, "name") else {
-        trail.note("the referral names no customer: no account bound");
-        return Ok(None);
-    };
-    let postal = text(row, "address1_postalcode");
-    if let Some(found) = dv.find_account(name, postal).await? {
-        return Ok(found.accountid);
-    }
-    let id = key::account_id_for(referral_id);
-    new_rows.push(NewRow::account(&id, &row_as::<Account>(row, "account")?)?);
-    Ok(Some(id))
-}
-
-async fn contact(
-    dv: &DataverseClient,
-    row: &Map<String, Value>,
-    account_id: Option<&str>,
-    referral_id: &str,
-    trail: &mut Trail,
-    new_rows: &mut Vec<NewRow>,
-) -> Result<Option<String>, SyncError> {
-    // Without an e-mail a contact cannot be found again, so every sync would add one.
-    let Some(email) = text(row, "emailaddress1") else {
-        trail.note("the customer contact has no e-mail: no contact bound");
-        return Ok(None);
-    };
-    if let Some(found) = dv.find_contact_by_email(email).await? {
-        return Ok(found.contactid);
-    }
-    let mut new: Contact = row_as(row, "contact")?;
-    new.parentcustomerid = account_id.map(str::to_string);
-    let id = key::contact_id_for(referral_id);
-    new_rows.push(NewRow::contact(&id, &new)?);
-    Ok(Some(id))
 }
