@@ -4,6 +4,8 @@
 
 #[path = "lambda/binary.rs"]
 mod binary;
+#[path = "lambda/emf.rs"]
+mod emf;
 // The same moto launcher as the store and queue contract suites.
 #[path = "../../shared/tests/moto_server/mod.rs"]
 mod moto;
@@ -322,7 +324,12 @@ async fn the_pair_sync_binary_reconciles_a_fifo_batch() {
         .as_str()
         .unwrap()
         .to_string();
-    let message = SyncMessage::for_referral(&store, &referral, Origin::Referral, None)
+    // Changed two seconds ago (the webhook's `ResourceChangeUtcDate`): the sync latency.
+    let changed_at = time::OffsetDateTime::now_utc() - Duration::from_secs(2);
+    let changed_at = changed_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let message = SyncMessage::for_referral(&store, &referral, Origin::Referral, Some(changed_at))
         .await
         .unwrap();
     assert_eq!(message.key, opportunity_id_for(&referral));
@@ -370,6 +377,7 @@ async fn the_pair_sync_binary_reconciles_a_fifo_batch() {
         ("COSELL_DV_SECRET_ARN", dv_arn.as_str()),
         ("COSELL_SYNC_MAX_ATTEMPTS", "3"),
         ("COSELL_LOG_LEVEL", "warn"),
+        ("COSELL_STACK_NAME", "cosell-test"),
     ] {
         vars.push((k.to_string(), v.to_string()));
     }
@@ -412,4 +420,96 @@ async fn the_pair_sync_binary_reconciles_a_fifo_batch() {
         function.try_wait().unwrap().is_none(),
         "the function is still serving"
     );
+    assert_sync_metrics(&function, &referral).await;
+}
+
+/// The EMF documents the batch above flushed: one namespace, the stack dimension on every
+/// metric, the two messages' outcomes by direction, the failure-rate samples, the latency of
+/// the write, the calls and token renewals per service; and nothing of the customer.
+async fn assert_sync_metrics(
+    function: &cosell_tests::runtime_api::FunctionProcess,
+    referral: &str,
+) {
+    use cosell::telemetry::names::{self, dim};
+    // Flushed before the answer is posted; the pipe may still be carrying them.
+    let mut points = Vec::new();
+    for _ in 0..50 {
+        points = emf::points(&function.stdout_lines());
+        if !emf::values(&points, names::SYNCS.name, &[]).is_empty()
+            || points.iter().any(|p| p.name == names::SYNCS.name)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!points.is_empty(), "no EMF documents on stdout");
+    for p in &points {
+        assert_eq!(p.namespace, names::NAMESPACE, "{p:?}");
+        assert_eq!(
+            p.dimensions.get(names::STACK).map(String::as_str),
+            Some("cosell-test"),
+            "{p:?}"
+        );
+        let def = names::metric(&p.name).unwrap_or_else(|| panic!("not a metric of ours: {p:?}"));
+        assert_eq!(p.unit.as_deref(), Some(def.unit.cloudwatch()), "{p:?}");
+        let mut expected: Vec<&str> = def.dimensions.to_vec();
+        expected.push(names::STACK);
+        expected.sort();
+        let got: Vec<&str> = p.dimensions.keys().map(String::as_str).collect();
+        assert_eq!(got, expected, "{p:?}");
+        // Properties: the invocation's request id only.
+        assert!(p.properties.keys().all(|k| k == "RequestId"), "{p:?}");
+    }
+    let one = |name: &str, dims: &[(&str, &str)]| -> f64 {
+        emf::values(&points, name, dims)
+            .iter()
+            .flat_map(|p| p.values.iter())
+            .sum()
+    };
+    let syncs = names::SYNCS.name;
+    let created = [(dim::DIRECTION, "inbound"), (dim::OUTCOME, "created")];
+    assert_eq!(one(syncs, &created), 1.0, "{points:#?}");
+    let poison = [(dim::DIRECTION, "unknown"), (dim::OUTCOME, "dead-lettered")];
+    assert_eq!(one(syncs, &poison), 1.0, "{points:#?}");
+    let total: f64 = points
+        .iter()
+        .filter(|p| p.name == syncs)
+        .flat_map(|p| &p.values)
+        .sum();
+    assert_eq!(total, 2.0, "{points:#?}");
+    // The failure rate's samples: one success, one dead letter.
+    let mut failed: Vec<f64> = emf::values(&points, names::SYNC_FAILED.name, &[])
+        .iter()
+        .flat_map(|p| p.values.clone())
+        .collect();
+    failed.sort_by(f64::total_cmp);
+    assert_eq!(failed, vec![0.0, 1.0]);
+    // From the change two seconds ago to the opportunity's write.
+    let latency = emf::values(
+        &points,
+        names::SYNC_LATENCY.name,
+        &[(dim::DIRECTION, "inbound")],
+    );
+    let latency: Vec<f64> = latency.iter().flat_map(|p| p.values.clone()).collect();
+    assert_eq!(latency.len(), 1, "{points:#?}");
+    assert!((2000.0..60_000.0).contains(&latency[0]), "{latency:?}");
+    for service in ["partner-center", "dataverse"] {
+        let s = [(dim::SERVICE, service)];
+        assert!(one(names::CALLS.name, &s) >= 1.0, "{service}: {points:#?}");
+        assert!(
+            one(names::TOKEN_RENEWALS.name, &s) >= 1.0,
+            "{service}: {points:#?}"
+        );
+        assert_eq!(one(names::TOKEN_RENEWAL_FAILURES.name, &s), 0.0);
+    }
+    // No customer name, and no id either, in a metric document.
+    let docs: Vec<String> = function
+        .stdout_lines()
+        .into_iter()
+        .filter(|l| l.contains("\"_aws\""))
+        .collect();
+    for doc in &docs {
+        assert!(!doc.contains("Contoso"), "{doc}");
+        assert!(!doc.contains(referral), "{doc}");
+    }
 }

@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use cosell::engine::disposition::queued;
-use cosell::engine::{BadMessage, Disposition, PairOutcome, SyncError};
+use cosell::engine::{BadMessage, Disposition, PairOutcome, SyncError, SyncMessage};
 use cosell::queue::{Queue, QueueError, Received};
+use cosell::telemetry;
 use futures_util::stream::{self, StreamExt};
 
 /// Pairs of one batch reconciled at the same time: enough to overlap the waits on Partner
@@ -150,20 +151,33 @@ where
     Fut: Future<Output = Result<PairOutcome, SyncError>>,
 {
     let message = received(record);
-    let disposition = match record.body.as_deref().map(parse) {
-        None => Disposition::DeadLetter {
-            reason: "poison message: no body".into(),
-        },
-        Some(Err(bad)) => Disposition::DeadLetter {
-            reason: format!("poison message: {bad}"),
-        },
-        Some(Ok(parsed)) => Disposition::of(
-            &sync(parsed).await,
-            message.receive_count,
-            rules.max_attempts,
-            rules.fallback,
+    let (result, disposition) = match record.body.as_deref().map(parse) {
+        None => (
+            None,
+            Disposition::DeadLetter {
+                reason: "poison message: no body".into(),
+            },
         ),
+        Some(Err(bad)) => (
+            None,
+            Disposition::DeadLetter {
+                reason: format!("poison message: {bad}"),
+            },
+        ),
+        Some(Ok(parsed)) => {
+            let result = sync(parsed).await;
+            let disposition = Disposition::of(
+                &result,
+                message.receive_count,
+                rules.max_attempts,
+                rules.fallback,
+            );
+            (Some(result), disposition)
+        }
     };
+    // The sync queue's messages are `SyncMessage`s: their origin is the direction.
+    let sent = SyncMessage::parse(&message.body).ok();
+    telemetry::sync::settled(sent.as_ref(), result.as_ref(), &disposition);
     let handled = dispose(queue, &message, disposition).await;
     match &handled {
         Handled::Done | Handled::Forwarded | Handled::Held => {

@@ -21,6 +21,7 @@ use super::referral::Referral;
 use super::status::{ReferralStatus, ReferralSubstatus};
 use crate::entra::TokenProvider;
 use crate::retry::{self, CallOptions, Idempotency, RetryPolicy, ThrottleGate};
+use crate::telemetry::Service;
 
 /// The referrals API's token resource.
 pub const REFERRALS_AUDIENCE: &str = "https://api.partner.microsoft.com";
@@ -211,7 +212,7 @@ impl PartnerCenterClient {
             Api::Webhooks => (&self.webhook_tokens, &self.webhook_gate),
             Api::Validation => (&self.webhook_tokens, &self.validation_gate),
         };
-        let options = CallOptions::new(idempotency, gate);
+        let options = CallOptions::new(idempotency, gate).service(Service::PartnerCenter);
         let mut renewed = false;
         loop {
             let token = tokens.token().await?;
