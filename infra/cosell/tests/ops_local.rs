@@ -151,6 +151,14 @@ async fn status_finds_a_link_by_referral_or_opportunity_id() {
                 out.stdout
             );
         }
+        // The Logs Insights query for the pair's lines across the functions.
+        assert!(
+            out.stdout
+                .contains("@message like \"opp-1\" or @message like \"ref-1\"")
+                && out.stdout.contains("/aws/lambda/<stack>/pair-sync"),
+            "{}",
+            out.stdout
+        );
         // Entries of other referrals are not shown.
         assert!(
             !out.stdout.contains("account lookup failed"),
