@@ -55,7 +55,9 @@ mod tests {
     fn the_query_names_each_id_once_and_nothing_else() {
         let q = query(&["r-1", "o-2", "r-1", "\"| drop"]);
         assert!(
-            q.contains("@message like \"o-2\" or @message like \"r-1\" or @message like \"drop\""),
+            q.contains(
+                "@message like \"drop\" or @message like \"o-2\" or @message like \"r-1\"\n"
+            ),
             "{q}"
         );
         assert!(!q.contains("\"|"), "{q}");
