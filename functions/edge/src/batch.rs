@@ -25,6 +25,7 @@ use cosell::engine::{BadMessage, Disposition, PairOutcome, SyncError, SyncMessag
 use cosell::queue::{Queue, QueueError, Received};
 use cosell::telemetry;
 use futures_util::stream::{self, StreamExt};
+use tracing::Instrument;
 
 /// Pairs of one batch reconciled at the same time: enough to overlap the waits on Partner
 /// Center and Dataverse, few enough not to trip their per-tenant throttling.
@@ -151,6 +152,31 @@ where
     Fut: Future<Output = Result<PairOutcome, SyncError>>,
 {
     let message = received(record);
+    // The message's lines name its pair (the FIFO group is the pair key).
+    let span = tracing::info_span!(
+        "message",
+        message_id = %message.id,
+        pair_key = message.group.as_deref().unwrap_or("")
+    );
+    handle_received(queue, record, message, parse, sync, rules)
+        .instrument(span)
+        .await
+}
+
+/// The body of [`handle_one`], inside the message's span.
+async fn handle_received<M, P, S, Fut>(
+    queue: &dyn Queue,
+    record: &SqsMessage,
+    message: Received,
+    parse: &P,
+    sync: &S,
+    rules: RetryRules,
+) -> Handled
+where
+    P: Fn(&str) -> Result<M, BadMessage>,
+    S: Fn(M) -> Fut,
+    Fut: Future<Output = Result<PairOutcome, SyncError>>,
+{
     let (result, disposition) = match record.body.as_deref().map(parse) {
         None => (
             None,
