@@ -10,6 +10,11 @@ pub mod names;
 pub mod record;
 pub mod sync;
 
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
 pub use names::{Direction, Outcome, Service, Source};
 
 /// Tells the installed recorder each metric's unit (call once, after installing it).
