@@ -408,8 +408,14 @@ async fn every_command_has_help_and_bad_arguments_exit_2() {
         assert_eq!(out.exit, Exit::Ok, "{args:?}");
         assert!(out.stdout.contains("Usage:"), "{args:?}: {}", out.stdout);
     }
-    let out = run_args(&["status"], &settings).await;
+    let out = run_args(&["status", "--entries", "many"], &settings).await;
     assert_eq!(out.exit, Exit::Usage);
+    // Without an id, status shows a local run's counters: none in an empty directory.
+    let empty = tempfile::tempdir().unwrap();
+    let dir = empty.path().display().to_string();
+    let out = run_args(&["status", "--data-dir", &dir], &settings).await;
+    assert_eq!(out.exit, Exit::Failure);
+    assert!(out.stderr.contains("no metrics in"), "{}", out.stderr);
     let out = run_args(&["audit", "--output", "yaml"], &settings).await;
     assert_eq!(out.exit, Exit::Usage);
     let out = run_args(&["dlq", "replay", "x", "--all"], &settings).await;
