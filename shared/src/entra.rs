@@ -10,8 +10,9 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use url::Url;
 
-use crate::retry::{self, CallError, RetryPolicy};
+use crate::retry::{self, CallError, CallOptions, RetryPolicy};
 use crate::secret::Secret;
+use crate::telemetry::{record, Service};
 
 /// Renew this long before expiry, so a token never dies mid-call.
 const RENEW_MARGIN: Duration = Duration::from_secs(300);
@@ -82,6 +83,8 @@ pub struct TokenProvider {
     grant: Arc<Mutex<Grant>>,
     refresh_store: Option<Arc<dyn RefreshTokenStore>>,
     fetches: std::sync::atomic::AtomicU64,
+    /// The service whose audience the tokens are for (metrics only).
+    service: Service,
 }
 
 impl TokenProvider {
@@ -105,6 +108,7 @@ impl TokenProvider {
             grant: Arc::new(Mutex::new(grant)),
             refresh_store: None,
             fetches: Default::default(),
+            service: Service::Other,
         }
     }
 
@@ -122,6 +126,7 @@ impl TokenProvider {
             grant: self.grant.clone(),
             refresh_store: self.refresh_store.clone(),
             fetches: Default::default(),
+            service: self.service,
         }
     }
 
@@ -133,6 +138,12 @@ impl TokenProvider {
     /// Names the app and token endpoint (no secret): part of a throttle-gate key.
     pub fn credential_key(&self) -> String {
         format!("{}|{}", self.token_url, self.client_id)
+    }
+
+    /// Counts this provider's renewals under `service` (the audience's service).
+    pub fn for_service(mut self, service: Service) -> Self {
+        self.service = service;
+        self
     }
 
     pub fn with_refresh_store(mut self, store: Arc<dyn RefreshTokenStore>) -> Self {
@@ -154,7 +165,9 @@ impl TokenProvider {
             }
         }
         let mut grant = self.grant.lock().await;
-        let (token, lifetime, rotated) = self.fetch(&grant).await?;
+        let fetched = self.fetch(&grant).await;
+        record::token_renewal(self.service, fetched.is_ok());
+        let (token, lifetime, rotated) = fetched?;
         if let (Some(new_rt), Grant::RefreshToken(old)) = (rotated, &*grant) {
             if new_rt.expose() != old.expose() {
                 if let Some(store) = &self.refresh_store {
@@ -194,7 +207,8 @@ impl TokenProvider {
                 form.push(("refresh_token", rt.expose()));
             }
         }
-        let resp = retry::send(&self.policy, "entra token", || {
+        let options = CallOptions::idempotent().service(Service::Entra);
+        let resp = retry::send_with(&self.policy, "entra token", options, || {
             self.http.post(self.token_url.clone()).form(&form)
         })
         .await?;

@@ -19,6 +19,7 @@ pub mod queue;
 pub mod retry;
 pub mod secret;
 pub mod store;
+pub mod telemetry;
 
 pub use config::{Config, ConfigError};
 pub use secret::Secret;

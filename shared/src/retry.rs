@@ -21,6 +21,9 @@ use rand::Rng;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use tokio::time::Instant;
 
+use crate::telemetry::record;
+use crate::telemetry::Service;
+
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Retries after the first attempt.
@@ -144,6 +147,8 @@ pub enum Idempotency {
 pub struct CallOptions<'a> {
     pub idempotency: Idempotency,
     pub gate: Option<&'a ThrottleGate>,
+    /// Whom the call goes to, for the metrics (calls, retries, 429s).
+    pub service: Service,
 }
 
 impl<'a> CallOptions<'a> {
@@ -151,13 +156,21 @@ impl<'a> CallOptions<'a> {
         CallOptions {
             idempotency: Idempotency::Idempotent,
             gate: None,
+            service: Service::Other,
         }
+    }
+
+    /// The same options, counted under `service`.
+    pub fn service(mut self, service: Service) -> Self {
+        self.service = service;
+        self
     }
 
     pub fn new(idempotency: Idempotency, gate: &'a ThrottleGate) -> Self {
         CallOptions {
             idempotency,
             gate: Some(gate),
+            service: Service::Other,
         }
     }
 }
@@ -337,6 +350,7 @@ where
         call: call.to_string(),
         retry_after: wait,
     };
+    record::call_started(options.service);
     loop {
         if let Some(wait) = options.gate.and_then(ThrottleGate::remaining) {
             if wait > policy.max_inline_wait || !wait_fits(wait) {
@@ -356,11 +370,15 @@ where
             Some(left) => left.min(policy.attempt_timeout),
         };
         attempts += 1;
+        if attempts > 1 {
+            record::call_retried(options.service);
+        }
         let last = attempts > policy.max_retries;
         let wait = match attempt(timeout).await {
             Attempt::Answer(resp) if resp.status() == StatusCode::TOO_MANY_REQUESTS => {
                 // Refused unprocessed, so even a non-idempotent request may be sent again.
                 let wait = retry_after(&resp).unwrap_or_else(|| policy.backoff(attempts - 1));
+                record::throttled(options.service, wait);
                 if let Some(gate) = options.gate {
                     gate.close_for(wait);
                 }

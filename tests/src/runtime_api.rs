@@ -168,13 +168,28 @@ impl RuntimeApi {
                 format!("/aws/lambda/{function_name}"),
             )
             .envs(env.iter().copied())
-            .stdin(Stdio::null());
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
         let spawned_at = Instant::now();
-        let child = command.spawn()?;
+        let mut child = command.spawn()?;
+        // Its stdout (logs and EMF metric documents) kept for the test and passed on to
+        // stderr, where it went before.
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        if let Some(pipe) = child.stdout.take() {
+            let lines = stdout.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    eprintln!("{line}");
+                    lock(&lines).push(line);
+                }
+            });
+        }
         Ok(FunctionProcess {
             child,
             spawned_at,
             first_next: self.shared.first_next.subscribe(),
+            stdout,
         })
     }
 }
@@ -190,6 +205,7 @@ pub struct FunctionProcess {
     child: Child,
     spawned_at: Instant,
     first_next: watch::Receiver<Option<Instant>>,
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl FunctionProcess {
@@ -206,6 +222,11 @@ impl FunctionProcess {
             .ok()?
             .expect("wait_for returned a value that is Some");
         Some(first.saturating_duration_since(self.spawned_at))
+    }
+
+    /// The lines the function has written to stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        lock(&self.stdout).clone()
     }
 
     /// Whether the process has exited, and how.

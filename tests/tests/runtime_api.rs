@@ -4,6 +4,8 @@
 
 #[path = "lambda/binary.rs"]
 mod binary;
+#[path = "lambda/emf.rs"]
+mod emf;
 // The same moto launcher as the store and queue contract suites.
 #[path = "../../shared/tests/moto_server/mod.rs"]
 mod moto;
@@ -279,24 +281,21 @@ async fn secret(moto: &str, value: Value) -> String {
         .to_string()
 }
 
-/// The reconciler binary as Lambda runs it: an SQS event of the FIFO sync queue with a new
-/// referral's message and a poison message in another group. The referral's opportunity is
-/// created under the pair key, the link stored in DynamoDB, the poison dead-lettered with
-/// its reason, and the batch response reports no failure.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pair_sync_binary_reconciles_a_fifo_batch() {
-    let Some(moto) = moto::url() else { return };
-    let binary = binary::build("pair-sync");
-    let h = Harness::start().await;
+/// What a function of a deployed stack finds: the table, the FIFO sync queue, the secrets
+/// (in moto) and the variables the template sets, pointing at the harness's stand-ins.
+struct Deployed {
+    store: DynamoStore,
+    queue: SqsQueue,
+    vars: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+}
 
+async fn deployed(h: &Harness, moto: &str) -> Deployed {
     let table = moto::unique("cosell");
-    let store = DynamoStore::new(
-        aws_local::dynamodb_client(&moto, moto::REGION).await,
-        &table,
-    );
+    let store = DynamoStore::new(aws_local::dynamodb_client(moto, moto::REGION).await, &table);
     store.create_table_if_missing().await.unwrap();
     let queue = SqsQueue::create_queues_if_missing(
-        aws_local::sqs_client(&moto, moto::REGION).await,
+        aws_local::sqs_client(moto, moto::REGION).await,
         &format!("{}.fifo", moto::unique("sync")),
         10,
         Duration::from_secs(360),
@@ -307,22 +306,73 @@ async fn the_pair_sync_binary_reconciles_a_fifo_batch() {
     let pc = h.pc.config();
     let dv = h.dv.config();
     let pc_arn = secret(
-        &moto,
+        moto,
         json!({"client_id": pc.client_id, "client_secret": pc.client_secret}),
     )
     .await;
     let dv_arn = secret(
-        &moto,
+        moto,
         json!({"client_id": dv.client_id, "client_secret": dv.client_secret}),
     )
     .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars: Vec<(String, String)> = standin_settings(&h.pc, &h.dv, dir.path())
+        .into_iter()
+        .filter(|(k, _)| !k.contains("CLIENT_") && k != "COSELL_DATA_DIR")
+        .collect();
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL", moto),
+        ("AWS_REGION", moto::REGION),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("COSELL_TABLE_NAME", table.as_str()),
+        ("COSELL_SYNC_QUEUE_URL", queue.queue_url()),
+        ("COSELL_SYNC_DLQ_URL", queue.dlq_url()),
+        ("COSELL_PC_SECRET_ARN", pc_arn.as_str()),
+        ("COSELL_DV_SECRET_ARN", dv_arn.as_str()),
+        ("COSELL_SYNC_MAX_ATTEMPTS", "3"),
+        ("COSELL_LOG_LEVEL", "warn"),
+        ("COSELL_STACK_NAME", "cosell-test"),
+    ] {
+        vars.push((k.to_string(), v.to_string()));
+    }
+    Deployed {
+        store,
+        queue,
+        vars,
+        _dir: dir,
+    }
+}
+
+/// The reconciler binary as Lambda runs it: an SQS event of the FIFO sync queue with a new
+/// referral's message and a poison message in another group. The referral's opportunity is
+/// created under the pair key, the link stored in DynamoDB, the poison dead-lettered with
+/// its reason, and the batch response reports no failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pair_sync_binary_reconciles_a_fifo_batch() {
+    let Some(moto) = moto::url() else { return };
+    let binary = binary::build("pair-sync");
+    let h = Harness::start().await;
+    let Deployed {
+        store,
+        queue,
+        vars,
+        _dir,
+    } = deployed(&h, &moto).await;
 
     // A new referral, and its message as the intake queues it.
     let referral = h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd")["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let message = SyncMessage::for_referral(&store, &referral, Origin::Referral, None)
+    // Changed two seconds ago (the webhook's `ResourceChangeUtcDate`): the sync latency.
+    let changed_at = time::OffsetDateTime::now_utc() - Duration::from_secs(2);
+    let changed_at = changed_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let message = SyncMessage::for_referral(&store, &referral, Origin::Referral, Some(changed_at))
         .await
         .unwrap();
     assert_eq!(message.key, opportunity_id_for(&referral));
@@ -352,27 +402,6 @@ async fn the_pair_sync_binary_reconciles_a_fifo_batch() {
         sqs_record(&got[1], &arn, "poison-1"),
     ]});
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut vars: Vec<(String, String)> = standin_settings(&h.pc, &h.dv, dir.path())
-        .into_iter()
-        .filter(|(k, _)| !k.contains("CLIENT_") && k != "COSELL_DATA_DIR")
-        .collect();
-    for (k, v) in [
-        ("AWS_ENDPOINT_URL", moto.as_str()),
-        ("AWS_REGION", moto::REGION),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("COSELL_TABLE_NAME", table.as_str()),
-        ("COSELL_SYNC_QUEUE_URL", queue.queue_url()),
-        ("COSELL_SYNC_DLQ_URL", queue.dlq_url()),
-        ("COSELL_PC_SECRET_ARN", pc_arn.as_str()),
-        ("COSELL_DV_SECRET_ARN", dv_arn.as_str()),
-        ("COSELL_SYNC_MAX_ATTEMPTS", "3"),
-        ("COSELL_LOG_LEVEL", "warn"),
-    ] {
-        vars.push((k.to_string(), v.to_string()));
-    }
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let api = RuntimeApi::start().await;
     let mut function = api.spawn_function(&binary, "pair-sync", &vars).unwrap();
@@ -412,4 +441,152 @@ async fn the_pair_sync_binary_reconciles_a_fifo_batch() {
         function.try_wait().unwrap().is_none(),
         "the function is still serving"
     );
+    assert_sync_metrics(&function, &referral).await;
+}
+
+/// The EMF documents the batch above flushed: one namespace, the stack dimension on every
+/// metric, the two messages' outcomes by direction, the failure-rate samples, the latency of
+/// the write, the calls and token renewals per service; and nothing of the customer.
+async fn assert_sync_metrics(
+    function: &cosell_tests::runtime_api::FunctionProcess,
+    referral: &str,
+) {
+    use cosell::telemetry::names::{self, dim};
+    // Flushed before the answer is posted; the pipe may still be carrying them.
+    let mut points = Vec::new();
+    for _ in 0..50 {
+        points = emf::points(&function.stdout_lines());
+        if !emf::values(&points, names::SYNCS.name, &[]).is_empty()
+            || points.iter().any(|p| p.name == names::SYNCS.name)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!points.is_empty(), "no EMF documents on stdout");
+    for p in &points {
+        assert_eq!(p.namespace, names::NAMESPACE, "{p:?}");
+        assert_eq!(
+            p.dimensions.get(names::STACK).map(String::as_str),
+            Some("cosell-test"),
+            "{p:?}"
+        );
+        let def = names::metric(&p.name).unwrap_or_else(|| panic!("not a metric of ours: {p:?}"));
+        assert_eq!(p.unit.as_deref(), Some(def.unit.cloudwatch()), "{p:?}");
+        let mut expected: Vec<&str> = def.dimensions.to_vec();
+        expected.push(names::STACK);
+        expected.sort();
+        let got: Vec<&str> = p.dimensions.keys().map(String::as_str).collect();
+        assert_eq!(got, expected, "{p:?}");
+        // Properties: the invocation's request id only.
+        assert!(p.properties.keys().all(|k| k == "RequestId"), "{p:?}");
+    }
+    let one = |name: &str, dims: &[(&str, &str)]| -> f64 {
+        emf::values(&points, name, dims)
+            .iter()
+            .flat_map(|p| p.values.iter())
+            .sum()
+    };
+    let syncs = names::SYNCS.name;
+    let created = [(dim::DIRECTION, "inbound"), (dim::OUTCOME, "created")];
+    assert_eq!(one(syncs, &created), 1.0, "{points:#?}");
+    let poison = [(dim::DIRECTION, "unknown"), (dim::OUTCOME, "dead-lettered")];
+    assert_eq!(one(syncs, &poison), 1.0, "{points:#?}");
+    let total: f64 = points
+        .iter()
+        .filter(|p| p.name == syncs)
+        .flat_map(|p| &p.values)
+        .sum();
+    assert_eq!(total, 2.0, "{points:#?}");
+    // The failure rate's samples: one success, one dead letter.
+    let mut failed: Vec<f64> = emf::values(&points, names::SYNC_FAILED.name, &[])
+        .iter()
+        .flat_map(|p| p.values.clone())
+        .collect();
+    failed.sort_by(f64::total_cmp);
+    assert_eq!(failed, vec![0.0, 1.0]);
+    // From the change two seconds ago to the opportunity's write.
+    let latency = emf::values(
+        &points,
+        names::SYNC_LATENCY.name,
+        &[(dim::DIRECTION, "inbound")],
+    );
+    let latency: Vec<f64> = latency.iter().flat_map(|p| p.values.clone()).collect();
+    assert_eq!(latency.len(), 1, "{points:#?}");
+    assert!((2000.0..60_000.0).contains(&latency[0]), "{latency:?}");
+    for service in ["partner-center", "dataverse"] {
+        let s = [(dim::SERVICE, service)];
+        assert!(one(names::CALLS.name, &s) >= 1.0, "{service}: {points:#?}");
+        assert!(
+            one(names::TOKEN_RENEWALS.name, &s) >= 1.0,
+            "{service}: {points:#?}"
+        );
+        assert_eq!(one(names::TOKEN_RENEWAL_FAILURES.name, &s), 0.0);
+    }
+    // No customer name, and no id either, in a metric document.
+    let docs: Vec<String> = function
+        .stdout_lines()
+        .into_iter()
+        .filter(|l| l.contains("\"_aws\""))
+        .collect();
+    for doc in &docs {
+        assert!(!doc.contains("Contoso"), "{doc}");
+        assert!(!doc.contains(referral), "{doc}");
+    }
+}
+
+/// The poller binary's sweep (`{"task":"reconcile"}`) as Lambda runs it: the new referral is
+/// queued, and the EMF lines count it and the page read under the sweep, with the stack's
+/// dimension.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_binary_counts_what_its_sweep_found() {
+    use cosell::telemetry::names::{self, dim};
+    let Some(moto) = moto::url() else { return };
+    let binary = binary::build("opportunity-poller");
+    let h = Harness::start().await;
+    let Deployed {
+        queue, vars, _dir, ..
+    } = deployed(&h, &moto).await;
+    h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd");
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let api = RuntimeApi::start().await;
+    let function = api
+        .spawn_function(&binary, "opportunity-poller", &vars)
+        .unwrap();
+    api.invoke_with_timeout(json!({"task": "reconcile"}), Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("the function failed: {e}"));
+    let queued = queue
+        .receive(10, Duration::from_secs(30), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+
+    let sweep = [(dim::SOURCE, "referral-sweep")];
+    let mut points = Vec::new();
+    for _ in 0..50 {
+        points = emf::points(&function.stdout_lines());
+        if !emf::values(&points, names::CHANGES_FOUND.name, &sweep).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sum = |name: &str| -> f64 {
+        emf::values(&points, name, &sweep)
+            .iter()
+            .flat_map(|p| p.values.iter())
+            .sum()
+    };
+    assert_eq!(sum(names::CHANGES_FOUND.name), 1.0, "{points:#?}");
+    assert!(sum(names::PAGES_READ.name) >= 1.0, "{points:#?}");
+    for p in &points {
+        assert_eq!(p.namespace, names::NAMESPACE, "{p:?}");
+        assert_eq!(
+            p.dimensions.get(names::STACK).map(String::as_str),
+            Some("cosell-test"),
+            "{p:?}"
+        );
+        let def = names::metric(&p.name).unwrap_or_else(|| panic!("not ours: {p:?}"));
+        assert_eq!(p.unit.as_deref(), Some(def.unit.cloudwatch()), "{p:?}");
+    }
 }

@@ -1113,3 +1113,183 @@ fn every_alarm_notifies_the_stacks_topic_and_an_email_can_subscribe() {
     let out = &t["Outputs"]["AlarmNotifications"]["Value"];
     assert!(serde_yaml::to_string(out).unwrap().contains("NOBODY"));
 }
+
+/// The dashboard's body with its `${...}` substitutions replaced by `<...>`, as JSON.
+fn dashboard_body(t: &Value) -> serde_json::Value {
+    let dashboards = of_type(t, "AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1, "one dashboard");
+    let body = &dashboards.values().next().unwrap()["Properties"]["DashboardBody"];
+    let text = match body {
+        Value::Tagged(s) if s.tag == "Sub" => s.value.as_str().expect("a !Sub string"),
+        other => panic!("DashboardBody is not a !Sub string: {other:?}"),
+    };
+    let mut plain = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..].find('}').expect("closed ${") + start;
+        plain.push_str(&rest[..start]);
+        plain.push_str(&format!("<{}>", &rest[start + 2..end]));
+        rest = &rest[end + 1..];
+    }
+    plain.push_str(rest);
+    serde_json::from_str(&plain).expect("the dashboard body is JSON")
+}
+
+/// The allowed values of each dimension the code emits.
+fn dimension_values(key: &str) -> Vec<String> {
+    use cosell::telemetry::names::{dim, Direction, Outcome, Service, Source};
+    match key {
+        dim::DIRECTION => Direction::ALL.iter().map(|d| d.as_str().into()).collect(),
+        dim::OUTCOME => Outcome::ALL.iter().map(|o| o.as_str().into()).collect(),
+        dim::SERVICE => Service::ALL.iter().map(|s| s.as_str().into()).collect(),
+        dim::SOURCE => Source::ALL.iter().map(|s| s.as_str().into()).collect(),
+        // The intake's answers: HTTP status codes.
+        dim::STATUS => (100..600).map(|c: u16| c.to_string()).collect(),
+        other => panic!("no such dimension in the code: {other}"),
+    }
+}
+
+/// Every widget metric of our namespace names a metric of `cosell::telemetry::names` with
+/// exactly its dimensions (and the stack's), each with a value the code emits; every metric
+/// the code emits is on the dashboard; the queues' backlog, oldest age and DLQ depth are.
+#[test]
+fn the_dashboard_shows_the_metrics_the_code_emits() {
+    use cosell::telemetry::names;
+    let t = template();
+    let body = dashboard_body(&t);
+    let mut shown = std::collections::BTreeSet::new();
+    let mut sqs = Vec::new();
+    let widgets = body["widgets"].as_array().expect("widgets");
+    assert!(widgets.len() >= 6, "{}", widgets.len());
+    for widget in widgets {
+        let title = widget["properties"]["title"].as_str().unwrap_or("?");
+        for row in widget["properties"]["metrics"].as_array().expect("metrics") {
+            let row = row.as_array().unwrap();
+            let parts: Vec<&str> = row.iter().filter_map(|v| v.as_str()).collect();
+            if parts.is_empty() {
+                // A math expression: its ids must be defined in the widget.
+                let expr = row[0]["expression"].as_str().expect("an expression");
+                assert!(!expr.is_empty(), "{title}");
+                continue;
+            }
+            if parts[0] == "AWS/SQS" {
+                sqs.push((parts[1].to_string(), parts[3].to_string()));
+                continue;
+            }
+            assert_eq!(parts[0], names::NAMESPACE, "{title}: {row:?}");
+            let def = names::metric(parts[1])
+                .unwrap_or_else(|| panic!("{title}: {} is not a metric the code emits", parts[1]));
+            shown.insert(def.name);
+            let pairs: BTreeMap<&str, &str> =
+                parts[2..].chunks(2).map(|kv| (kv[0], kv[1])).collect();
+            assert_eq!(
+                pairs.get(names::STACK),
+                Some(&"<AWS::StackName>"),
+                "{title}: {row:?}"
+            );
+            let mut expected: Vec<&str> = def.dimensions.to_vec();
+            expected.push(names::STACK);
+            expected.sort();
+            assert_eq!(
+                pairs.keys().copied().collect::<Vec<_>>(),
+                expected,
+                "{title}: {row:?}"
+            );
+            for (k, v) in pairs.iter().filter(|(k, _)| **k != names::STACK) {
+                assert!(
+                    dimension_values(k).iter().any(|a| a == v),
+                    "{title}: {k}={v} is never emitted"
+                );
+            }
+        }
+    }
+    let all: std::collections::BTreeSet<&str> = names::ALL.iter().map(|m| m.name).collect();
+    assert_eq!(
+        shown, all,
+        "metrics the code emits but the dashboard does not show"
+    );
+    for (metric, queue) in [
+        (
+            "ApproximateNumberOfMessagesVisible",
+            "<SyncQueue.QueueName>",
+        ),
+        ("ApproximateAgeOfOldestMessage", "<SyncQueue.QueueName>"),
+        (
+            "ApproximateNumberOfMessagesVisible",
+            "<SyncDeadLetterQueue.QueueName>",
+        ),
+    ] {
+        assert!(
+            sqs.iter().any(|(m, q)| m == metric && q == queue),
+            "{metric} of {queue} is not on the dashboard"
+        );
+    }
+}
+
+/// The alarms of issue 22 exist on the metrics the code emits, notify the stack's topic
+/// (see also `every_alarm_notifies_the_stacks_topic_and_an_email_can_subscribe`) and say
+/// what to do.
+#[test]
+fn the_failure_rate_and_token_alarms_watch_emitted_metrics() {
+    use cosell::telemetry::names;
+    let t = template();
+    let alarms = of_type(&t, "AWS::CloudWatch::Alarm");
+    let text = |v: &Value| serde_yaml::to_string(v).unwrap();
+    for existing in [
+        "SyncQueueAgeAlarm",
+        "SyncDeadLetterQueueAlarm",
+        "PairSyncErrorsAlarm",
+        "WebhookIntakeErrorsAlarm",
+        "OpportunityPollerErrorsAlarm",
+        "WebhookRegistrationErrorsAlarm",
+    ] {
+        assert!(alarms.contains_key(existing), "{existing} is gone");
+    }
+
+    let rate = &alarms["SyncFailureRateAlarm"]["Properties"];
+    assert_eq!(
+        reference(&rate["Threshold"]),
+        Some("SyncFailureRatePercent")
+    );
+    assert_eq!(t["Parameters"]["SyncFailureRatePercent"]["Type"], "Number");
+    let stat = &rate["Metrics"][0]["MetricStat"];
+    assert_eq!(stat["Metric"]["Namespace"], names::NAMESPACE);
+    assert_eq!(stat["Metric"]["MetricName"], names::SYNC_FAILED.name);
+    assert_eq!(stat["Metric"]["Dimensions"][0]["Name"], names::STACK);
+    assert_eq!(stat["Stat"], "Average");
+    assert_eq!(rate["Metrics"][1]["Expression"], "100 * failed");
+    assert!(text(&rate["AlarmActions"]).contains("AlarmTopic"));
+
+    for (alarm, service, says) in [
+        (
+            "PartnerCenterTokenAlarm",
+            "partner-center",
+            "cosell login partner-center",
+        ),
+        ("DataverseTokenAlarm", "dataverse", "client secret"),
+    ] {
+        let p = &alarms[alarm]["Properties"];
+        assert_eq!(p["Namespace"], names::NAMESPACE, "{alarm}");
+        assert_eq!(
+            p["MetricName"],
+            names::TOKEN_RENEWAL_FAILURES.name,
+            "{alarm}"
+        );
+        let dims = p["Dimensions"].as_sequence().unwrap();
+        assert_eq!(
+            dims.len(),
+            names::TOKEN_RENEWAL_FAILURES.dimensions.len() + 1
+        );
+        assert_eq!(dims[0]["Name"], names::STACK);
+        assert_eq!(dims[1]["Name"], names::dim::SERVICE);
+        assert_eq!(dims[1]["Value"], service);
+        assert!(text(&p["AlarmDescription"]).contains(says), "{alarm}");
+        assert!(text(&p["AlarmActions"]).contains("AlarmTopic"), "{alarm}");
+    }
+    // The functions know their stack: the dimension the alarms and widgets select on.
+    let vars = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(
+        reference(&vars["COSELL_STACK_NAME"]),
+        Some("AWS::StackName")
+    );
+}

@@ -21,9 +21,11 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use cosell::engine::disposition::queued;
-use cosell::engine::{BadMessage, Disposition, PairOutcome, SyncError};
+use cosell::engine::{BadMessage, Disposition, PairOutcome, SyncError, SyncMessage};
 use cosell::queue::{Queue, QueueError, Received};
+use cosell::telemetry;
 use futures_util::stream::{self, StreamExt};
+use tracing::Instrument;
 
 /// Pairs of one batch reconciled at the same time: enough to overlap the waits on Partner
 /// Center and Dataverse, few enough not to trip their per-tenant throttling.
@@ -150,20 +152,58 @@ where
     Fut: Future<Output = Result<PairOutcome, SyncError>>,
 {
     let message = received(record);
-    let disposition = match record.body.as_deref().map(parse) {
-        None => Disposition::DeadLetter {
-            reason: "poison message: no body".into(),
-        },
-        Some(Err(bad)) => Disposition::DeadLetter {
-            reason: format!("poison message: {bad}"),
-        },
-        Some(Ok(parsed)) => Disposition::of(
-            &sync(parsed).await,
-            message.receive_count,
-            rules.max_attempts,
-            rules.fallback,
+    // The message's lines name its pair (the FIFO group is the pair key).
+    let span = tracing::info_span!(
+        "message",
+        message_id = %message.id,
+        pair_key = message.group.as_deref().unwrap_or("")
+    );
+    handle_received(queue, record, message, parse, sync, rules)
+        .instrument(span)
+        .await
+}
+
+/// The body of [`handle_one`], inside the message's span.
+async fn handle_received<M, P, S, Fut>(
+    queue: &dyn Queue,
+    record: &SqsMessage,
+    message: Received,
+    parse: &P,
+    sync: &S,
+    rules: RetryRules,
+) -> Handled
+where
+    P: Fn(&str) -> Result<M, BadMessage>,
+    S: Fn(M) -> Fut,
+    Fut: Future<Output = Result<PairOutcome, SyncError>>,
+{
+    let (result, disposition) = match record.body.as_deref().map(parse) {
+        None => (
+            None,
+            Disposition::DeadLetter {
+                reason: "poison message: no body".into(),
+            },
         ),
+        Some(Err(bad)) => (
+            None,
+            Disposition::DeadLetter {
+                reason: format!("poison message: {bad}"),
+            },
+        ),
+        Some(Ok(parsed)) => {
+            let result = sync(parsed).await;
+            let disposition = Disposition::of(
+                &result,
+                message.receive_count,
+                rules.max_attempts,
+                rules.fallback,
+            );
+            (Some(result), disposition)
+        }
     };
+    // The sync queue's messages are `SyncMessage`s: their origin is the direction.
+    let sent = SyncMessage::parse(&message.body).ok();
+    telemetry::sync::settled(sent.as_ref(), result.as_ref(), &disposition);
     let handled = dispose(queue, &message, disposition).await;
     match &handled {
         Handled::Done | Handled::Forwarded | Handled::Held => {

@@ -25,6 +25,7 @@ where
     Fut: Future<Output = Result<PairOutcome, SyncError>> + Send,
 {
     crate::logging::init();
+    let metrics = crate::metrics::init()?;
     let started = Started::load(Services::BOTH).await?;
     let engine = Arc::new(started.engine()?);
     let queue = Arc::new(aws::sync_queue(&started.sdk)?);
@@ -34,23 +35,28 @@ where
     };
     // Tokens during init, not on the first message's clock.
     engine.warm_up().await;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let (engine, queue) = (engine.clone(), queue.clone());
-        // In-call retries stop in time to settle the batch before the invocation ends.
-        let deadline = settle_by(event.context.deadline());
-        async move {
-            let outcome = drive(
-                queue.as_ref(),
-                &event.payload,
-                DEFAULT_CONCURRENCY,
-                rules,
-                parse,
-                |message| cosell::retry::within_deadline(deadline, sync(engine.clone(), message)),
-            )
-            .await;
-            Ok::<SqsBatchResponse, Error>(outcome.response)
-        }
-    }))
+    crate::metrics::run(
+        metrics,
+        service_fn(move |event: LambdaEvent<SqsEvent>| {
+            let (engine, queue) = (engine.clone(), queue.clone());
+            // In-call retries stop in time to settle the batch before the invocation ends.
+            let deadline = settle_by(event.context.deadline());
+            async move {
+                let outcome = drive(
+                    queue.as_ref(),
+                    &event.payload,
+                    DEFAULT_CONCURRENCY,
+                    rules,
+                    parse,
+                    |message| {
+                        cosell::retry::within_deadline(deadline, sync(engine.clone(), message))
+                    },
+                )
+                .await;
+                Ok::<SqsBatchResponse, Error>(outcome.response)
+            }
+        }),
+    )
     .await
 }
 

@@ -17,4 +17,7 @@ pub enum EdgeError {
     /// A start-up task died (it panicked or the runtime shut down).
     #[error("start-up: {0}")]
     Startup(String),
+    /// The metrics exporter could not be installed (a recorder was already set).
+    #[error("metrics: {0}")]
+    Metrics(String),
 }

@@ -3,6 +3,7 @@
 //! Lambda events into engine calls and engine results into Lambda answers.
 //!
 //! - [`logging`]: JSON logs for CloudWatch.
+//! - [`metrics`]: the EMF metrics exporter, flushed after each invocation.
 //! - [`settings`]: the `cosell::Config` from the environment plus the Secrets Manager secrets.
 //! - [`secrets`]: reading those secrets, and writing rotated refresh tokens back.
 //! - [`aws`]: the AWS SDK configuration, the DynamoDB store and the SQS queues.
@@ -15,6 +16,7 @@ pub mod batch;
 pub mod consumer;
 pub mod error;
 pub mod logging;
+pub mod metrics;
 pub mod secrets;
 pub mod settings;
 pub mod startup;

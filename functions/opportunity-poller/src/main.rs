@@ -13,15 +13,19 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cosell_edge::logging::init();
+    let metrics = cosell_edge::metrics::init()?;
     let started = Started::load(Services::BOTH).await?;
     let engine = Arc::new(started.engine()?);
     let queue = Arc::new(aws::sync_queue(&started.sdk)?);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (engine, queue) = (engine.clone(), queue.clone());
-        async move {
-            let task = Task::of(&event.payload)?;
-            Ok::<Value, Error>(run_task(task, &engine, queue.as_ref()).await?)
-        }
-    }))
+    cosell_edge::metrics::run(
+        metrics,
+        service_fn(move |event: LambdaEvent<Value>| {
+            let (engine, queue) = (engine.clone(), queue.clone());
+            async move {
+                let task = Task::of(&event.payload)?;
+                Ok::<Value, Error>(run_task(task, &engine, queue.as_ref()).await?)
+            }
+        }),
+    )
     .await
 }

@@ -10,15 +10,19 @@ use webhook_intake::Intake;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cosell_edge::logging::init();
+    let metrics = cosell_edge::metrics::init()?;
     let sdk = aws::sdk_config().await;
     let intake = Arc::new(Intake {
         verifier: IntakeSettings::from_env()?.verifier()?,
         store: Box::new(aws::store(&sdk)?),
         inbound: Box::new(aws::sync_queue(&sdk)?),
     });
-    lambda_http::run(service_fn(move |request: Request| {
-        let intake = intake.clone();
-        async move { Ok::<_, Error>(intake.handle(request).await) }
-    }))
+    cosell_edge::metrics::run_http(
+        metrics,
+        service_fn(move |request: Request| {
+            let intake = intake.clone();
+            async move { Ok::<_, Error>(intake.handle(request).await) }
+        }),
+    )
     .await
 }

@@ -35,6 +35,7 @@ async fn registrar() -> Result<Registrar, String> {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cosell_edge::logging::init();
+    let metrics = cosell_edge::metrics::init()?;
     let registrar = Arc::new(registrar().await);
     if let Err(why) = registrar.as_ref() {
         tracing::error!(error = %why, "could not start; every request will fail with this reason");
@@ -44,28 +45,31 @@ async fn main() -> Result<(), Error> {
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(5))
         .build()?;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (registrar, http) = (registrar.clone(), http.clone());
-        async move {
-            let registrar = registrar.as_ref().as_ref().map_err(String::as_str);
-            match Invocation::of(event.payload)? {
-                Invocation::CustomResource(request) => {
-                    let budget = event
-                        .context
-                        .deadline()
-                        .duration_since(SystemTime::now())
-                        .unwrap_or_default();
-                    let response =
-                        handle_custom_resource(registrar, &http, &request, budget, var).await?;
-                    Ok::<Value, Error>(json!({
-                        "Status": response.status,
-                        "PhysicalResourceId": response.physical_resource_id,
-                        "Reason": response.reason,
-                    }))
+    cosell_edge::metrics::run(
+        metrics,
+        service_fn(move |event: LambdaEvent<Value>| {
+            let (registrar, http) = (registrar.clone(), http.clone());
+            async move {
+                let registrar = registrar.as_ref().as_ref().map_err(String::as_str);
+                match Invocation::of(event.payload)? {
+                    Invocation::CustomResource(request) => {
+                        let budget = event
+                            .context
+                            .deadline()
+                            .duration_since(SystemTime::now())
+                            .unwrap_or_default();
+                        let response =
+                            handle_custom_resource(registrar, &http, &request, budget, var).await?;
+                        Ok::<Value, Error>(json!({
+                            "Status": response.status,
+                            "PhysicalResourceId": response.physical_resource_id,
+                            "Reason": response.reason,
+                        }))
+                    }
+                    Invocation::Direct(action) => Ok(handle_direct(registrar, action, var).await?),
                 }
-                Invocation::Direct(action) => Ok(handle_direct(registrar, action, var).await?),
             }
-        }
-    }))
+        }),
+    )
     .await
 }

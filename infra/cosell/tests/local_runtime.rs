@@ -84,9 +84,12 @@ async fn referral_message(runtime: &Runtime, referral_id: &str) -> OutMessage {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_converges_on_every_step() {
-    let report = demo::run(&DemoOptions::default())
-        .await
-        .expect("demo starts");
+    let data = tempfile::tempdir().unwrap();
+    let options = DemoOptions {
+        data_dir: Some(data.path().to_path_buf()),
+        ..DemoOptions::default()
+    };
+    let report = demo::run(&options).await.expect("demo starts");
     for step in &report.steps {
         assert!(step.result.is_ok(), "{}: {:?}", step.title, step.result);
         assert!(
@@ -136,6 +139,72 @@ async fn the_demo_converges_on_every_step() {
     assert_eq!(ours, [&first, &second], "{:?}", co_sell.posts);
     // Four deals' worth of syncs each left at least one audit entry.
     assert!(report.audit.len() >= 4, "{:?}", report.audit);
+    status_shows_the_demos_counters(data.path()).await;
+}
+
+/// `cosell status` on the demo's data directory: the counters of the run (this process's;
+/// other tests of this file may add to them, hence the lower bounds).
+async fn status_shows_the_demos_counters(dir: &std::path::Path) {
+    use cosell::telemetry::names;
+    use cosell_cli::ops::{run_args, Exit, Settings};
+    let settings = Settings::Pairs(vec![]);
+    let dir = dir.display().to_string();
+    let out = run_args(
+        &["status", "--data-dir", &dir, "--output", "json"],
+        &settings,
+    )
+    .await;
+    assert_eq!(out.exit, Exit::Ok, "{}", out.stderr);
+    let series: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    let count = |name: &str, dims: &[(&str, &str)]| -> u64 {
+        series
+            .iter()
+            .filter(|s| s["name"] == name)
+            .filter(|s| dims.iter().all(|(k, v)| s["dimensions"][*k] == *v))
+            .map(|s| s["count"].as_u64().unwrap())
+            .sum()
+    };
+    let created = |direction| [("Direction", direction), ("Outcome", "created")];
+    // Step (a): a referral became an opportunity; step (d): an opportunity a referral.
+    assert!(
+        count(names::SYNCS.name, &created("inbound")) >= 1,
+        "{series:#?}"
+    );
+    assert!(
+        count(names::SYNCS.name, &created("outbound")) >= 1,
+        "{series:#?}"
+    );
+    assert!(
+        count(names::SYNC_LATENCY.name, &[("Direction", "inbound")]) >= 1,
+        "{series:#?}"
+    );
+    assert!(
+        count(names::WEBHOOK_DELIVERIES.name, &[("Status", "202")])
+            + count(names::WEBHOOK_DELIVERIES.name, &[("Status", "200")])
+            >= 1,
+        "{series:#?}"
+    );
+    for service in ["partner-center", "dataverse"] {
+        let s = [("Service", service)];
+        assert!(
+            count(names::TOKEN_RENEWALS.name, &s) >= 1,
+            "{service}: {series:#?}"
+        );
+        assert!(count(names::CALLS.name, &s) >= 1, "{service}: {series:#?}");
+    }
+    assert!(
+        count(names::CHANGES_FOUND.name, &[("Source", "opportunity-poll")]) >= 1,
+        "{series:#?}"
+    );
+    // The table says the same for people.
+    let out = run_args(&["status", "--data-dir", &dir], &settings).await;
+    assert_eq!(out.exit, Exit::Ok, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("Direction=inbound Outcome=created"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("TokenRenewals"), "{}", out.stdout);
 }
 
 #[tokio::test]

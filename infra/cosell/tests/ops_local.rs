@@ -151,6 +151,14 @@ async fn status_finds_a_link_by_referral_or_opportunity_id() {
                 out.stdout
             );
         }
+        // The Logs Insights query for the pair's lines across the functions.
+        assert!(
+            out.stdout
+                .contains("@message like \"opp-1\" or @message like \"ref-1\"")
+                && out.stdout.contains("/aws/lambda/<stack>/pair-sync"),
+            "{}",
+            out.stdout
+        );
         // Entries of other referrals are not shown.
         assert!(
             !out.stdout.contains("account lookup failed"),
@@ -400,8 +408,14 @@ async fn every_command_has_help_and_bad_arguments_exit_2() {
         assert_eq!(out.exit, Exit::Ok, "{args:?}");
         assert!(out.stdout.contains("Usage:"), "{args:?}: {}", out.stdout);
     }
-    let out = run_args(&["status"], &settings).await;
+    let out = run_args(&["status", "--entries", "many"], &settings).await;
     assert_eq!(out.exit, Exit::Usage);
+    // Without an id, status shows a local run's counters: none in an empty directory.
+    let empty = tempfile::tempdir().unwrap();
+    let dir = empty.path().display().to_string();
+    let out = run_args(&["status", "--data-dir", &dir], &settings).await;
+    assert_eq!(out.exit, Exit::Failure);
+    assert!(out.stderr.contains("no metrics in"), "{}", out.stderr);
     let out = run_args(&["audit", "--output", "yaml"], &settings).await;
     assert_eq!(out.exit, Exit::Usage);
     let out = run_args(&["dlq", "replay", "x", "--all"], &settings).await;

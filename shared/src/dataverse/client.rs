@@ -22,6 +22,7 @@ use crate::config::ColumnNames;
 use crate::entra::TokenProvider;
 use crate::mapping::Mapping;
 use crate::retry::{self, CallOptions, Idempotency, RetryPolicy, ThrottleGate};
+use crate::telemetry::Service;
 
 const API_PATH: &str = "api/data/v9.2/";
 pub(super) const RETURN_REPRESENTATION: &str = "return=representation";
@@ -219,7 +220,7 @@ impl DataverseClient {
             Kind::Read => Idempotency::Idempotent,
             Kind::Write(i) => i,
         };
-        let options = CallOptions::new(idempotency, &self.gate);
+        let options = CallOptions::new(idempotency, &self.gate).service(Service::Dataverse);
         let mut renewed = false;
         loop {
             let token = self.tokens.token().await?;

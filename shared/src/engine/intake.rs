@@ -80,6 +80,19 @@ pub async fn handle_webhook(
     headers: &http::HeaderMap,
     body: &[u8],
 ) -> IntakeResponse {
+    let answer = answer_webhook(verifier, store, inbound, headers, body).await;
+    crate::telemetry::record::webhook_answered(answer.status);
+    answer
+}
+
+/// [`handle_webhook`] before the answer is counted.
+async fn answer_webhook(
+    verifier: &WebhookVerifier,
+    store: &dyn Store,
+    inbound: &dyn Queue,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> IntakeResponse {
     if body.len() > MAX_BODY_BYTES {
         return rejected(&Rejection::TooLarge(MAX_BODY_BYTES));
     }

@@ -20,6 +20,7 @@ use crate::engine::messages::SyncMessage;
 use crate::engine::SyncError;
 use crate::queue::{OutMessage, Queue};
 use crate::store::Store;
+use crate::telemetry::{self, Source};
 
 /// Sync-state key of the opportunity delta link (or `modifiedon` watermark).
 pub const DELTA_STATE_KEY: &str = "outbound/opportunity-delta";
@@ -88,6 +89,7 @@ pub async fn poll_opportunities(
         // Conditional: a concurrent poller that got here first wins; ours retries.
         store.put_state(DELTA_STATE_KEY, &next, version).await?;
     }
+    telemetry::record::poll_done(Source::OpportunityPoll, report.enqueued, None);
     tracing::info!(
         enqueued = report.enqueued,
         deleted = report.deleted,

@@ -22,6 +22,7 @@ use crate::engine::SyncError;
 use crate::partner_center::{ListQuery, PartnerCenterClient};
 use crate::queue::Queue;
 use crate::store::Store;
+use crate::telemetry::{self, Source};
 
 /// Sync-state key of the Partner Center sweep watermark.
 pub const SWEEP_STATE_KEY: &str = "inbound/referral-watermark";
@@ -122,6 +123,7 @@ pub async fn sweep_referrals_paged(
         store.put_state(SWEEP_STATE_KEY, &mark, version).await?;
         report.watermark = Some(mark);
     }
+    telemetry::record::poll_done(Source::ReferralSweep, report.enqueued, Some(report.pages));
     tracing::info!(
         enqueued = report.enqueued,
         pages = report.pages,

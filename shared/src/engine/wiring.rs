@@ -1,6 +1,7 @@
 //! Builds the engine's clients from a validated [`Config`], the same way for every edge
 //! (each Lambda function's init, the local runner, the CLI).
 
+use crate::telemetry::Service;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,7 +70,8 @@ pub fn partner_center_client(
         REFERRALS_SCOPE,
         grant,
         retry_policy(config),
-    );
+    )
+    .for_service(Service::PartnerCenter);
     if let Some(store) = refresh_store {
         tokens = tokens.with_refresh_store(store);
     }
@@ -91,7 +93,8 @@ pub fn dataverse_client(config: &Config, http: &reqwest::Client) -> DataverseCli
         DataverseClient::scope_for(&config.dataverse_url),
         Grant::ClientCredentials,
         retry_policy(config),
-    );
+    )
+    .for_service(Service::Dataverse);
     let client = DataverseClient::new(
         http.clone(),
         Arc::new(tokens),

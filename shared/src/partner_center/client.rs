@@ -8,6 +8,7 @@
 //! a 401 gets one retry with a fresh token.
 
 use std::sync::Arc;
+use tracing::Instrument;
 
 use reqwest::header::{HeaderMap, ETAG, IF_MATCH};
 use reqwest::{RequestBuilder, Response, StatusCode};
@@ -21,6 +22,7 @@ use super::referral::Referral;
 use super::status::{ReferralStatus, ReferralSubstatus};
 use crate::entra::TokenProvider;
 use crate::retry::{self, CallOptions, Idempotency, RetryPolicy, ThrottleGate};
+use crate::telemetry::Service;
 
 /// The referrals API's token resource.
 pub const REFERRALS_AUDIENCE: &str = "https://api.partner.microsoft.com";
@@ -211,12 +213,43 @@ impl PartnerCenterClient {
             Api::Webhooks => (&self.webhook_tokens, &self.webhook_gate),
             Api::Validation => (&self.webhook_tokens, &self.validation_gate),
         };
-        let options = CallOptions::new(idempotency, gate);
+        let options = CallOptions::new(idempotency, gate).service(Service::PartnerCenter);
+        // The call's lines carry the MS-CorrelationId of its latest attempt; so do the rest
+        // of a sync's lines (its span declares the field, see `engine::pair::reconcile`).
+        let sync_span = tracing::Span::current();
+        let span = tracing::info_span!(
+            "partner_center",
+            call,
+            request_id = %ids.request_id,
+            correlation_id = tracing::field::Empty
+        );
+        self.send_in_span(
+            call, resource, api, &ids, options, tokens, build, &sync_span,
+        )
+        .instrument(span)
+        .await
+    }
+
+    /// The body of [`Self::send_as`], inside its call's span.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_in_span(
+        &self,
+        call: &str,
+        resource: &str,
+        api: Api,
+        ids: &CallIds,
+        options: CallOptions<'_>,
+        tokens: &TokenProvider,
+        build: &(dyn Fn() -> RequestBuilder + Sync),
+        sync_span: &tracing::Span,
+    ) -> Result<Response, PartnerCenterError> {
         let mut renewed = false;
         loop {
             let token = tokens.token().await?;
             let resp = retry::send_with(&self.policy, call, options, || {
                 let correlation_id = Uuid::new_v4().to_string();
+                tracing::Span::current().record("correlation_id", correlation_id.as_str());
+                sync_span.record("correlation_id", correlation_id.as_str());
                 tracing::trace!(call, request_id = %ids.request_id, %correlation_id, "partner center request");
                 let req = build()
                     .bearer_auth(token.expose())
@@ -242,7 +275,7 @@ impl PartnerCenterClient {
                 renewed = true;
                 continue;
             }
-            return classify(call, resource, &ids, resp).await;
+            return classify(call, resource, ids, resp).await;
         }
     }
 

@@ -268,3 +268,27 @@ fn shared_gates_are_one_per_key() {
     assert!(Arc::ptr_eq(&a, &b));
     assert!(!Arc::ptr_eq(&a, &c));
 }
+
+/// A 429 then an answer: one call, one retry, one throttle with the wait it asked for, all
+/// under the call's service.
+#[tokio::test(start_paused = true)]
+async fn a_throttled_call_counts_its_429_wait_and_retry() {
+    use crate::telemetry::names::{self, dim};
+    let recorded = crate::telemetry::testing::Recorded::default();
+    let _guard = metrics::set_default_local_recorder(&recorded.recorder);
+    let script = Script::new([Step::Status(429, Some(3)), Step::Status(200, None)]);
+    let options = CallOptions::idempotent().service(Service::Dataverse);
+    go(&script, options).await.unwrap();
+    let dv = [(dim::SERVICE, "dataverse")];
+    assert_eq!(recorded.counter(names::CALLS.name, &dv), 1);
+    assert_eq!(recorded.counter(names::RETRIES.name, &dv), 1);
+    assert_eq!(recorded.counter(names::THROTTLES.name, &dv), 1);
+    assert_eq!(
+        recorded.values(names::RETRY_AFTER_WAIT.name, &dv),
+        vec![3000.0]
+    );
+    // An answer at once: a call and no retry.
+    go(&Script::new([]), options).await.unwrap();
+    assert_eq!(recorded.counter(names::CALLS.name, &dv), 2);
+    assert_eq!(recorded.counter(names::RETRIES.name, &dv), 1);
+}

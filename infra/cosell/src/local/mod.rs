@@ -7,6 +7,7 @@ mod demo_settled;
 mod fd_limit;
 pub mod handlers;
 pub mod logging;
+pub mod metrics_memory;
 pub mod refresh_file;
 pub mod runtime;
 pub mod sandbox;

@@ -3,6 +3,7 @@
 //! referral sweep, all sharing one SQLite file under the data dir. The same engine
 //! functions as the Lambda functions.
 
+use super::metrics_memory::{self, MemoryRecorder};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -78,10 +79,16 @@ pub struct Runtime {
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     loops: Vec<JoinHandle<()>>,
+    /// This process's metrics, written to the data directory for `cosell status`.
+    metrics: Option<&'static MemoryRecorder>,
 }
+
+/// How often the metrics snapshot in the data directory is renewed.
+const METRICS_SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
 
 impl Runtime {
     pub async fn start(config: &Config, options: RuntimeOptions) -> anyhow::Result<Runtime> {
+        let metrics = metrics_memory::install();
         data_dir::create(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let db = data_dir::private_file(&config.data_dir, DATABASE_FILE).with_context(|| {
@@ -138,11 +145,13 @@ impl Runtime {
             stop,
             server,
             loops: Vec::new(),
+            metrics,
         };
         if let Err(e) = runtime.register_webhook().await {
             runtime.shutdown().await;
             return Err(e);
         }
+        runtime.spawn_snapshots(stopped.clone());
         runtime.spawn_loops(&config, &options, stopped);
         Ok(runtime)
     }
@@ -166,6 +175,24 @@ impl Runtime {
             }
             Err(e) => Err(anyhow!("cannot register the webhook {url}: {e}")),
         }
+    }
+
+    /// Renews the metrics snapshot until the runtime stops ([`Runtime::shutdown`] writes
+    /// the last one).
+    fn spawn_snapshots(&mut self, mut stopped: watch::Receiver<bool>) {
+        let Some(metrics) = self.metrics else { return };
+        let dir = self.data_dir.clone();
+        self.loops.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(METRICS_SNAPSHOT_EVERY) => {}
+                    _ = stopped.changed() => break,
+                }
+                if let Err(e) = metrics.write_snapshot(&dir) {
+                    tracing::warn!(error = %e, "could not write the metrics snapshot");
+                }
+            }
+        }));
     }
 
     fn spawn_loops(
@@ -311,6 +338,11 @@ impl Runtime {
         for task in self.loops {
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "a runner task ended abnormally");
+            }
+        }
+        if let Some(metrics) = self.metrics {
+            if let Err(e) = metrics.write_snapshot(&self.data_dir) {
+                tracing::warn!(error = %e, "could not write the metrics snapshot");
             }
         }
         tracing::info!("stopped");

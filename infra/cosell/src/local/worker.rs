@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cosell::engine::{BadMessage, Disposition, PairOutcome, SyncError};
+use cosell::engine::{BadMessage, Disposition, PairOutcome, SyncError, SyncMessage};
 use cosell::queue::{Queue, Received};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -121,17 +121,26 @@ where
     H: Fn(String) -> F,
     F: Future<Output = Handled>,
 {
-    let disposition = match handle(message.body.clone()).await {
-        Err(bad) => Disposition::DeadLetter {
-            reason: format!("poison message: {bad}"),
-        },
-        Ok(result) => Disposition::of(
-            &result,
-            message.receive_count,
-            settings.max_attempts,
-            settings.fail_delay,
+    let (result, disposition) = match handle(message.body.clone()).await {
+        Err(bad) => (
+            None,
+            Disposition::DeadLetter {
+                reason: format!("poison message: {bad}"),
+            },
         ),
+        Ok(result) => {
+            let disposition = Disposition::of(
+                &result,
+                message.receive_count,
+                settings.max_attempts,
+                settings.fail_delay,
+            );
+            (Some(result), disposition)
+        }
     };
+    // Counted as the Lambda batch driver counts it.
+    let sent = SyncMessage::parse(&message.body).ok();
+    cosell::telemetry::sync::settled(sent.as_ref(), result.as_ref(), &disposition);
     match &disposition {
         Disposition::Done | Disposition::Forward { .. } => {}
         Disposition::Retry { delay, reason } => tracing::warn!(

@@ -9,11 +9,13 @@ mod audit_table;
 pub mod backfill;
 pub mod dlq;
 pub mod error;
+pub mod logs_query;
 pub mod mapping_check;
 pub mod output;
 pub mod settings;
 pub mod since;
 pub mod status;
+mod status_metrics;
 pub mod target;
 pub mod webhook;
 

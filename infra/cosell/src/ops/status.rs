@@ -10,15 +10,18 @@ use serde_json::json;
 
 use super::audit_table::audit_table;
 use super::error::OpsError;
+use super::logs_query;
 use super::output::{opt, write_json, write_pairs, Format, OutputArgs, Style};
 use super::settings::Settings;
 use super::since::rfc3339;
+use super::status_metrics;
 use super::target::TargetArgs;
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// A Partner Center referral id or a Dataverse opportunity id.
-    pub id: String,
+    /// A Partner Center referral id or a Dataverse opportunity id. Without one: the
+    /// counters of a local run (its metrics snapshot in the data directory).
+    pub id: Option<String>,
     /// How many of the latest audit entries to show.
     #[arg(long, default_value_t = 10)]
     pub entries: usize,
@@ -34,7 +37,21 @@ pub async fn run(
     style: &Style,
     out: &mut dyn Write,
 ) -> Result<(), OpsError> {
-    let id = args.id.trim();
+    let Some(id) = args.id.as_deref().map(str::trim) else {
+        if let Some(stack) = &args.target.stack {
+            writeln!(
+                out,
+                "stack {stack}: its metrics are on the CloudWatch dashboard {stack}-cosell-sync"
+            )?;
+            return Ok(());
+        }
+        let dir = args
+            .target
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| settings.data_dir());
+        return status_metrics::write(out, &dir, args.output.output, style);
+    };
     if id.is_empty() {
         return Err(OpsError::usage("the id is empty"));
     }
@@ -50,9 +67,19 @@ pub async fn run(
         None => (id.to_string(), id.to_string()),
     };
     let audit = recent_audit(store, &referral, &opportunity, args.entries).await?;
+    let query = logs_query::query(&[&referral, &opportunity]);
+    let stack = args.target.stack.as_deref().unwrap_or("<stack>");
 
     match args.output.output {
-        Format::Json => write_json(out, &json!({ "id": id, "link": link, "audit": audit }))?,
+        Format::Json => write_json(
+            out,
+            &json!({
+                "id": id,
+                "link": link,
+                "audit": audit,
+                "logs_insights": {"query": query, "log_groups": logs_query::log_groups(stack)},
+            }),
+        )?,
         Format::Table => {
             match &link {
                 Some(l) => write_link(out, l, style)?,
@@ -69,6 +96,18 @@ pub async fn run(
                 )?;
                 audit_table(&audit).write(out, style)?;
             }
+            writeln!(out)?;
+            writeln!(
+                out,
+                "{}",
+                style.heading("CloudWatch Logs Insights query for this pair")
+            )?;
+            writeln!(
+                out,
+                "log groups: {}",
+                logs_query::log_groups(stack).join(" ")
+            )?;
+            writeln!(out, "{query}")?;
         }
     }
     match link {

@@ -29,6 +29,7 @@ pub use crate::engine::messages::{Origin, SyncMessage};
 pub use create::REFUSED_STATE_PREFIX;
 pub use sides::Currencies;
 
+use tracing::Instrument;
 use trail::Trail;
 
 /// Tries of one reconcile after a 412 or a lost link race before the queue retries it.
@@ -89,6 +90,41 @@ struct Carried {
 /// refused it.
 pub async fn reconcile(engine: &Engine, message: &SyncMessage) -> Result<PairOutcome, SyncError> {
     let key = message.key.trim();
+    // Every line of the sync names the pair, both ids (the referral's once known) and the
+    // MS-CorrelationId of the latest Partner Center request (recorded by the client).
+    let span = tracing::info_span!(
+        "sync",
+        pair_key = key,
+        opportunity_id = key,
+        referral_id = tracing::field::Empty,
+        origin = ?message.origin,
+        correlation_id = tracing::field::Empty
+    );
+    if let Some(referral_id) = message.referral_id.as_deref().map(str::trim) {
+        span.record("referral_id", referral_id);
+    }
+    let result = reconcile_in_span(engine, message)
+        .instrument(span.clone())
+        .await;
+    if let Ok(
+        PairOutcome::ReferralCreated { referral_id, .. }
+        | PairOutcome::OpportunityCreated { referral_id, .. }
+        | PairOutcome::Updated { referral_id, .. },
+    ) = &result
+    {
+        span.record("referral_id", referral_id.as_str());
+        let _in_span = span.enter();
+        tracing::debug!("pair reconciled");
+    }
+    result
+}
+
+/// The body of [`reconcile`], inside the sync's span.
+async fn reconcile_in_span(
+    engine: &Engine,
+    message: &SyncMessage,
+) -> Result<PairOutcome, SyncError> {
+    let key = message.key.trim();
     let mut trail = Trail::new(message.origin, key, message.referral_id.as_deref());
     let mut carried = Carried::default();
     let mut attempt = 1;
@@ -130,6 +166,7 @@ async fn once(
         .await
         .map_err(SyncError::from)?
     {
+        tracing::Span::current().record("referral_id", link.referral_id.as_str());
         let known = linked::Known::default();
         return linked::reconcile(engine, message, link, known, trail, carried).await;
     }
