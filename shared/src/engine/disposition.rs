@@ -56,7 +56,7 @@ impl Disposition {
                     reason: format!("gave up after {attempt} attempts: {reason}"),
                 }
             }
-            Err(SyncError::Retry { after, reason }) => Disposition::Retry {
+            Err(SyncError::Retry { after, reason, .. }) => Disposition::Retry {
                 delay: after
                     .unwrap_or(fallback)
                     .clamp(Duration::from_secs(1), MAX_DELAY),

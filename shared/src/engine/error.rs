@@ -16,10 +16,12 @@ pub const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     /// Try the same message again, after `after` when the service said how long.
+    /// `conflict`: the pair lost an optimistic-concurrency race (a 412, a moved link).
     #[error("retry: {reason}")]
     Retry {
         after: Option<Duration>,
         reason: String,
+        conflict: bool,
     },
     /// Retrying cannot help until someone fixes the data or the configuration.
     #[error("permanent: {reason}")]
@@ -31,6 +33,16 @@ impl SyncError {
         SyncError::Retry {
             after,
             reason: reason.into(),
+            conflict: false,
+        }
+    }
+
+    /// A lost race: read both sides again after [`CONFLICT_RETRY`].
+    pub fn conflict(reason: impl Into<String>) -> Self {
+        SyncError::Retry {
+            after: Some(CONFLICT_RETRY),
+            reason: reason.into(),
+            conflict: true,
         }
     }
 
@@ -56,7 +68,7 @@ impl From<PartnerCenterError> for SyncError {
         let reason = format!("Partner Center: {e}");
         match &e {
             PartnerCenterError::Call(call) => SyncError::retry(call.retry_after(), reason),
-            PartnerCenterError::Conflict { .. } => SyncError::retry(Some(CONFLICT_RETRY), reason),
+            PartnerCenterError::Conflict { .. } => SyncError::conflict(reason),
             _ if e.is_transient() => SyncError::retry(None, reason),
             _ => SyncError::permanent(reason),
         }
@@ -68,7 +80,7 @@ impl From<DataverseError> for SyncError {
         let reason = format!("Dataverse: {e}");
         match &e {
             DataverseError::Call(call) => SyncError::retry(call.retry_after(), reason),
-            DataverseError::Conflict { .. } => SyncError::retry(Some(CONFLICT_RETRY), reason),
+            DataverseError::Conflict { .. } => SyncError::conflict(reason),
             _ if e.is_transient() => SyncError::retry(None, reason),
             _ => SyncError::permanent(reason),
         }

@@ -8,7 +8,6 @@ use time::OffsetDateTime;
 
 use super::names::{Direction, Outcome};
 use super::record;
-use crate::engine::error::CONFLICT_RETRY;
 use crate::engine::{Disposition, Origin, PairOutcome, SyncError, SyncMessage};
 
 /// The direction of the change a message carries.
@@ -39,11 +38,8 @@ pub fn outcome(
         Some(Ok(PairOutcome::Unchanged { .. })) => Outcome::SkippedEcho,
         Some(Ok(PairOutcome::Skipped { .. })) => Outcome::Skipped,
         Some(Ok(PairOutcome::Forwarded { .. })) => Outcome::Forwarded,
-        // Every lost race (a 412, a moved link, a pair that kept changing) asks for the
-        // conflict wait.
-        Some(Err(SyncError::Retry {
-            after: Some(after), ..
-        })) if *after == CONFLICT_RETRY => Outcome::Conflict,
+        // Every lost race (a 412, a moved link, a pair that kept changing).
+        Some(Err(SyncError::Retry { conflict: true, .. })) => Outcome::Conflict,
         Some(Err(_)) => Outcome::Failed,
     }
 }
@@ -74,6 +70,7 @@ pub fn settled(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::error::CONFLICT_RETRY;
 
     #[test]
     fn each_result_has_one_outcome() {
@@ -92,10 +89,16 @@ mod tests {
             delay: CONFLICT_RETRY,
             reason: "x".into(),
         };
-        let raced = Err(SyncError::retry(Some(CONFLICT_RETRY), "kept changing"));
+        let raced = Err(SyncError::conflict("kept changing"));
         assert_eq!(outcome(Some(&raced), &retry), Outcome::Conflict);
         let throttled = Err(SyncError::retry(Some(Duration::from_secs(30)), "429"));
         assert_eq!(outcome(Some(&throttled), &retry), Outcome::Failed);
+        // A throttle whose wait happens to equal the conflict wait is no conflict.
+        let one_second = Err(SyncError::retry(
+            Some(CONFLICT_RETRY),
+            "429, Retry-After: 1",
+        ));
+        assert_eq!(outcome(Some(&one_second), &retry), Outcome::Failed);
         let dead = Disposition::DeadLetter { reason: "x".into() };
         let bad = Err(SyncError::permanent("name is required"));
         assert_eq!(outcome(Some(&bad), &dead), Outcome::DeadLettered);

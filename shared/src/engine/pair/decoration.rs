@@ -100,8 +100,7 @@ pub(super) async fn write(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(SyncError::retry(
-        Some(crate::engine::error::CONFLICT_RETRY),
-        format!("opportunity {id} kept changing while its sync columns were written"),
-    ))
+    Err(SyncError::conflict(format!(
+        "opportunity {id} kept changing while its sync columns were written"
+    )))
 }

@@ -22,7 +22,6 @@ mod sides;
 mod trail;
 
 use crate::crosswalk::Base;
-use crate::engine::error::CONFLICT_RETRY;
 use crate::engine::{Engine, SyncError};
 
 pub use crate::engine::messages::{Origin, SyncMessage};
@@ -136,10 +135,9 @@ async fn reconcile_in_span(
                 attempt += 1;
             }
             Err(Step::Raced(why)) => {
-                break Err(SyncError::retry(
-                    Some(CONFLICT_RETRY),
-                    format!("the pair kept changing while it was reconciled: {why}"),
-                ))
+                break Err(SyncError::conflict(format!(
+                    "the pair kept changing while it was reconciled: {why}"
+                )))
             }
             Err(Step::Failed(e)) => break Err(e),
         }
