@@ -101,7 +101,6 @@ impl DataverseClient {
         }
         let boundary = format!("batch_{}", uuid::Uuid::new_v4());
         let body = change_set_body(&boundary, &parts);
-        let url: Url = self.url("$batch");
         let first = rows.first();
         let target = match first {
             Some(r) => Target {
@@ -113,16 +112,7 @@ impl DataverseClient {
         // Every part is create-only on a fixed key: a replay after the first was applied
         // fails on its first row and changes nothing.
         let kind = Kind::Write(Idempotency::Idempotent);
-        let content_type = format!("multipart/mixed; boundary={boundary}");
-        let resp = self
-            .send(call, target, kind, &|| {
-                self.http
-                    .request(Method::POST, url.clone())
-                    .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
-                    .body(body.clone())
-            })
-            .await?;
-        let answers = answers_of(call, resp).await?;
+        let answers = self.send_batch(call, target, kind, &boundary, body).await?;
         if answers.len() != rows.len() {
             return Err(DataverseError::Malformed {
                 call: call.into(),
@@ -186,17 +176,9 @@ impl DataverseClient {
         ];
         let boundary = format!("batch_{}", uuid::Uuid::new_v4());
         let body = reads_body(&boundary, &urls);
-        let url: Url = self.url("$batch");
-        let content_type = format!("multipart/mixed; boundary={boundary}");
-        let resp = self
-            .send(call, NO_TARGET, Kind::Read, &|| {
-                self.http
-                    .request(Method::POST, url.clone())
-                    .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
-                    .body(body.clone())
-            })
+        let answers = self
+            .send_batch(call, NO_TARGET, Kind::Read, &boundary, body)
             .await?;
-        let answers = answers_of(call, resp).await?;
         let [a, c] = answers.as_slice() else {
             return Err(DataverseError::Malformed {
                 call: call.into(),
@@ -204,6 +186,30 @@ impl DataverseClient {
             });
         };
         Ok((first_row(call, a)?, first_row(call, c)?))
+    }
+}
+
+impl DataverseClient {
+    /// POSTs a `$batch` body made with `boundary`; every operation's answer, in order.
+    async fn send_batch(
+        &self,
+        call: &str,
+        target: Target<'_>,
+        kind: Kind,
+        boundary: &str,
+        body: String,
+    ) -> Result<Vec<PartAnswer>, DataverseError> {
+        let url: Url = self.url("$batch");
+        let content_type = format!("multipart/mixed; boundary={boundary}");
+        let resp = self
+            .send(call, target, kind, &|| {
+                self.http
+                    .request(Method::POST, url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
+                    .body(body.clone())
+            })
+            .await?;
+        answers_of(call, resp).await
     }
 }
 
