@@ -36,15 +36,20 @@ async fn registrar() -> Result<Registrar, String> {
 async fn main() -> Result<(), Error> {
     cosell_edge::logging::init();
     let metrics = cosell_edge::metrics::init()?;
+    // For answering CloudFormation: its own short timeouts, independent of the settings.
+    // Building a client parses the system's root certificates (milliseconds of CPU): on
+    // another thread while the settings and secrets are read.
+    let http = tokio::task::spawn_blocking(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(5))
+            .build()
+    });
     let registrar = Arc::new(registrar().await);
     if let Err(why) = registrar.as_ref() {
         tracing::error!(error = %why, "could not start; every request will fail with this reason");
     }
-    // For answering CloudFormation: its own short timeouts, independent of the settings.
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(5))
-        .build()?;
+    let http = http.await??;
     cosell_edge::metrics::run(
         metrics,
         service_fn(move |event: LambdaEvent<Value>| {
