@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::mapping::{FieldValues, Mapping, Side, TargetState};
+use crate::mapping::{FieldValues, Mapping, Side, Table, TargetState};
 
 /// A field both sides changed to different values since the base.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,25 +40,31 @@ impl FieldPlan {
     /// Drops the Partner Center write when it would carry only deferred fields: they wait
     /// for the next write that happens anyway (the base keeps them pending).
     pub fn defer_lone(&mut self, mapping: &Mapping) {
-        if self.to_pc.keys().all(|k| deferred(mapping, k)) {
+        let deferred = deferred_paths(mapping);
+        if self.to_pc.keys().all(|k| deferred.contains(k.as_str())) {
             self.to_pc.clear();
         }
     }
 }
 
-/// Whether the mapping defers the field at this referral path.
-pub fn deferred(mapping: &Mapping, path: &str) -> bool {
+/// The referral paths of the opportunity fields the mapping defers (one pass over the
+/// fields: the echo check runs for every message).
+fn deferred_paths(mapping: &Mapping) -> BTreeSet<&str> {
     mapping
-        .pair_fields()
-        .any(|(f, _)| f.defer && f.referral == path)
+        .fields
+        .iter()
+        .filter(|f| f.defer && f.table == Table::Opportunity)
+        .map(|f| f.referral.as_str())
+        .collect()
 }
 
 /// [`same_values`] over the fields that are not deferred: a deferred field alone is no
 /// change to the pair (an echo check uses it).
 pub fn same_undeferred(mapping: &Mapping, a: &FieldValues, b: &FieldValues) -> bool {
+    let deferred = deferred_paths(mapping);
     let keep = |v: &FieldValues| -> FieldValues {
         v.iter()
-            .filter(|(k, _)| !deferred(mapping, k))
+            .filter(|(k, _)| !deferred.contains(k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     };
