@@ -924,7 +924,9 @@ async fn referral_trail(h: &Harness, referral_id: &str) -> Vec<AuditEntry> {
 /// The webhook of a referral made from one of our opportunities, before that pair has a
 /// link (its create is still running, or stopped before writing back): under the key the
 /// referral alone gives, it is forwarded to its opportunity's key and does nothing else;
-/// there it adopts the opportunity instead of creating a second one.
+/// there it is the opportunity's own reconcile, which adopts the referral made from it
+/// (no second opportunity, and the opportunity's values, not the referral's, are the
+/// seller's).
 #[tokio::test]
 async fn the_webhook_of_a_referral_made_from_an_unlinked_opportunity_goes_to_its_pair() {
     let h = Harness::start().await;
@@ -953,7 +955,7 @@ async fn the_webhook_of_a_referral_made_from_an_unlinked_opportunity_goes_to_its
         "a forward is no failure"
     );
 
-    // Under the right key it adopts the opportunity the referral was made from.
+    // Under the right key the opportunity adopts the referral made from it.
     let out = reconcile_pair(&h.engine, &to).await.unwrap();
     assert!(
         matches!(&out, PairOutcome::Updated { referral_id, opportunity_id }
@@ -976,7 +978,7 @@ async fn the_webhook_of_a_referral_made_from_an_unlinked_opportunity_goes_to_its
     assert!(
         entries
             .iter()
-            .any(|e| e.action.starts_with("adopt_opportunity") && e.outcome == Outcome::Success),
+            .any(|e| e.action.starts_with("adopt_referral") && e.outcome == Outcome::Success),
         "{entries:?}"
     );
 

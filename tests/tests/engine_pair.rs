@@ -373,3 +373,173 @@ async fn a_reconcile_whose_link_moved_meanwhile_reads_again_and_finishes() {
         "{again:?}"
     );
 }
+
+/// The deal value on both sides of a pair: (CRM, Partner Center).
+fn deal_values(h: &Harness, opp: &str, rid: &str) -> (f64, f64) {
+    let crm = h.dv.row("opportunities", opp).unwrap()["estimatedvalue"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let referral = h.pc.referral(rid).unwrap();
+    let pc = referral["details"]["dealValue"]
+        .as_f64()
+        .or_else(|| referral["details"]["dealValue"].as_str()?.parse().ok())
+        .unwrap_or(f64::NAN);
+    (crm, pc)
+}
+
+/// Issue 18's lost edit: a referral made from the seller's opportunity, whose reconcile
+/// died before recording the link; the seller then changes the deal value, and the
+/// referral's webhook (forwarded to the opportunity's key) links the pair. The referral
+/// was made from the opportunity, so it is the opportunity's own reconcile: the seller's
+/// new value is the change and reaches Partner Center, not the referral's older value
+/// written back over it.
+#[tokio::test]
+async fn a_seller_edit_made_before_a_crashed_create_is_linked_survives() {
+    let h = Harness::start().await;
+    let oid = flagged_opportunity(&h);
+    let mut engine = h.engine.clone();
+    let crash = Arc::new(CrashStore::new(h.engine.store.clone()));
+    crash.arm();
+    engine.store = crash.clone();
+    let creating = reconcile_pair(&engine, &SyncMessage::for_opportunity(&oid, None)).await;
+    assert!(crash.take_crashed(), "{creating:?}");
+    let rid = h.pc.partner_referrals()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(deal_values(&h, &oid, &rid), (50000.0, 50000.0));
+
+    h.dv.user_update(
+        "opportunities",
+        &oid,
+        obj(json!({"estimatedvalue": 76487.0})),
+    )
+    .expect("seller edit");
+
+    let m = webhook_message(h.engine.store.as_ref(), &rid).await;
+    h.queue.send(&queued(&m)).await.unwrap();
+    let mut worker = QueueWorker::new(h.engine.clone(), h.queue.clone());
+    assert!(worker.drain(Duration::from_secs(20)).await, "queue drained");
+    assert_eq!(worker.stats.dead_lettered, 0, "{:?}", worker.dead_reasons);
+    assert!(h.store.get_link_by_referral(&rid).await.unwrap().is_some());
+    assert_eq!(deal_values(&h, &oid, &rid), (76487.0, 76487.0));
+    // At rest: the poller's message finds nothing more to do.
+    let again = reconcile_pair(&h.engine, &SyncMessage::for_opportunity(&oid, None))
+        .await
+        .unwrap();
+    assert!(matches!(again, PairOutcome::Unchanged { .. }), "{again:?}");
+    assert_eq!(deal_values(&h, &oid, &rid), (76487.0, 76487.0));
+}
+
+/// The same the other way: an opportunity made from Microsoft's referral, whose reconcile
+/// died before recording the link, and a seller's edit of its deal value before the
+/// webhook comes again. The retry finds the row made and adopts it; the row's values are no
+/// longer the ones it was made with, so only the fields both sides still agree on stand
+/// for the base, the deal value is a conflict, and the mapping's rule (the CRM wins the
+/// deal value) keeps the seller's value.
+#[tokio::test]
+async fn a_seller_edit_of_a_row_made_by_a_crashed_create_survives_its_adoption() {
+    let h = Harness::start().await;
+    let created = h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd");
+    let rid = created["id"].as_str().unwrap().to_string();
+    let mut engine = h.engine.clone();
+    let crash = Arc::new(CrashStore::new(h.engine.store.clone()));
+    crash.arm();
+    engine.store = crash.clone();
+    let m = webhook_message(h.engine.store.as_ref(), &rid).await;
+    let creating = reconcile_pair(&engine, &m).await;
+    assert!(crash.take_crashed(), "{creating:?}");
+    let oid = key::opportunity_id_for(&rid);
+    let (crm, pc) = deal_values(&h, &oid, &rid);
+    assert_eq!(crm, pc, "the row was made from the referral");
+    let edited = crm + 1234.0;
+    h.dv.user_update(
+        "opportunities",
+        &oid,
+        obj(json!({"estimatedvalue": edited})),
+    )
+    .expect("seller edit");
+
+    let out = reconcile_pair(&h.engine, &m).await.unwrap();
+    assert!(matches!(out, PairOutcome::Updated { .. }), "{out:?}");
+    assert_eq!(h.dv.rows("opportunities").len(), 1);
+    assert_eq!(deal_values(&h, &oid, &rid), (edited, edited));
+    let trail = entries(h.store.as_ref()).await;
+    assert!(
+        trail
+            .iter()
+            .any(|e| format!("{e:?}").contains("details.dealValue")),
+        "the audit entry names the conflict: {trail:?}"
+    );
+}
+
+/// A co-sell whose second step (the connected referral for Microsoft) failed, and the
+/// first step's webhook, forwarded to the opportunity's key, arriving before the
+/// opportunity's own retry: being the opportunity's own reconcile, it finishes the steps
+/// (the referral is not linked as it is, never shared with Microsoft's sellers).
+#[tokio::test]
+async fn a_forwarded_webhook_of_a_half_made_co_sell_finishes_its_second_step() {
+    let h = Harness::start().await;
+    let oid = flagged_opportunity(&h);
+    h.pc.add_fault(
+        partner_center_standin::Fault::new(
+            partner_center_standin::FaultKind::Status { status: 503 },
+            1,
+        )
+        .on("POST", "/v1.0/engagements/referrals")
+        .after(1),
+    );
+    let first = reconcile_pair(&h.engine, &SyncMessage::for_opportunity(&oid, None)).await;
+    assert!(first.is_err(), "{first:?}");
+    assert!(h.pc.pending_faults().is_empty(), "the second POST failed");
+    let own = h.pc.partner_referrals();
+    assert_eq!(own.len(), 1, "{own:#?}");
+    let rid = own[0]["id"].as_str().unwrap().to_string();
+    let engagement = own[0]["engagementId"].as_str().unwrap().to_string();
+    assert!(h.pc.referrals_for_microsoft(&engagement).is_empty());
+
+    let m = webhook_message(h.engine.store.as_ref(), &rid).await;
+    h.queue.send(&queued(&m)).await.unwrap();
+    let mut worker = QueueWorker::new(h.engine.clone(), h.queue.clone());
+    assert!(worker.drain(Duration::from_secs(20)).await, "queue drained");
+    assert_eq!(worker.stats.dead_lettered, 0, "{:?}", worker.dead_reasons);
+    assert_eq!(h.pc.referrals_for_microsoft(&engagement).len(), 1);
+    assert_eq!(h.pc.partner_referrals().len(), 1);
+    let link = h.store.get_link_by_referral(&rid).await.unwrap().unwrap();
+    assert_eq!(link.opportunity_id, oid);
+}
+
+/// The other side of the first: Microsoft renames the referral made from the seller's
+/// opportunity before the pair is linked (the reconcile that made it died first). The
+/// referral's values are no longer the ones it was made with, so they do not stand for the
+/// base: the name is a conflict, and its rule (Partner Center wins the name) keeps
+/// Microsoft's rename instead of taking the CRM's older name for the seller's change.
+#[tokio::test]
+async fn a_partner_center_edit_made_before_a_crashed_create_is_linked_survives() {
+    let h = Harness::start().await;
+    let oid = flagged_opportunity(&h);
+    let mut engine = h.engine.clone();
+    let crash = Arc::new(CrashStore::new(h.engine.store.clone()));
+    crash.arm();
+    engine.store = crash.clone();
+    let creating = reconcile_pair(&engine, &SyncMessage::for_opportunity(&oid, None)).await;
+    assert!(crash.take_crashed(), "{creating:?}");
+    let rid = h.pc.partner_referrals()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    rename(&h, &rid, "Fabrikam field service, phase 2").await;
+
+    let out = reconcile_pair(&h.engine, &SyncMessage::for_opportunity(&oid, None))
+        .await
+        .unwrap();
+    assert!(matches!(out, PairOutcome::Updated { .. }), "{out:?}");
+    assert_eq!(
+        h.pc.referral(&rid).unwrap()["name"],
+        json!("Fabrikam field service, phase 2")
+    );
+    assert_eq!(
+        cosell::mapping::strip_checkmark(&opportunity_name(&h, &oid)),
+        "Fabrikam field service, phase 2"
+    );
+}

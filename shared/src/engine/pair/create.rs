@@ -50,17 +50,26 @@ pub(super) async fn from_referral(
         });
     }
     // Made from one of our opportunities (its external reference): that pair's key owns it.
-    if let Some(owner) = referral
+    let reference = referral
         .external_reference_id
         .as_deref()
         .map(str::trim)
-        .filter(|r| key::is_row_id(r) && !r.eq_ignore_ascii_case(key))
-    {
+        .filter(|r| key::is_row_id(r));
+    if let Some(owner) = reference.filter(|r| !r.eq_ignore_ascii_case(key)) {
         if sides::read_opportunity(engine, owner).await?.is_some() {
             return Ok(PairOutcome::Forwarded {
                 to: message.forwarded_to(owner),
             });
         }
+    }
+    // Under that key (forwarded there): the referral was made from this opportunity, so this
+    // is the opportunity's own reconcile, which adopts the referral it made. Taking it for a
+    // referral to create a row from would take the row's values, edited since, for the base,
+    // and write the referral's older ones over them.
+    let made_from_row = reference.is_some_and(|r| r.eq_ignore_ascii_case(key))
+        && !key.eq_ignore_ascii_case(&key::opportunity_id_for(referral_id));
+    if made_from_row {
+        return from_opportunity(engine, message, trail, carried).await;
     }
     if engine.options.cosell_only && !referral.is_co_sell() {
         let reason = "not a co-sell referral and \"sync co-sell only\" is on";
@@ -127,8 +136,9 @@ pub(super) async fn from_referral(
             };
             linked::reconcile(engine, message, link, known, trail, carried).await
         }
-        // An earlier try made it (its answer was lost) or a crash left it: reconcile it,
-        // from the row as it stands (it was made from the referral).
+        // An earlier try made it (its answer was lost) or a crash left it: reconcile it.
+        // Either side may have changed since it was made, so only what they still agree on
+        // stands for the base; a field they differ on goes by the conflict rule.
         None => {
             trail.crm_step("adopt_opportunity");
             let Some(opp) = sides::read_opportunity(engine, key).await? else {
@@ -136,7 +146,7 @@ pub(super) async fn from_referral(
                     "opportunity {key} exists and then did not"
                 )));
             };
-            let fields = created_base(engine, &opp, &referral).await?;
+            let fields = agreed_base(engine, &opp, &referral).await?;
             let known = Known {
                 referral: Some(referral),
                 opportunity: Some(opp),
@@ -166,6 +176,19 @@ async fn created_base(
         };
     }
     Ok(fields)
+}
+
+/// The base of a pair adopted after a lost answer or a crash: the fields both sides hold
+/// equally. Neither side's values can stand for the base, since either may have been
+/// edited since the create (a row's `modifiedon` has whole seconds: it cannot tell).
+async fn agreed_base(
+    engine: &Engine,
+    opp: &Opportunity,
+    referral: &Referral,
+) -> Result<crate::mapping::FieldValues, Step> {
+    let (dv, _) = opportunity_side(engine, opp).await?;
+    let (pc, _) = sides::referral_side(engine, referral);
+    Ok(super::merge::next_base(None, &pc, &dv))
 }
 
 /// An opportunity whose pair has no link.
@@ -221,8 +244,10 @@ pub(super) async fn from_opportunity(
             ))));
         }
         trail.adopted_referral();
-        // One we made from this row (its create's answer was lost) was made from the CRM's
-        // values: those stand for the base. One named by the row's column has none.
+        // One we made from this row (its create's answer was lost, or a crash came before
+        // the link) was made from the CRM's values: what both sides still agree on stands
+        // for the base (either may have been edited since). One named by the row's column
+        // has none.
         let ours = referral.external_reference_id.as_deref() == Some(key);
         if ours {
             // The first shared-referral step went through and its answer was lost, or the
@@ -245,10 +270,13 @@ pub(super) async fn from_opportunity(
                 }
             }
         }
-        let base = ours.then(|| Base {
-            fields: engine.mapping.referral_values(&referral),
-            ..Base::default()
-        });
+        let base = match ours {
+            true => Some(Base {
+                fields: agreed_base(engine, &opp, &referral).await?,
+                ..Base::default()
+            }),
+            false => None,
+        };
         let known = Known {
             referral: Some(referral),
             opportunity: Some(opp),

@@ -22,9 +22,9 @@ use super::{crm, decoration, moves, referral, Carried, Origin, PairOutcome, Step
 pub(super) struct Known {
     pub referral: Option<Referral>,
     pub opportunity: Option<Opportunity>,
-    /// For a row or referral we made from the other side (its create's answer was lost):
-    /// that side's values as they are now stand for the base, so what differs is a change
-    /// made since on the side we wrote.
+    /// For a row just made from the referral: its values. For a row or referral we made
+    /// earlier (its create's answer was lost, or a crash came before the link): the fields
+    /// both sides still agree on, so that a field they differ on goes by the conflict rule.
     pub base: Option<Base>,
 }
 
