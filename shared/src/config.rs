@@ -45,6 +45,9 @@ pub struct ColumnNames {
     pub audit: String,
     /// The seller's answer to a received referral (accept / decline choice).
     pub decision: String,
+    /// Whether the deal is shared with Microsoft's sellers ("Referral Visibility" choice):
+    /// read by `[deal_type.visibility]`; once shared it cannot go back.
+    pub visibility: String,
 }
 
 #[derive(Debug, Clone)]
@@ -435,6 +438,7 @@ impl Config {
                 solutions: column("COSELL_COL_SOLUTIONS", "cosell_solutions")?,
                 audit: column("COSELL_COL_AUDIT", "cosell_audit")?,
                 decision: column("COSELL_COL_DECISION", "cosell_referraldecision")?,
+                visibility: column("COSELL_COL_VISIBILITY", "cosell_referralvisibility")?,
             },
             mapping_file,
             sync_cosell_only: boolean("COSELL_SYNC_COSELL_ONLY", false)?,

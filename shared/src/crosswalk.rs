@@ -23,6 +23,10 @@ pub struct Base {
     /// The opportunity's `statecode/statuscode/decision`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opportunity_status: Option<String>,
+    /// Whether the referral is shared with Microsoft's sellers, as last read: a change of
+    /// the opportunity's visibility column is then no echo (sharing cannot go back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referral_shared: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -310,6 +310,7 @@ fn base_with(notes: &str, referral_status: &str) -> Base {
         fields,
         referral_status: Some(referral_status.to_owned()),
         opportunity_status: Some("0/1/".to_owned()),
+        referral_shared: Some(true),
     }
 }
 

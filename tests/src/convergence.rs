@@ -897,11 +897,11 @@ impl Simulation {
             "description",
             "estimatedclosedate",
         ] {
-            let newest = [referral_id, opp_id]
+            let newest = [(referral_id, "Partner Center"), (opp_id, "the CRM")]
                 .iter()
-                .filter_map(|id| self.edits.get(&(id.to_string(), column)))
-                .max_by_key(|(seq, _)| *seq);
-            let Some((newest_seq, edit)) = newest else {
+                .filter_map(|(id, side)| Some((self.edits.get(&(id.to_string(), column))?, *side)))
+                .max_by_key(|((seq, _), _)| *seq);
+            let Some(((newest_seq, edit), edited_in)) = newest else {
                 continue;
             };
             // A failed write after the newest one may have been applied all the same.
@@ -931,7 +931,7 @@ impl Simulation {
             if !holds(edit) && !rule_kept && !maybe.into_iter().any(holds) {
                 lost += 1;
                 out.push(format!(
-                    "referral {referral_id} / opportunity {opp_id}: {column} is {crm} in the CRM and {pc} in Partner Center, the newest edit was {edit}"
+                    "referral {referral_id} / opportunity {opp_id}: {column} is {crm} in the CRM and {pc} in Partner Center, the newest edit was {edit}, in {edited_in}"
                 ));
             }
         }

@@ -98,13 +98,17 @@ impl Harness {
             config.pc_webhook_api_url.clone(),
             RetryPolicy::fast(),
         ));
-        engine.dv = Arc::new(cosell::dataverse::DataverseClient::new(
-            http.clone(),
-            Arc::new(token_provider(&config, &http, false)),
-            config.dataverse_url.clone(),
-            config.columns.clone(),
-            RetryPolicy::fast(),
-        ));
+        engine.dv = Arc::new(
+            cosell::dataverse::DataverseClient::new(
+                http.clone(),
+                Arc::new(token_provider(&config, &http, false)),
+                config.dataverse_url.clone(),
+                config.columns.clone(),
+                RetryPolicy::fast(),
+            )
+            // As the wiring does: reads select every column the mapping reads.
+            .with_mapping(&engine.mapping),
+        );
         Harness {
             pc,
             dv,

@@ -434,9 +434,8 @@ async fn a_seller_edit_made_before_a_crashed_create_is_linked_survives() {
 /// The same the other way: an opportunity made from Microsoft's referral, whose reconcile
 /// died before recording the link, and a seller's edit of its deal value before the
 /// webhook comes again. The retry finds the row made and adopts it; the row's values are no
-/// longer the ones it was made with, so only the fields both sides still agree on stand
-/// for the base, the deal value is a conflict, and the mapping's rule (the CRM wins the
-/// deal value) keeps the seller's value.
+/// longer the ones it was made with, so they cannot stand for the base: the values the
+/// create was planned with (recorded before it) do, and the seller's is the change.
 #[tokio::test]
 async fn a_seller_edit_of_a_row_made_by_a_crashed_create_survives_its_adoption() {
     let h = Harness::start().await;
@@ -466,10 +465,10 @@ async fn a_seller_edit_of_a_row_made_by_a_crashed_create_survives_its_adoption()
     assert_eq!(deal_values(&h, &oid, &rid), (edited, edited));
     let trail = entries(h.store.as_ref()).await;
     assert!(
-        trail
-            .iter()
-            .any(|e| format!("{e:?}").contains("details.dealValue")),
-        "the audit entry names the conflict: {trail:?}"
+        trail.iter().any(
+            |e| e.action == "update_referral" && format!("{e:?}").contains("details.dealValue")
+        ),
+        "the audit entry names the field sent: {trail:?}"
     );
 }
 
@@ -512,8 +511,8 @@ async fn a_forwarded_webhook_of_a_half_made_co_sell_finishes_its_second_step() {
 /// The other side of the first: Microsoft renames the referral made from the seller's
 /// opportunity before the pair is linked (the reconcile that made it died first). The
 /// referral's values are no longer the ones it was made with, so they do not stand for the
-/// base: the name is a conflict, and its rule (Partner Center wins the name) keeps
-/// Microsoft's rename instead of taking the CRM's older name for the seller's change.
+/// base (that would take the CRM's older name for the seller's change): the values the
+/// create was planned with do, and Microsoft's rename reaches the CRM.
 #[tokio::test]
 async fn a_partner_center_edit_made_before_a_crashed_create_is_linked_survives() {
     let h = Harness::start().await;
@@ -542,4 +541,39 @@ async fn a_partner_center_edit_made_before_a_crashed_create_is_linked_survives()
         cosell::mapping::strip_checkmark(&opportunity_name(&h, &oid)),
         "Fabrikam field service, phase 2"
     );
+}
+
+/// And Microsoft's edit in that window: the deal value changes in Partner Center after the
+/// row was made (the reconcile died before the link). The values the create was planned
+/// with, recorded before it, are the base: Partner Center's is the change and reaches the
+/// CRM (the fields the sides agree on alone would make it a conflict the CRM wins).
+#[tokio::test]
+async fn a_partner_center_edit_after_a_crashed_create_reaches_the_row() {
+    let h = Harness::start().await;
+    let created = h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd");
+    let rid = created["id"].as_str().unwrap().to_string();
+    let mut engine = h.engine.clone();
+    let crash = Arc::new(CrashStore::new(h.engine.store.clone()));
+    crash.arm();
+    engine.store = crash.clone();
+    let m = webhook_message(h.engine.store.as_ref(), &rid).await;
+    let creating = reconcile_pair(&engine, &m).await;
+    assert!(crash.take_crashed(), "{creating:?}");
+    let oid = key::opportunity_id_for(&rid);
+    let (crm, _) = deal_values(&h, &oid, &rid);
+    let edited = crm + 4321.0;
+    let current = h.engine.pc.get_referral(&rid).await.unwrap();
+    h.engine
+        .pc
+        .update_referral(
+            &rid,
+            current.e_tag.as_deref().unwrap(),
+            &[PatchOp::replace("/details/dealValue", edited)],
+        )
+        .await
+        .unwrap();
+
+    let out = reconcile_pair(&h.engine, &m).await.unwrap();
+    assert!(matches!(out, PairOutcome::Updated { .. }), "{out:?}");
+    assert_eq!(deal_values(&h, &oid, &rid), (edited, edited));
 }

@@ -26,6 +26,7 @@ fn cols() -> ColumnNames {
         solutions: "cosell_solutions".into(),
         audit: "cosell_audit".into(),
         decision: "cosell_referraldecision".into(),
+        visibility: "cosell_referralvisibility".into(),
     }
 }
 

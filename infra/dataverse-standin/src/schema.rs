@@ -112,8 +112,9 @@ impl Attribute {
     }
 }
 
-/// The connector's seven columns with the default names and the types `cosell setup
-/// dataverse` gives them (what most tests run against).
+/// The connector's columns (the seven, and the visibility choice the default mapping
+/// reads) with the default names and the types `cosell setup dataverse` gives them (what
+/// most tests run against).
 pub fn connector_columns() -> Vec<Attribute> {
     let help: Vec<(i64, &str)> = (0..6).map(|i| (100_000_000 + i, "help topic")).collect();
     vec![
@@ -125,6 +126,10 @@ pub fn connector_columns() -> Vec<Attribute> {
         Attribute::new("cosell_audit", "Memo"),
         Attribute::new("cosell_referraldecision", "Picklist")
             .with_options(&[(100_000_000, "Accept"), (100_000_001, "Decline")]),
+        Attribute::new("cosell_referralvisibility", "Picklist").with_options(&[
+            (100_000_000, "Private"),
+            (100_000_001, "Shared with Microsoft sellers"),
+        ]),
     ]
 }
 

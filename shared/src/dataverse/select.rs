@@ -120,6 +120,15 @@ impl Selects {
 
     /// Every column `mapping` reads or writes on each table.
     pub fn add_mapping(&mut self, mapping: &Mapping, columns: &ColumnNames) {
+        // The deal-type columns are read only when the mapping names them (a column a
+        // mapping does not use need not exist: Dataverse refuses a $select of one).
+        let deal = &mapping.deal_type;
+        let visibility = deal.visibility.as_ref().map(|v| v.column.as_str());
+        for column in std::iter::once(deal.column.as_str()).chain(visibility) {
+            if let Ok(c) = resolve_column(column, columns) {
+                self.add(&Table::Opportunity, c);
+            }
+        }
         for f in &mapping.fields {
             if let Ok(c) = resolve_column(&f.column, columns) {
                 self.add(&f.table, c);
@@ -157,6 +166,7 @@ mod tests {
             solutions: c("solutions"),
             audit: c("audit"),
             decision: c("decision"),
+            visibility: c("visibility"),
         }
     }
 

@@ -65,6 +65,9 @@ impl Mapping {
             return Err(MappingError::CoSellNeedsContact);
         }
         let deal = self.deal_type(opp, columns);
+        if deal.help_but_private {
+            return Err(MappingError::HelpButPrivate);
+        }
         let values = RowValues::new(CrmRows {
             opportunity: opp,
             account,

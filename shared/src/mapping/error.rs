@@ -115,6 +115,8 @@ pub enum MappingError {
     CoSellNeedsContact,
     #[error("a co-sell referral needs at least one solution")]
     CoSellNeedsSolution,
+    #[error("the opportunity asks Microsoft for help but its visibility is private: share it with Microsoft sellers, or clear the help")]
+    HelpButPrivate,
     #[error("a referral with a deal value needs its currency, and the opportunity has none")]
     NoCurrency,
     #[error("[deal_type]: {reason}")]

@@ -26,7 +26,10 @@ use std::path::Path;
 pub use checkmark::{strip_checkmark, with_checkmark};
 pub use country::to_iso2;
 pub use create_body::CreatePlan;
-pub use deal_type::{DealChoice, DealType, DealTypeSpec, DealTypeValue};
+pub use deal_type::{
+    DealChoice, DealType, DealTypeSpec, DealTypeValue, Visibility, VisibilitySpec, VisibilityWrite,
+    VISIBILITY_IRREVERSIBLE,
+};
 pub use error::MappingError;
 pub use inbound::{InboundContext, InboundPlan};
 pub use outbound::{CrmRows, JsonPatchOp, PatchOp};

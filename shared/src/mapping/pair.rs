@@ -200,6 +200,7 @@ mod tests {
             solutions: "cosell_solutions".into(),
             audit: "cosell_audit".into(),
             decision: "cosell_referraldecision".into(),
+            visibility: "cosell_referralvisibility".into(),
         }
     }
 

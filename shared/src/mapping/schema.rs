@@ -193,6 +193,7 @@ pub fn resolve_column<'a>(column: &'a str, cols: &'a ColumnNames) -> Result<&'a 
         "solutions" => &cols.solutions,
         "audit" => &cols.audit,
         "decision" => &cols.decision,
+        "visibility" => &cols.visibility,
         other => return Err(other),
     })
 }
@@ -223,6 +224,7 @@ pub fn column(table: &Table, column: &str, cols: &ColumnNames, extra: &[String])
             &cols.solutions,
             &cols.audit,
             &cols.decision,
+            &cols.visibility,
         ];
         if connector.iter().any(|c| c.as_str() == column) {
             return Some(true);

@@ -71,6 +71,35 @@ impl Mapping {
                 reason: format!("'{}' is not a known opportunity column", spec.column),
             });
         }
+        if let Some(v) = &spec.visibility {
+            let known = schema::resolve_column(&v.column, columns).is_ok_and(|c| {
+                schema::column(
+                    &Table::Opportunity,
+                    c,
+                    columns,
+                    &self.schema.opportunity_columns,
+                )
+                .is_some()
+            });
+            if !known {
+                errors.push(MappingError::DealType {
+                    reason: format!(
+                        "visibility: '{}' is not a known opportunity column",
+                        v.column
+                    ),
+                });
+            }
+            if v.shared.is_empty() || v.private.is_empty() {
+                errors.push(MappingError::DealType {
+                    reason: "visibility: give at least one shared and one private value".into(),
+                });
+            }
+            if v.shared.iter().any(|s| v.private.contains(s)) {
+                errors.push(MappingError::DealType {
+                    reason: "visibility: a value is both shared and private".into(),
+                });
+            }
+        }
         if let Some(map) = &spec.help_value_map {
             if !self.value_maps.contains_key(map) {
                 errors.push(MappingError::DealType {

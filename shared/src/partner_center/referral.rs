@@ -241,4 +241,14 @@ impl Referral {
     pub fn is_co_sell(&self) -> bool {
         self.referral_type == Some(ReferralType::Shared)
     }
+
+    /// Visible to Microsoft's sellers: shared, or consenting to it. Once so it stays so.
+    pub fn shared_with_microsoft_sellers(&self) -> bool {
+        self.referral_type == Some(ReferralType::Shared)
+            || self
+                .consent
+                .as_ref()
+                .and_then(|c| c.consent_to_share_referral_with_microsoft_sellers)
+                == Some(true)
+    }
 }

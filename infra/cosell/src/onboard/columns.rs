@@ -1,5 +1,6 @@
-//! What each of the connector's seven opportunity columns must be: its configured logical
-//! name, its type and, for the two choices, the option values the mapping uses.
+//! What each of the connector's opportunity columns must be (seven, and the visibility
+//! choice when the mapping reads one): its configured logical name, its type and, for the
+//! choices, the option values the mapping uses.
 
 use cosell::config::ColumnNames;
 use cosell::dataverse::metadata::{ColumnKind, ColumnSpec};
@@ -13,7 +14,7 @@ pub fn referral_key_name(columns: &ColumnNames) -> String {
     format!("{}_key", columns.referral_id)
 }
 
-/// The seven columns, in the order the README lists them.
+/// The columns, in the order the README lists them.
 pub fn specs(columns: &ColumnNames, mapping: &Mapping) -> Vec<ColumnSpec> {
     let spec = |name: &str, label: &str, description: &str, kind: ColumnKind| ColumnSpec {
         logical_name: name.to_string(),
@@ -22,7 +23,28 @@ pub fn specs(columns: &ColumnNames, mapping: &Mapping) -> Vec<ColumnSpec> {
         kind,
         options: Vec::new(),
     };
-    vec![
+    let visibility = mapping.deal_type.visibility.as_ref().and_then(|v| {
+        let name = resolve_column(&v.column, columns).ok()?;
+        let label = |values: &[serde_json::Value], text: &str| {
+            values
+                .iter()
+                .filter_map(serde_json::Value::as_i64)
+                .map(|n| (n, text.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let mut options = label(&v.private, "Private");
+        options.extend(label(&v.shared, "Shared with Microsoft sellers"));
+        Some(ColumnSpec {
+            options,
+            ..spec(
+                name,
+                "Referral Visibility",
+                "Whether the deal is shared with Microsoft sellers; once shared it cannot go back.",
+                ColumnKind::Choice,
+            )
+        })
+    });
+    let mut specs = vec![
         spec(
             &columns.sync_flag,
             "Sync with Partner Center",
@@ -73,7 +95,9 @@ pub fn specs(columns: &ColumnNames, mapping: &Mapping) -> Vec<ColumnSpec> {
                 ColumnKind::Choice,
             )
         },
-    ]
+    ];
+    specs.extend(visibility);
+    specs
 }
 
 /// The values of the value map(s) that name the help column's options: the deal type's
@@ -170,7 +194,7 @@ mod tests {
     #[test]
     fn the_choices_carry_the_mappings_values() {
         let specs = specs(&default_columns(), &Mapping::default_mapping());
-        assert_eq!(specs.len(), 7);
+        assert_eq!(specs.len(), 8);
         let help = &specs[3];
         assert_eq!(help.options.len(), 6);
         assert_eq!(help.options[0].0, 100000000);
@@ -179,5 +203,21 @@ mod tests {
             decision.options,
             vec![(100000000, "Accept".into()), (100000001, "Decline".into())]
         );
+        let visibility = &specs[7];
+        assert_eq!(visibility.logical_name, "cosell_referralvisibility");
+        assert_eq!(
+            visibility.options,
+            vec![
+                (100000000, "Private".into()),
+                (100000001, "Shared with Microsoft sellers".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_mapping_without_a_visibility_column_has_seven() {
+        let mut mapping = Mapping::default_mapping();
+        mapping.deal_type.visibility = None;
+        assert_eq!(specs(&default_columns(), &mapping).len(), 7);
     }
 }

@@ -29,6 +29,7 @@ pub fn columns() -> ColumnNames {
         solutions: "cosell_solutions".into(),
         audit: "cosell_audit".into(),
         decision: "cosell_referraldecision".into(),
+        visibility: "cosell_referralvisibility".into(),
     }
 }
 

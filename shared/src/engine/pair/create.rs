@@ -27,6 +27,65 @@ const CLOCK_SKEW: time::Duration = time::Duration::minutes(10);
 /// values it refused: the same values are not sent again (our own ✘ write echoes back).
 pub const REFUSED_STATE_PREFIX: &str = "refused/";
 
+/// Sync-state key prefix of the values a pair's first create was planned with (what both
+/// sides held then), written before the create: a pair adopted after that create's answer
+/// was lost takes them for its base, so an edit made on either side since is seen as one.
+pub const CREATE_BASE_PREFIX: &str = "create-base/";
+
+/// Whether an earlier try of a create recorded the base it was planned with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// An earlier try did: its create may be the one that went through.
+    Earlier,
+    /// This try did (or could not): a record found later is not the base of a record that
+    /// already existed.
+    Now,
+}
+
+/// Records the base a create is planned with, unless an earlier try of it did. Best effort:
+/// without it an adoption falls back to the fields both sides agree on.
+async fn remember_create_base(
+    engine: &Engine,
+    key: &str,
+    fields: &crate::mapping::FieldValues,
+) -> Recorded {
+    let value = serde_json::to_string(fields).unwrap_or_default();
+    let state_key = format!("{CREATE_BASE_PREFIX}{key}");
+    match engine.store.put_state(&state_key, &value, None).await {
+        Ok(_) => Recorded::Now,
+        Err(crate::store::StoreError::Conflict { .. }) => Recorded::Earlier,
+        Err(e) => {
+            tracing::warn!(key, error = %e, "the planned base of a create was not recorded");
+            Recorded::Now
+        }
+    }
+}
+
+/// The base of a pair adopted after a lost answer or a crash: the values its first create
+/// was planned with when an earlier try recorded them, else the fields both sides agree on
+/// (a record made by an earlier version, or by hand, has none).
+async fn adopted_base(
+    engine: &Engine,
+    key: &str,
+    recorded: Recorded,
+    opp: &Opportunity,
+    referral: &Referral,
+) -> Result<crate::mapping::FieldValues, Step> {
+    if recorded == Recorded::Earlier {
+        let state_key = format!("{CREATE_BASE_PREFIX}{key}");
+        let planned = engine
+            .store
+            .get_state(&state_key)
+            .await
+            .map_err(SyncError::from)?
+            .and_then(|(v, _)| serde_json::from_str(&v).ok());
+        if let Some(fields) = planned {
+            return Ok(fields);
+        }
+    }
+    agreed_base(engine, opp, referral).await
+}
+
 /// A referral whose pair has no link.
 pub(super) async fn from_referral(
     engine: &Engine,
@@ -69,7 +128,9 @@ pub(super) async fn from_referral(
     let made_from_row = reference.is_some_and(|r| r.eq_ignore_ascii_case(key))
         && !key.eq_ignore_ascii_case(&key::opportunity_id_for(referral_id));
     if made_from_row {
-        return from_opportunity(engine, message, trail, carried).await;
+        // Boxed: the two create paths' futures are large, and nesting them overflows a
+        // small stack.
+        return Box::pin(from_opportunity(engine, message, trail, carried)).await;
     }
     if engine.options.cosell_only && !referral.is_co_sell() {
         let reason = "not a co-sell referral and \"sync co-sell only\" is on";
@@ -110,7 +171,17 @@ pub(super) async fn from_referral(
     let (parties, new_rows) = super::parties::find(&engine.dv, &plan, referral_id, trail).await?;
     let mut body = plan.opportunity.clone();
     parties.bind_into(&mut body);
+    // The visibility column shows the referral's from the start (no write of its own).
+    if let Some((column, value)) = engine
+        .mapping
+        .visibility_value(&engine.columns, referral.shared_with_microsoft_sellers())
+    {
+        body.entry(column).or_insert(value);
+    }
     let link = Link::new(referral_id, key);
+    // The row is made from the referral's values: they are the base.
+    let recorded =
+        remember_create_base(engine, key, &engine.mapping.referral_values(&referral)).await;
     let made = crm::create(
         engine,
         key,
@@ -137,8 +208,8 @@ pub(super) async fn from_referral(
             linked::reconcile(engine, message, link, known, trail, carried).await
         }
         // An earlier try made it (its answer was lost) or a crash left it: reconcile it.
-        // Either side may have changed since it was made, so only what they still agree on
-        // stands for the base; a field they differ on goes by the conflict rule.
+        // Either side may have changed since it was made, so neither side's values stand
+        // for the base: the values it was planned with do.
         None => {
             trail.crm_step("adopt_opportunity");
             let Some(opp) = sides::read_opportunity(engine, key).await? else {
@@ -146,7 +217,7 @@ pub(super) async fn from_referral(
                     "opportunity {key} exists and then did not"
                 )));
             };
-            let fields = agreed_base(engine, &opp, &referral).await?;
+            let fields = adopted_base(engine, key, recorded, &opp, &referral).await?;
             let known = Known {
                 referral: Some(referral),
                 opportunity: Some(opp),
@@ -272,7 +343,8 @@ pub(super) async fn from_opportunity(
         }
         let base = match ours {
             true => Some(Base {
-                fields: agreed_base(engine, &opp, &referral).await?,
+                // The create (or its first step) ran in an earlier try.
+                fields: adopted_base(engine, key, Recorded::Earlier, &opp, &referral).await?,
                 ..Base::default()
             }),
             false => None,
@@ -305,6 +377,13 @@ pub(super) async fn from_opportunity(
         Ok(mut plan) => {
             // What finds this referral again if this create's answer is lost.
             plan.own.external_reference_id = Some(key.to_string());
+            let planned = engine.mapping.referral_values(&plan.own);
+            remember_create_base(
+                engine,
+                key,
+                &super::merge::next_base(None, &planned, &values),
+            )
+            .await;
             let request_id = key::create_request_id(key);
             match engine
                 .pc
@@ -343,7 +422,12 @@ pub(super) async fn from_opportunity(
     ));
     tracing::info!(opportunity_id = key, %referral_id, "referral created");
     let written = decoration::write(engine, &opp, |row| {
-        decoration::in_sync(engine, row, &referral_id)
+        decoration::in_sync(
+            engine,
+            row,
+            &referral_id,
+            created.shared_with_microsoft_sellers(),
+        )
     })
     .await?;
     let link = Link::new(&referral_id, key);

@@ -16,8 +16,15 @@ const WRITE_ATTEMPTS: usize = 3;
 const AUDIT_COLUMN_MAX: usize = 2000;
 
 /// The columns a row in sync should show and does not yet: the referral id and link, the
-/// name with ✔ (when the option is on) and an empty audit column.
-pub(super) fn in_sync(engine: &Engine, opp: &Opportunity, referral_id: &str) -> Map<String, Value> {
+/// name with ✔ (when the option is on), the visibility of the referral (`shared`: with
+/// Microsoft's sellers) and an empty audit column, or in it why the seller's change of
+/// the visibility was set back.
+pub(super) fn in_sync(
+    engine: &Engine,
+    opp: &Opportunity,
+    referral_id: &str,
+    shared: bool,
+) -> Map<String, Value> {
     let mut changes = Map::new();
     let cols = &engine.columns;
     let link = referral_link(referral_id);
@@ -30,11 +37,29 @@ pub(super) fn in_sync(engine: &Engine, opp: &Opportunity, referral_id: &str) -> 
         }
     }
     mark(engine, opp, true, &mut changes);
-    if opp
-        .column(&cols.audit)
-        .is_some_and(|v| v.as_str() != Some(""))
-    {
-        changes.insert(cols.audit.clone(), Value::Null);
+    // A won or lost row is read-only: its visibility stays as it was closed.
+    let visibility = match super::sides::closed_as(opp) {
+        Some(_) => None,
+        None => engine.mapping.visibility_write(opp, cols, shared),
+    };
+    let refused = visibility.as_ref().and_then(|v| v.refused);
+    if let Some(v) = visibility {
+        changes.insert(v.column, v.value);
+    }
+    match refused {
+        Some(why) => {
+            if opp.column(&cols.audit).and_then(Value::as_str) != Some(why) {
+                changes.insert(cols.audit.clone(), Value::String(why.to_string()));
+            }
+        }
+        None => {
+            if opp
+                .column(&cols.audit)
+                .is_some_and(|v| v.as_str() != Some(""))
+            {
+                changes.insert(cols.audit.clone(), Value::Null);
+            }
+        }
     }
     changes
 }

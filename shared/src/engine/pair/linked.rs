@@ -74,7 +74,8 @@ pub(super) async fn reconcile(
             if let Some(base) = &base {
                 if echo(engine, base, &side.0, &side.1, |b| {
                     b.opportunity_status.clone()
-                }) {
+                }) && !visibility_changed(engine, base, &opp)
+                {
                     return Ok(unchanged());
                 }
             }
@@ -106,6 +107,19 @@ pub(super) async fn reconcile(
     };
     if !sync_flag_on(engine, &opp) {
         return skip(engine, trail, "sync flag is off").await;
+    }
+    let shared = referral.shared_with_microsoft_sellers();
+    let open = closed_as(&opp).is_none();
+    if let Some(why) = open
+        .then(|| {
+            engine
+                .mapping
+                .visibility_write(&opp, &engine.columns, shared)
+        })
+        .flatten()
+        .and_then(|v| v.refused)
+    {
+        trail.refused_change(why);
     }
 
     let (pc_values, _) = match pc_side.take() {
@@ -185,7 +199,7 @@ pub(super) async fn reconcile(
     let crm_changes = !body.is_empty() || state != CrmState::Keep;
     if crm_changes {
         // The sync columns ride along with a write that happens anyway.
-        for (k, v) in decoration::in_sync(engine, &opp, &referral_id) {
+        for (k, v) in decoration::in_sync(engine, &opp, &referral_id, shared) {
             body.entry(k).or_insert(v);
         }
     }
@@ -197,7 +211,7 @@ pub(super) async fn reconcile(
         opp
     };
     let opp = decoration::write(engine, &opp, |row| {
-        decoration::in_sync(engine, row, &referral_id)
+        decoration::in_sync(engine, row, &referral_id, shared)
     })
     .await?;
 
@@ -215,6 +229,19 @@ fn carry(carried: &mut Carried, base: Option<&Base>, written: &FieldValues) {
         next.fields.insert(k.clone(), v.clone());
     }
     carried.base = Some(next);
+}
+
+/// The visibility column no longer shows what the referral is (a seller's change of it,
+/// which is no mapped field): the reconcile must run to set it back. Not on a won or lost
+/// row, which is read-only (else every poll would try again).
+fn visibility_changed(engine: &Engine, base: &Base, opp: &Opportunity) -> bool {
+    closed_as(opp).is_none()
+        && base.referral_shared.is_some_and(|shared| {
+            engine
+                .mapping
+                .visibility_write(opp, &engine.columns, shared)
+                .is_some()
+        })
 }
 
 fn echo(
@@ -278,6 +305,7 @@ pub(super) async fn finish(
         fields: merge::next_base(old.map(|b| &b.fields), &pc_values, &dv_values),
         referral_status: Some(pc_status),
         opportunity_status: Some(dv_status),
+        referral_shared: Some(referral.shared_with_microsoft_sellers()),
     };
     let previous = (link.version > 0).then(|| link.clone());
     let moved = previous.as_ref().is_none_or(|p| {

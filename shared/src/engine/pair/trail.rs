@@ -25,6 +25,8 @@ pub(super) struct Trail {
     conflicts: Vec<Conflict>,
     status_conflict: bool,
     notes: Vec<String>,
+    /// A seller's change the connector set back, and why.
+    refused: Option<&'static str>,
 }
 
 impl Trail {
@@ -38,6 +40,7 @@ impl Trail {
             pc_fields: Vec::new(),
             moves: Vec::new(),
             created_referral: None,
+            refused: None,
             adopted_referral: false,
             conflicts: Vec::new(),
             status_conflict: false,
@@ -94,6 +97,11 @@ impl Trail {
 
     pub(super) fn status_conflict(&mut self) {
         self.status_conflict = true;
+    }
+
+    /// A seller's change of the opportunity that cannot be made and was set back.
+    pub(super) fn refused_change(&mut self, why: &'static str) {
+        self.refused = Some(why);
     }
 
     pub(super) fn note(&mut self, note: impl Into<String>) {
@@ -182,6 +190,12 @@ impl Trail {
             out.push(
                 self.entry(Direction::Outbound, "update_referral", Outcome::Success)
                     .detail(format!("fields changed: {}", self.pc_fields.join(", "))),
+            );
+        }
+        if let Some(why) = self.refused {
+            out.push(
+                self.entry(Direction::Outbound, "refuse_change", Outcome::Skipped)
+                    .detail(why),
             );
         }
         for mv in &self.moves {
