@@ -75,6 +75,8 @@ pub struct Config {
     pub dv_client_secret: Secret,
     pub columns: ColumnNames,
     pub mapping_file: Option<PathBuf>,
+    /// The Services co-sell taxonomy to check creates against instead of the shipped one.
+    pub services_taxonomy_file: Option<PathBuf>,
     pub sync_cosell_only: bool,
     pub checkmark: bool,
     pub listen: SocketAddr,
@@ -395,15 +397,18 @@ impl Config {
             max_connections: count("COSELL_MAX_CONNECTIONS", limits.max_connections)?,
             max_requests: count("COSELL_MAX_REQUESTS", limits.max_requests)?,
         };
-        let mapping_file = src.get("COSELL_MAPPING_FILE").map(PathBuf::from);
-        if let Some(p) = &mapping_file {
-            if !p.is_file() {
-                return Err(ConfigError::Invalid {
-                    name: "COSELL_MAPPING_FILE",
+        let existing_file = |name: &'static str| -> Result<Option<PathBuf>, ConfigError> {
+            let path = src.get(name).map(PathBuf::from);
+            match &path {
+                Some(p) if !p.is_file() => Err(ConfigError::Invalid {
+                    name,
                     reason: format!("no file at {}", p.display()),
-                });
+                }),
+                _ => Ok(path),
             }
-        }
+        };
+        let mapping_file = existing_file("COSELL_MAPPING_FILE")?;
+        let services_taxonomy_file = existing_file("COSELL_SERVICES_TAXONOMY_FILE")?;
 
         Ok(Config {
             authority_url: url(
@@ -441,6 +446,7 @@ impl Config {
                 visibility: column("COSELL_COL_VISIBILITY", "cosell_referralvisibility")?,
             },
             mapping_file,
+            services_taxonomy_file,
             sync_cosell_only: boolean("COSELL_SYNC_COSELL_ONLY", false)?,
             checkmark: boolean("COSELL_CHECKMARK", true)?,
             listen,

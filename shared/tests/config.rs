@@ -99,6 +99,10 @@ fn malformed_values_are_rejected_with_the_setting_named() {
         ("COSELL_MAX_RETRIES", "many"),
         ("COSELL_WEBHOOK_CERT_HOSTS", " , "),
         ("COSELL_MAPPING_FILE", "/nonexistent/mapping.toml"),
+        (
+            "COSELL_SERVICES_TAXONOMY_FILE",
+            "/nonexistent/taxonomy.toml",
+        ),
     ];
     for (name, value) in cases {
         let err = with(&[(name, value)]).unwrap_err();

@@ -1,5 +1,5 @@
 //! `cosell`: run the whole connector in one process (`demo`, `run`, `sandbox`), connect it
-//! to a tenant (`login`, `setup`, `doctor`) and operate a deployed or local connector
+//! to a tenant (`login`, `setup`, `doctor`, `adopt`) and operate a deployed or local connector
 //! (`status`, `audit`, `dlq`, `backfill`, `webhook`, `mapping`).
 
 use cosell_cli::{local, onboard, ops};

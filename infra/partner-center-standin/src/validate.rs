@@ -2,6 +2,7 @@
 //! documented lists of "referral resources") and the status state machine; on a create also
 //! the documented fields of the sub-objects and the deal types of "create a referral".
 
+use cosell::mapping::taxonomy::Taxonomy;
 use cosell::partner_center::status::{
     ReferralQualification, ReferralStatus, ReferralSubstatus, ReferralTargetType,
 };
@@ -182,6 +183,7 @@ pub fn create(r: &Value) -> Result<CreateKind, String> {
             ));
         }
     }
+    services(r, Taxonomy::shipped())?;
     let for_microsoft = targets.iter().any(is_microsoft);
     let engagement = text(r, "engagementId").filter(|e| !e.trim().is_empty());
     let shares = consent_to_share_with_microsoft(r);
@@ -214,6 +216,46 @@ pub fn create(r: &Value) -> Result<CreateKind, String> {
         }
         (other, _) => Err(format!("'{other}' is not a valid type")),
     }
+}
+
+/// "Required for Services co-sell referrals only": a create that carries one of
+/// partnerRole, solutionArea and solutionPlay carries all three, each from the FY26
+/// taxonomy (the lists the connector ships), the play one of its area's.
+fn services(r: &Value, taxonomy: &Taxonomy) -> Result<(), String> {
+    let fields = ["partnerRole", "solutionArea", "solutionPlay"];
+    let given = |f: &str| {
+        r.get(f)
+            .is_some_and(|v| !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty()))
+    };
+    if !fields.iter().any(|f| given(f)) {
+        return Ok(());
+    }
+    let absent: Vec<&str> = fields.iter().copied().filter(|f| !given(f)).collect();
+    if !absent.is_empty() {
+        return Err(format!(
+            "a Services co-sell referral requires {}",
+            absent.join(", ")
+        ));
+    }
+    let value = |f: &str| text(r, f).ok_or_else(|| format!("{f} must be a string"));
+    let (role, area, play) = (
+        value("partnerRole")?,
+        value("solutionArea")?,
+        value("solutionPlay")?,
+    );
+    let eq = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
+    if !taxonomy.partner_roles.iter().any(|p| eq(role, p)) {
+        return Err(format!("'{role}' is not a valid partnerRole"));
+    }
+    let Some(found) = taxonomy.areas.iter().find(|a| eq(area, &a.value)) else {
+        return Err(format!("'{area}' is not a valid solutionArea"));
+    };
+    if !found.plays.iter().any(|p| eq(play, p)) {
+        return Err(format!(
+            "'{play}' is not a valid solutionPlay for solutionArea '{area}'"
+        ));
+    }
+    Ok(())
 }
 
 /// A status change from `before` to `after`.
@@ -274,6 +316,39 @@ mod tests {
         r["status"] = json!("Closed");
         r["substatus"] = json!("Accepted");
         assert!(referral(&r).is_err());
+    }
+
+    #[test]
+    fn services_fields_come_together_from_the_taxonomy() {
+        let t = Taxonomy::shipped();
+        let (a, b) = (&t.areas[0], &t.areas[1]);
+        let with = |role: &str, area: &str, play: &str| {
+            let mut r = base();
+            r["partnerRole"] = json!(role);
+            r["solutionArea"] = json!(area);
+            r["solutionPlay"] = json!(play);
+            r
+        };
+        let role = t.partner_roles[0].as_str();
+        assert!(
+            create(&base()).is_ok(),
+            "none of them: not a Services referral"
+        );
+        assert!(create(&with(role, &a.value, &a.plays[0])).is_ok());
+        let mut missing = with(role, &a.value, &a.plays[0]);
+        missing.as_object_mut().unwrap().remove("partnerRole");
+        assert!(create(&missing)
+            .unwrap_err()
+            .contains("requires partnerRole"));
+        assert!(create(&with("Nobody", &a.value, &a.plays[0]))
+            .unwrap_err()
+            .contains("partnerRole"));
+        assert!(create(&with(role, "Modern Work", &a.plays[0]))
+            .unwrap_err()
+            .contains("solutionArea"));
+        assert!(create(&with(role, &a.value, &b.plays[0]))
+            .unwrap_err()
+            .contains("not a valid solutionPlay for solutionArea"));
     }
 
     #[test]

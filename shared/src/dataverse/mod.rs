@@ -6,6 +6,7 @@ pub mod bind;
 mod changes;
 mod client;
 mod error;
+mod linked_rows;
 pub mod metadata;
 pub mod model;
 pub mod query;

@@ -122,17 +122,24 @@ pub fn webhook_verifier(config: &Config) -> Result<WebhookVerifier, WiringError>
     })
 }
 
-/// Loads and validates the mapping the config names (or the default one).
+/// Loads and validates the mapping the config names (or the default one), with the
+/// Services taxonomy it names (or the shipped one).
 pub fn mapping(config: &Config) -> Result<Mapping, WiringError> {
-    Mapping::load(config.mapping_file.as_deref(), &config.columns).map_err(|errors| {
-        WiringError::Mapping(
-            errors
-                .iter()
-                .map(|e| format!("  - {e}"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })
+    let mut mapping =
+        Mapping::load(config.mapping_file.as_deref(), &config.columns).map_err(|errors| {
+            WiringError::Mapping(
+                errors
+                    .iter()
+                    .map(|e| format!("  - {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+    if let Some(path) = &config.services_taxonomy_file {
+        mapping.services = crate::mapping::taxonomy::Taxonomy::from_file(path)
+            .map_err(|e| WiringError::Mapping(format!("  - {e}")))?;
+    }
+    Ok(mapping)
 }
 
 impl Engine {

@@ -51,8 +51,9 @@ fn skeleton(deal: DealType) -> Value {
 impl Mapping {
     /// The referral to create for the opportunity. `currency_iso` is the ISO 4217 code of
     /// the row's currency lookup (the row holds only its id). Partner Center needs a
-    /// customer contact, a solution and, with a deal value, its currency: their absence is
-    /// an error here rather than a refused POST.
+    /// customer contact, a solution and, with a deal value, its currency, and a Services
+    /// co-sell referral its taxonomy values: their absence is an error here rather than a
+    /// refused POST.
     pub fn outbound_create(
         &self,
         opp: &Opportunity,
@@ -121,6 +122,7 @@ impl Mapping {
         if has_value && referral.pointer("/details/currency").is_none() {
             return Err(MappingError::NoCurrency);
         }
+        self.services.check(&referral)?;
         let own = serde_json::from_value(referral).map_err(|e| MappingError::Build {
             reason: e.to_string(),
         })?;

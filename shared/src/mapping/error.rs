@@ -119,6 +119,9 @@ pub enum MappingError {
     HelpButPrivate,
     #[error("a referral with a deal value needs its currency, and the opportunity has none")]
     NoCurrency,
+    /// Refused before sending, as Partner Center would refuse it (`taxonomy.rs`).
+    #[error("Services co-sell: {0}")]
+    Services(#[from] super::taxonomy::ServicesError),
     #[error("[deal_type]: {reason}")]
     DealType { reason: String },
     #[error("the built referral does not deserialize: {reason}")]

@@ -17,6 +17,7 @@ mod path;
 mod schema;
 mod spec;
 mod status;
+pub mod taxonomy;
 mod transform;
 mod validate;
 
@@ -56,6 +57,9 @@ pub struct Mapping {
     pub schema: SchemaExtras,
     /// `[deal_type]`: the deal type of a referral created from an opportunity.
     pub deal_type: DealTypeSpec,
+    /// What a Services co-sell create is checked against (the shipped taxonomy unless
+    /// `COSELL_SERVICES_TAXONOMY_FILE` names another).
+    pub services: taxonomy::Taxonomy,
 }
 
 impl Mapping {
@@ -114,6 +118,7 @@ impl Mapping {
             conflict: file.conflict.unwrap_or_default(),
             schema: file.schema,
             deal_type: file.deal_type.unwrap_or_default(),
+            services: taxonomy::Taxonomy::shipped().clone(),
         }
     }
 

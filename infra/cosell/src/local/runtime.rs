@@ -362,7 +362,7 @@ fn local_webhook_url(addr: SocketAddr) -> Url {
 /// The config to run with, and where a rotated refresh token goes: a token saved in the
 /// data dir (by an earlier run, or `cosell login`) wins over the configured one, which Entra
 /// may have retired; with neither, the app-only grant is used.
-fn with_stored_refresh_token(
+pub(crate) fn with_stored_refresh_token(
     config: &Config,
 ) -> anyhow::Result<(Config, Option<Arc<dyn RefreshTokenStore>>)> {
     let mut config = config.clone();

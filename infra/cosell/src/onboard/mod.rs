@@ -1,7 +1,10 @@
 //! Getting a tenant ready, in the order a new user does it: `cosell login partner-center`,
-//! `cosell setup dataverse`, `cosell doctor`. Like the operator commands, each writes to
+//! `cosell setup dataverse`, `cosell doctor`, and `cosell adopt` when moving off
+//! Microsoft's connector. Like the operator commands, each writes to
 //! the writers it is given, so tests run them in-process ([`run_args`]).
 
+pub mod adopt;
+mod adopt_plan;
 pub mod columns;
 pub mod doctor;
 pub mod login;
@@ -29,6 +32,8 @@ pub enum OnboardCommand {
     },
     /// Check credentials, rights, columns, change tracking, mapping and webhook; exit 0 when all are ok.
     Doctor(doctor::DoctorArgs),
+    /// Move off Microsoft's co-sell connector: link its synced opportunities to their referrals in the crosswalk (a dry run unless --apply; writes nothing to either tenant).
+    Adopt(adopt::AdoptArgs),
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -57,6 +62,7 @@ pub async fn run_with(
             service: SetupService::Dataverse(a),
         } => setup::run(a, settings, out).await,
         OnboardCommand::Doctor(a) => doctor::run(a, settings, out).await,
+        OnboardCommand::Adopt(a) => adopt::run(a, settings, out).await,
     };
     let _ = out.flush();
     match result {
