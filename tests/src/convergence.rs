@@ -171,13 +171,17 @@ impl Simulation {
             h.config.pc_webhook_api_url.clone(),
             policy.clone(),
         ));
-        engine.dv = Arc::new(cosell::dataverse::DataverseClient::new(
-            h.http.clone(),
-            Arc::new(token_provider(&h.config, &h.http, false)),
-            h.config.dataverse_url.clone(),
-            h.config.columns.clone(),
-            policy,
-        ));
+        engine.dv = Arc::new(
+            cosell::dataverse::DataverseClient::new(
+                h.http.clone(),
+                Arc::new(token_provider(&h.config, &h.http, false)),
+                h.config.dataverse_url.clone(),
+                h.config.columns.clone(),
+                policy,
+            )
+            // As the wiring does: reads select every column the mapping reads.
+            .with_mapping(&engine.mapping),
+        );
         let user_pc = PartnerCenterClient::new(
             h.http.clone(),
             Arc::new(token_provider(&h.config, &h.http, true)),

@@ -42,6 +42,13 @@ async fn both_sides_converge_under_faults() {
         "edits undone by an older value; replay with COSELL_CONVERGENCE_SEED={}",
         f.seed
     );
+    // At rest: a round of polls, sweeps and drains wrote nothing (12 is the cap: a pair
+    // written on every round never comes to rest).
+    assert!(
+        f.quiesce_rounds < 12,
+        "the pipeline never came to rest; replay with COSELL_CONVERGENCE_SEED={}",
+        f.seed
+    );
     // The run must have exercised what it claims to.
     assert!(f.operations as usize == config.operations);
     assert!(f.faults_injected > 0 && f.referrals > 0 && f.opportunities > 0);
