@@ -327,7 +327,7 @@ async fn setup_creates_the_columns_key_and_tracking_then_changes_nothing() {
         "a second run publishes nothing"
     );
     assert_eq!(s.dv.alternate_keys().len(), 1);
-    assert_eq!(s.dv.custom_columns().len(), 8);
+    assert_eq!(s.dv.custom_columns().len(), 11);
     s.shutdown().await;
 }
 
@@ -760,7 +760,7 @@ async fn login_and_doctor_find_the_secrets_through_the_stack() {
         .lines()
         .filter(|l| l.trim_end().ends_with(" ok"))
         .count();
-    assert_eq!(ok_columns, 8, "{}", out.stdout);
+    assert_eq!(ok_columns, 11, "{}", out.stdout);
     assert!(out.stdout.contains("Dry run"), "{}", out.stdout);
 
     let mut args = vec!["doctor", "--output", "json"];

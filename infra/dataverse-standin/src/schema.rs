@@ -112,8 +112,8 @@ impl Attribute {
     }
 }
 
-/// The connector's columns (the seven, and the visibility choice the default mapping
-/// reads) with the default names and the types `cosell setup dataverse` gives them (what
+/// The connector's columns (the seven, and the visibility choice and Microsoft-side
+/// columns the default mapping reads) with the default names and the types `cosell setup dataverse` gives them (what
 /// most tests run against).
 pub fn connector_columns() -> Vec<Attribute> {
     let help: Vec<(i64, &str)> = (0..6).map(|i| (100_000_000 + i, "help topic")).collect();
@@ -130,6 +130,10 @@ pub fn connector_columns() -> Vec<Attribute> {
             (100_000_000, "Private"),
             (100_000_001, "Shared with Microsoft sellers"),
         ]),
+        // The default mapping's [related] columns (Microsoft's side of a co-sell).
+        Attribute::new("cosell_microsoftcrmidentifier", "String"),
+        Attribute::new("cosell_microsoftsellername", "String"),
+        Attribute::new("cosell_microsoftselleremail", "String"),
     ]
 }
 

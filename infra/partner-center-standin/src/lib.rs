@@ -13,6 +13,7 @@ mod patch;
 pub mod ratelimit;
 mod referrals;
 mod registration;
+mod related;
 mod signing;
 mod state;
 mod token;
@@ -31,6 +32,7 @@ use url::Url;
 pub use deliveries::EVENT_RESOURCE_BASE;
 pub use device::{DEFAULT_USER_NAME, DEFAULT_USER_UPN};
 pub use faults::{DeliveryFaults, Fault, FaultKind, LostAs};
+pub use related::MicrosoftSide;
 pub use signing::CERT_ORGANIZATION;
 pub use state::{DeliveryRecord, RequestRecord, StandinConfig};
 
@@ -228,9 +230,37 @@ impl StandinHandle {
         self.state.lock().find(id).cloned()
     }
 
-    /// Every referral, the connected referrals for Microsoft included.
+    /// Every referral of the partner's, the connected referrals for Microsoft included
+    /// (not the related referrals of other organizations).
     pub fn referrals(&self) -> Vec<Value> {
-        self.state.lock().referrals.clone()
+        let inner = self.state.lock();
+        inner
+            .referrals
+            .iter()
+            .filter(|r| !inner.related.contains(r["id"].as_str().unwrap_or_default()))
+            .cloned()
+            .collect()
+    }
+
+    /// Microsoft's side of the engagement `engagement_id` (one of the partner's): its own
+    /// referral, emitting `related-referral-created`. `None` for an unknown engagement.
+    pub fn add_microsoft_referral(
+        &self,
+        engagement_id: &str,
+        side: &MicrosoftSide,
+    ) -> Option<Value> {
+        related::add(&self.state, engagement_id, side)
+    }
+
+    /// Microsoft's side moves its referral (`Active`/`Accepted` when its seller accepts),
+    /// emitting `related-referral-updated`.
+    pub fn set_microsoft_referral_status(
+        &self,
+        id: &str,
+        status: &str,
+        substatus: &str,
+    ) -> Option<Value> {
+        related::set_status(&self.state, id, status, substatus)
     }
 
     /// The partner's own referrals: all but the connected referrals for Microsoft (the

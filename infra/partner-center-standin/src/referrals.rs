@@ -39,7 +39,7 @@ fn with_etag(status: StatusCode, referral: &Value) -> Response {
     (status, [(http::header::ETAG, etag)], Json(referral.clone())).into_response()
 }
 
-fn stamp(inner: &mut crate::state::Inner, r: &mut Value) {
+pub(crate) fn stamp(inner: &mut crate::state::Inner, r: &mut Value) {
     let now = wire_time(inner.next_write_time());
     r["updatedDateTime"] = json!(now);
     r["eTag"] = json!(format!("\"{}\"", Uuid::new_v4()));
@@ -95,13 +95,20 @@ pub(crate) async fn list(
         Some(Some(o)) => o,
         Some(None) => return error(StatusCode::BAD_REQUEST, "invalid $skiptoken"),
     };
-    let mut hits: Vec<Value> = state
-        .lock()
-        .referrals
-        .iter()
-        .filter(|r| filter::matches(&clauses, r))
-        .cloned()
-        .collect();
+    // Another organization's referrals show only in their engagement's list.
+    let by_engagement = clauses.iter().any(|c| c.field == "engagementId");
+    let mut hits: Vec<Value> = {
+        let inner = state.lock();
+        inner
+            .referrals
+            .iter()
+            .filter(|r| {
+                by_engagement || !inner.related.contains(r["id"].as_str().unwrap_or_default())
+            })
+            .filter(|r| filter::matches(&clauses, r))
+            .cloned()
+            .collect()
+    };
     if let Some(order) = q.get("$orderby") {
         let mut parts = order.split_whitespace();
         let field = parts.next().unwrap_or_default();
@@ -281,6 +288,12 @@ async fn write(
                 format!("Referral {id} was not found"),
             );
         };
+        if inner.related.contains(&id) {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("Referral {id} belongs to another organization"),
+            );
+        }
         let current = inner.referrals[pos].clone();
         match (if_match, &kind) {
             (None, Write::Full) => {

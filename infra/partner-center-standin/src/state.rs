@@ -92,6 +92,9 @@ pub(crate) struct Inner {
     /// Position of each referral in `referrals` by id: a scan per lookup made the stand-in
     /// the bottleneck of a 10,000-referral benchmark.
     by_id: HashMap<String, usize>,
+    /// Referrals of another organization in the partner's engagements (Microsoft's own, for
+    /// a co-sell): found by id and in their engagement's list only, and read-only.
+    pub related: HashSet<String>,
     pub access_tokens: HashMap<String, IssuedToken>,
     pub refresh_tokens: HashSet<String>,
     pub token_requests: u64,

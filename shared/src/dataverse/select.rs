@@ -129,6 +129,9 @@ impl Selects {
                 self.add(&Table::Opportunity, c);
             }
         }
+        for (column, _) in mapping.related.columns() {
+            self.add(&Table::Opportunity, column);
+        }
         for f in &mapping.fields {
             if let Ok(c) = resolve_column(&f.column, columns) {
                 self.add(&f.table, c);

@@ -16,7 +16,10 @@ use time::OffsetDateTime;
 use crate::engine::disposition;
 use crate::engine::messages::{Origin, SyncMessage};
 use crate::engine::registration::overwrite_state;
-use crate::partner_center::event::{REFERRAL_CREATED, REFERRAL_UPDATED, TEST_CREATED};
+use crate::partner_center::event::{
+    REFERRAL_CREATED, REFERRAL_UPDATED, RELATED_REFERRAL_CREATED, RELATED_REFERRAL_UPDATED,
+    TEST_CREATED,
+};
 use crate::partner_center::webhook_verify::{Rejection, VerifiedEvent, WebhookVerifier};
 use crate::queue::Queue;
 use crate::store::{Store, StoreError};
@@ -124,14 +127,23 @@ async fn answer_webhook(
         Err(e) => return store_unavailable(&e),
     }
     // Keyed by the pair: the linked opportunity, else the id the referral's opportunity gets.
-    let queued = match SyncMessage::for_referral(
-        store,
-        &event.referral_id,
-        Origin::Referral,
-        event.changed_at.clone(),
-    )
-    .await
-    {
+    // A related referral's pair is found by the reconcile (its engagement's referral).
+    let message = match event.related {
+        true => Ok(SyncMessage::for_related(
+            &event.referral_id,
+            event.changed_at.clone(),
+        )),
+        false => {
+            SyncMessage::for_referral(
+                store,
+                &event.referral_id,
+                Origin::Referral,
+                event.changed_at.clone(),
+            )
+            .await
+        }
+    };
+    let queued = match message {
         Ok(message) => inbound
             .send(&disposition::queued(&message))
             .await
@@ -174,20 +186,21 @@ pub fn rejected(rejection: &Rejection) -> IntakeResponse {
 struct ReferralEvent {
     referral_id: String,
     changed_at: Option<String>,
+    /// Another organization's referral in one of our engagements.
+    related: bool,
 }
 
 /// The referral an event names; `None` for an event name we do not route.
 fn referral_event(name: &str, verified: &VerifiedEvent) -> Option<ReferralEvent> {
     // A related referral's event points at that referral: "look at it" is all it says.
-    let routed = name == REFERRAL_CREATED
-        || name == REFERRAL_UPDATED
-        || name.starts_with("related-referral-");
-    if !routed {
+    let related = name == RELATED_REFERRAL_CREATED || name == RELATED_REFERRAL_UPDATED;
+    if !(name == REFERRAL_CREATED || name == REFERRAL_UPDATED || related) {
         return None;
     }
     Some(ReferralEvent {
         referral_id: verified.referral_id.clone()?,
         changed_at: verified.event.resource_change_utc_date.clone(),
+        related,
     })
 }
 

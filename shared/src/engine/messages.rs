@@ -19,6 +19,10 @@ pub enum Origin {
     Opportunity,
     /// An operator (backfill, replay) or a forward between keys: both sides are read.
     Operator,
+    /// A related referral (another organization's in one of our engagements: Microsoft's,
+    /// for a co-sell) changed. `referral_id` names it until the message is forwarded to its
+    /// engagement's pair, then that pair's own referral.
+    Related,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +70,19 @@ impl SyncMessage {
     }
 
     /// "Look at this opportunity".
+    /// A related referral's webhook: keyed by the id an opportunity made from it would get
+    /// (a group of its own) until the reconcile finds its engagement's pair.
+    pub fn for_related(related_id: &str, changed_at: Option<String>) -> SyncMessage {
+        SyncMessage {
+            key: key::opportunity_id_for(related_id),
+            origin: Origin::Related,
+            referral_id: Some(related_id.trim().to_string()),
+            changed_at,
+            deleted: false,
+            version: None,
+        }
+    }
+
     pub fn for_opportunity(opportunity_id: &str, modified_on: Option<String>) -> SyncMessage {
         SyncMessage {
             key: opportunity_id.trim().to_string(),

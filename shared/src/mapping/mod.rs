@@ -14,6 +14,7 @@ mod inbound;
 mod outbound;
 mod pair;
 mod path;
+pub mod related;
 mod schema;
 mod spec;
 mod status;
@@ -57,6 +58,8 @@ pub struct Mapping {
     pub schema: SchemaExtras,
     /// `[deal_type]`: the deal type of a referral created from an opportunity.
     pub deal_type: DealTypeSpec,
+    /// `[related]`: where a co-sell's Microsoft side lands once its seller accepted.
+    pub related: related::RelatedSpec,
     /// What a Services co-sell create is checked against (the shipped taxonomy unless
     /// `COSELL_SERVICES_TAXONOMY_FILE` names another).
     pub services: taxonomy::Taxonomy,
@@ -118,6 +121,7 @@ impl Mapping {
             conflict: file.conflict.unwrap_or_default(),
             schema: file.schema,
             deal_type: file.deal_type.unwrap_or_default(),
+            related: file.related.unwrap_or_default(),
             services: taxonomy::Taxonomy::shipped().clone(),
         }
     }
@@ -143,6 +147,9 @@ impl Mapping {
         self.value_maps.extend(file.value_maps);
         if let Some(deal_type) = file.deal_type {
             self.deal_type = deal_type;
+        }
+        if let Some(related) = file.related {
+            self.related = related;
         }
         if let Some(status) = file.status {
             self.status = status;

@@ -275,4 +275,7 @@ pub struct MappingFile {
     /// `[deal_type]` (see `deal_type.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deal_type: Option<super::deal_type::DealTypeSpec>,
+    /// `[related]` (see `related.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related: Option<super::related::RelatedSpec>,
 }

@@ -13,7 +13,7 @@ use crate::engine::{Disposition, Origin, PairOutcome, SyncError, SyncMessage};
 /// The direction of the change a message carries.
 pub fn direction(message: Option<&SyncMessage>) -> Direction {
     match message.map(|m| m.origin) {
-        Some(Origin::Referral) => Direction::Inbound,
+        Some(Origin::Referral | Origin::Related) => Direction::Inbound,
         Some(Origin::Opportunity) => Direction::Outbound,
         Some(Origin::Operator) => Direction::Operator,
         None => Direction::Unknown,

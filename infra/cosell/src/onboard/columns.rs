@@ -97,6 +97,14 @@ pub fn specs(columns: &ColumnNames, mapping: &Mapping) -> Vec<ColumnSpec> {
         },
     ];
     specs.extend(visibility);
+    for (name, label) in mapping.related.columns() {
+        specs.push(spec(
+            name,
+            label,
+            "Microsoft's side of a co-sell, once its seller accepted (set by the connector).",
+            ColumnKind::Text { max_length: 200 },
+        ));
+    }
     specs
 }
 
@@ -194,7 +202,7 @@ mod tests {
     #[test]
     fn the_choices_carry_the_mappings_values() {
         let specs = specs(&default_columns(), &Mapping::default_mapping());
-        assert_eq!(specs.len(), 8);
+        assert_eq!(specs.len(), 11);
         let help = &specs[3];
         assert_eq!(help.options.len(), 6);
         assert_eq!(help.options[0].0, 100000000);
@@ -215,9 +223,10 @@ mod tests {
     }
 
     #[test]
-    fn a_mapping_without_a_visibility_column_has_seven() {
+    fn a_mapping_without_a_visibility_or_related_column_has_seven() {
         let mut mapping = Mapping::default_mapping();
         mapping.deal_type.visibility = None;
+        mapping.related = Default::default();
         assert_eq!(specs(&default_columns(), &mapping).len(), 7);
     }
 }

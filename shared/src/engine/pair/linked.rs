@@ -14,7 +14,10 @@ use crate::store::{LinkWrite, SyncRecord};
 use super::merge::{self, CrmState};
 use super::sides::{self, closed_as, opportunity_side, referral_side, sync_flag_on};
 use super::trail::Trail;
-use super::{crm, decoration, moves, referral, Carried, Origin, PairOutcome, Step, SyncMessage};
+use super::{
+    crm, decoration, moves, referral, related, Carried, Origin, PairOutcome, Step, SyncMessage,
+};
+use serde_json::Map;
 
 /// Sides the caller has read already (a create that found its row, an adoption), and
 /// the base a pair being adopted starts from.
@@ -83,7 +86,7 @@ pub(super) async fn reconcile(
             let referral = read_ref(engine, &referral_id, known.referral).await?;
             (referral, opp)
         }
-        Origin::Referral | Origin::Operator => {
+        Origin::Referral | Origin::Operator | Origin::Related => {
             let referral = read_ref(engine, &referral_id, known.referral).await?;
             let side = referral_side(engine, &referral);
             if let (Some(base), Origin::Referral) = (&base, message.origin) {
@@ -210,8 +213,19 @@ pub(super) async fn reconcile(
     } else {
         opp
     };
+    // Microsoft's side of a co-sell, when its referral in the engagement changed.
+    let microsoft = match message.origin {
+        Origin::Related => related::microsoft_side(engine, &referral).await?,
+        _ => Map::new(),
+    };
     let opp = decoration::write(engine, &opp, |row| {
-        decoration::in_sync(engine, row, &referral_id, shared)
+        let mut changes = decoration::in_sync(engine, row, &referral_id, shared);
+        for (column, value) in &microsoft {
+            if row.column(column) != Some(value) {
+                changes.insert(column.clone(), value.clone());
+            }
+        }
+        changes
     })
     .await?;
 

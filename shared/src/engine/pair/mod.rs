@@ -18,6 +18,7 @@ pub mod merge;
 mod moves;
 mod parties;
 mod referral;
+mod related;
 mod sides;
 mod trail;
 
@@ -167,6 +168,10 @@ async fn once(
         tracing::Span::current().record("referral_id", link.referral_id.as_str());
         let known = linked::Known::default();
         return linked::reconcile(engine, message, link, known, trail, carried).await;
+    }
+    // A related referral's webhook, not yet under its engagement's pair.
+    if message.origin == Origin::Related {
+        return related::route(engine, message).await;
     }
     match message.referral_id.as_deref().map(str::trim) {
         Some(referral_id) if !referral_id.is_empty() => {

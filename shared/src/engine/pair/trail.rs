@@ -211,7 +211,7 @@ impl Trail {
     fn direction(&self) -> Direction {
         match self.origin {
             Origin::Opportunity => Direction::Outbound,
-            Origin::Referral | Origin::Operator => Direction::Inbound,
+            Origin::Referral | Origin::Operator | Origin::Related => Direction::Inbound,
         }
     }
 
