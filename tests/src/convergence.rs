@@ -97,13 +97,18 @@ pub struct Figures {
     /// What each lost edit was (kept apart from the mismatches: see `lost_edits`).
     pub lost_edit_lines: Vec<String>,
     pub mismatches: Vec<String>,
+    /// Co-sells whose Microsoft seller accepted (a related referral), and of those the
+    /// opportunities showing Microsoft's side (a missed webhook or a closed row leaves it
+    /// empty; a wrong value is a mismatch).
+    pub microsoft_accepted: u64,
+    pub microsoft_shown: u64,
     pub elapsed: Duration,
 }
 
 impl Figures {
     pub fn line(&self) -> String {
         format!(
-            "convergence: seed={} operations={} faults_injected={} retries={} dead_letters={} crashes={} failed_syncs={} failed_audit_entries={} referrals={} opportunities={} quiesce_rounds={} state_by_outbound_rule_only={} duplicates={} mismatches={} lost_edits={} elapsed={:.1?}\n  ops={:?}\n  faults={:?}",
+            "convergence: seed={} operations={} faults_injected={} retries={} dead_letters={} crashes={} failed_syncs={} failed_audit_entries={} referrals={} opportunities={} quiesce_rounds={} state_by_outbound_rule_only={} duplicates={} mismatches={} lost_edits={} microsoft_shown={}/{} elapsed={:.1?}\n  ops={:?}\n  faults={:?}",
             self.seed,
             self.operations,
             self.faults_injected,
@@ -119,6 +124,8 @@ impl Figures {
             self.duplicates,
             self.mismatches.len(),
             self.lost_edits,
+            self.microsoft_shown,
+            self.microsoft_accepted,
             self.elapsed,
             self.ops_by_kind,
             self.faults_by_kind,
@@ -146,6 +153,8 @@ pub struct Simulation {
     /// Values of user writes that failed but may have been applied (an injected fault can
     /// lose the answer to Microsoft's own write too), with their place in the run.
     maybe_edits: HashMap<(String, &'static str), Vec<(u64, Value)>>,
+    /// Our referral id -> the CRM id of Microsoft's accepted referral in its engagement.
+    microsoft: HashMap<String, String>,
 }
 
 /// The engine's retry policy with a short per-attempt timeout, so injected delays time out.
@@ -195,8 +204,12 @@ impl Simulation {
             queue: h.queue.clone(),
         }))
         .await;
+        // The four referral events, as the connector registers them.
         user_pc
-            .register(sink.url.as_str(), &["referral-created", "referral-updated"])
+            .register(
+                sink.url.as_str(),
+                &cosell::partner_center::event::REFERRAL_EVENTS,
+            )
             .await
             .expect("register the webhook");
         let worker = QueueWorker::new(engine, h.queue.clone() as Arc<dyn Queue>);
@@ -238,6 +251,7 @@ impl Simulation {
             started: Instant::now(),
             edits: HashMap::new(),
             maybe_edits: HashMap::new(),
+            microsoft: HashMap::new(),
         }
     }
 
@@ -290,7 +304,8 @@ impl Simulation {
             43..=57 => ("new_crm_opportunity", self.new_crm_opportunity()),
             58..=79 => ("edit_crm_opportunity", self.edit_crm_opportunity()),
             80..=89 => ("decide_in_crm", self.decide_in_crm()),
-            _ => ("win_or_lose_in_crm", self.close_in_crm()),
+            90..=95 => ("win_or_lose_in_crm", self.close_in_crm()),
+            _ => ("microsoft_accepts", self.microsoft_accepts()),
         };
         self.count_op(kind, done);
     }
@@ -381,6 +396,49 @@ impl Simulation {
                 .await
                 .is_ok()
         }
+    }
+
+    /// Microsoft's seller takes up an accepted co-sell: Microsoft's own referral appears in
+    /// its engagement (`related-referral-created`) and is accepted (`-updated`).
+    fn microsoft_accepts(&mut self) -> bool {
+        let candidates: Vec<(String, String)> = self
+            .h
+            .pc
+            .referrals()
+            .into_iter()
+            .filter(|r| r["direction"] == "Incoming" && r["status"] == "Active")
+            .filter_map(|r| {
+                Some((
+                    r["id"].as_str()?.to_string(),
+                    r["engagementId"].as_str()?.to_string(),
+                ))
+            })
+            .filter(|(id, _)| !self.microsoft.contains_key(id))
+            .collect();
+        let Some((id, engagement)) = self.pick(&candidates) else {
+            return false;
+        };
+        let n = self.next();
+        let side = partner_center_standin::MicrosoftSide {
+            crm_id: format!("MSX-{n}"),
+            seller_first_name: "Mia".into(),
+            seller_last_name: format!("Seller {n}"),
+            seller_email: format!("mia.{n}@microsoft.example"),
+        };
+        let Some(ms) = self.h.pc.add_microsoft_referral(&engagement, &side) else {
+            return false;
+        };
+        let ms_id = ms["id"].as_str().unwrap_or_default();
+        if self
+            .h
+            .pc
+            .set_microsoft_referral_status(ms_id, "Active", "Accepted")
+            .is_none()
+        {
+            return false;
+        }
+        self.microsoft.insert(id, side.crm_id);
+        true
     }
 
     fn new_crm_opportunity(&mut self) -> bool {
@@ -769,6 +827,17 @@ impl Simulation {
                     continue;
                 }
             };
+            if let Some(crm_id) = self.microsoft.get(&id) {
+                self.figures.microsoft_accepted += 1;
+                let column = mapping.related.crm_id_column.clone().unwrap_or_default();
+                match &opp[column.as_str()] {
+                    Value::Null => {}
+                    shown if shown == crm_id.as_str() => self.figures.microsoft_shown += 1,
+                    other => out.push(format!(
+                        "referral {id} / opportunity {opp_id}: Microsoft's CRM id is {other}, not {crm_id}"
+                    )),
+                }
+            }
             let plan = mapping.inbound(&referral, &cols, &InboundContext::default());
             let mut lost = Vec::new();
             self.figures.lost_edits +=

@@ -52,6 +52,14 @@ async fn both_sides_converge_under_faults() {
     // The run must have exercised what it claims to.
     assert!(f.operations as usize == config.operations);
     assert!(f.faults_injected > 0 && f.referrals > 0 && f.opportunities > 0);
+    // Microsoft's side of co-sells (related referrals): taken up, and shown (a missed
+    // related-referral webhook leaves one empty; a wrong one is a mismatch above).
+    assert!(
+        f.microsoft_accepted > 0 && f.microsoft_shown > 0,
+        "no related referral shown: {}/{}",
+        f.microsoft_shown,
+        f.microsoft_accepted
+    );
     assert!(
         f.faults_by_kind.contains_key("dv_lost_response")
             || f.faults_by_kind.contains_key("pc_lost_response"),
