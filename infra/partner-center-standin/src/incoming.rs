@@ -31,3 +31,34 @@ pub(crate) fn create(state: &Arc<State>, name: &str, customer_name: &str) -> Val
     deliveries::emit(state, "referral-created", stored["id"].as_str(), None);
     stored
 }
+
+/// A lead as Microsoft sends it: an `Independent` referral with the given qualification
+/// (`Direct`: a Marketplace lead; `SalesQualified` or `MarketingQualified`: a qualified lead),
+/// invited by Microsoft.
+pub(crate) fn create_lead(
+    state: &Arc<State>,
+    name: &str,
+    customer_name: &str,
+    qualification: &str,
+) -> Value {
+    let body = json!({
+        "name": name,
+        "type": "Independent",
+        "qualification": qualification,
+        "organizationName": "Microsoft",
+        "customerProfile": {
+            "name": customer_name,
+            "address": {"country": "US"},
+            "size": "10to50employees",
+            "team": [],
+            "ids": []
+        },
+        "consent": {"consentToToShareInfoWithOthers": true, "consentToContact": true},
+        "details": {"notes": "Customer asked to be contacted", "dealValue": 5000, "currency": "USD"},
+        "inviteContext": {"notes": "A lead for you", "invitedBy": {"organizationId": "msft"}},
+        "referralSource": "Microsoft"
+    });
+    let stored = insert_new(state, body, "Incoming", "Received");
+    deliveries::emit(state, "referral-created", stored["id"].as_str(), None);
+    stored
+}

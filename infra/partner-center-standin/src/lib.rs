@@ -226,6 +226,17 @@ impl StandinHandle {
         incoming::create(&self.state, name, customer_name)
     }
 
+    /// Creates a lead as Microsoft would (`Independent`, the given qualification) and emits
+    /// `referral-created`.
+    pub fn create_incoming_lead(
+        &self,
+        name: &str,
+        customer_name: &str,
+        qualification: &str,
+    ) -> Value {
+        incoming::create_lead(&self.state, name, customer_name, qualification)
+    }
+
     pub fn referral(&self, id: &str) -> Option<Value> {
         self.state.lock().find(id).cloned()
     }

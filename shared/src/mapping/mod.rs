@@ -11,6 +11,7 @@ mod deal_type;
 mod error;
 mod hash;
 mod inbound;
+pub mod lead;
 mod outbound;
 mod pair;
 mod path;
@@ -60,6 +61,8 @@ pub struct Mapping {
     pub deal_type: DealTypeSpec,
     /// `[related]`: where a co-sell's Microsoft side lands once its seller accepted.
     pub related: related::RelatedSpec,
+    /// `[lead]`: what becomes of a referral that is a lead.
+    pub lead: lead::LeadSpec,
     /// What a Services co-sell create is checked against (the shipped taxonomy unless
     /// `COSELL_SERVICES_TAXONOMY_FILE` names another).
     pub services: taxonomy::Taxonomy,
@@ -122,6 +125,7 @@ impl Mapping {
             schema: file.schema,
             deal_type: file.deal_type.unwrap_or_default(),
             related: file.related.unwrap_or_default(),
+            lead: file.lead.unwrap_or_default(),
             services: taxonomy::Taxonomy::shipped().clone(),
         }
     }
@@ -150,6 +154,9 @@ impl Mapping {
         }
         if let Some(related) = file.related {
             self.related = related;
+        }
+        if let Some(lead) = file.lead {
+            self.lead = lead;
         }
         if let Some(status) = file.status {
             self.status = status;

@@ -275,6 +275,9 @@ pub struct MappingFile {
     /// `[deal_type]` (see `deal_type.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deal_type: Option<super::deal_type::DealTypeSpec>,
+    /// `[lead]` (see `lead.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead: Option<super::lead::LeadSpec>,
     /// `[related]` (see `related.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub related: Option<super::related::RelatedSpec>,

@@ -5,6 +5,7 @@ pub mod cert_cache;
 mod cert_fetch;
 mod cert_trust;
 pub mod cert_url;
+pub mod classify;
 pub mod client;
 pub mod error;
 pub mod event;

@@ -143,6 +143,16 @@ pub(super) async fn from_referral(
             reason: reason.into(),
         });
     }
+    let kind = referral.kind();
+    if kind.is_lead() && engine.mapping.lead.handling == crate::mapping::lead::LeadHandling::Skip {
+        let reason = format!("{} and [lead] handling is skip", kind.label());
+        engine
+            .store
+            .append_audit(&trail.skipped(&reason))
+            .await
+            .map_err(SyncError::from)?;
+        return Ok(PairOutcome::Skipped { reason });
+    }
     let iso = referral
         .details
         .as_ref()
