@@ -49,7 +49,10 @@ async fn leads_are_skipped_when_the_mapping_says_so() {
     // A co-sell opportunity is synced as ever.
     let co_sell = h.pc.create_incoming_referral("Co-sell", "Contoso Ltd");
     let out = webhook(&h, &engine, co_sell["id"].as_str().unwrap()).await;
-    assert!(matches!(out, PairOutcome::OpportunityCreated { .. }), "{out:?}");
+    assert!(
+        matches!(out, PairOutcome::OpportunityCreated { .. }),
+        "{out:?}"
+    );
 }
 
 #[tokio::test]
@@ -58,5 +61,8 @@ async fn by_default_a_lead_lands_as_an_opportunity() {
     assert_eq!(h.engine.mapping.lead.handling, LeadHandling::Opportunity);
     let lead = h.pc.create_incoming_lead("Lead", "Tailspin", "Direct");
     let out = webhook(&h, &h.engine, lead["id"].as_str().unwrap()).await;
-    assert!(matches!(out, PairOutcome::OpportunityCreated { .. }), "{out:?}");
+    assert!(
+        matches!(out, PairOutcome::OpportunityCreated { .. }),
+        "{out:?}"
+    );
 }

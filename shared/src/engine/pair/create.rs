@@ -15,6 +15,7 @@ use crate::engine::{Engine, SyncError};
 use crate::mapping::{with_checkmark, InboundContext};
 use crate::partner_center::{shared_referral, ListQuery, Referral, ReferralType};
 
+use super::create_base::{adopted_base, remember_create_base, Recorded};
 use super::linked::{self, Known};
 use super::sides::{self, opportunity_side, sync_flag_on};
 use super::trail::Trail;
@@ -26,65 +27,6 @@ const CLOCK_SKEW: time::Duration = time::Duration::minutes(10);
 /// Sync-state key prefix of a create Partner Center refused, holding the opportunity's
 /// values it refused: the same values are not sent again (our own ✘ write echoes back).
 pub const REFUSED_STATE_PREFIX: &str = "refused/";
-
-/// Sync-state key prefix of the values a pair's first create was planned with (what both
-/// sides held then), written before the create: a pair adopted after that create's answer
-/// was lost takes them for its base, so an edit made on either side since is seen as one.
-pub const CREATE_BASE_PREFIX: &str = "create-base/";
-
-/// Whether an earlier try of a create recorded the base it was planned with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Recorded {
-    /// An earlier try did: its create may be the one that went through.
-    Earlier,
-    /// This try did (or could not): a record found later is not the base of a record that
-    /// already existed.
-    Now,
-}
-
-/// Records the base a create is planned with, unless an earlier try of it did. Best effort:
-/// without it an adoption falls back to the fields both sides agree on.
-async fn remember_create_base(
-    engine: &Engine,
-    key: &str,
-    fields: &crate::mapping::FieldValues,
-) -> Recorded {
-    let value = serde_json::to_string(fields).unwrap_or_default();
-    let state_key = format!("{CREATE_BASE_PREFIX}{key}");
-    match engine.store.put_state(&state_key, &value, None).await {
-        Ok(_) => Recorded::Now,
-        Err(crate::store::StoreError::Conflict { .. }) => Recorded::Earlier,
-        Err(e) => {
-            tracing::warn!(key, error = %e, "the planned base of a create was not recorded");
-            Recorded::Now
-        }
-    }
-}
-
-/// The base of a pair adopted after a lost answer or a crash: the values its first create
-/// was planned with when an earlier try recorded them, else the fields both sides agree on
-/// (a record made by an earlier version, or by hand, has none).
-async fn adopted_base(
-    engine: &Engine,
-    key: &str,
-    recorded: Recorded,
-    opp: &Opportunity,
-    referral: &Referral,
-) -> Result<crate::mapping::FieldValues, Step> {
-    if recorded == Recorded::Earlier {
-        let state_key = format!("{CREATE_BASE_PREFIX}{key}");
-        let planned = engine
-            .store
-            .get_state(&state_key)
-            .await
-            .map_err(SyncError::from)?
-            .and_then(|(v, _)| serde_json::from_str(&v).ok());
-        if let Some(fields) = planned {
-            return Ok(fields);
-        }
-    }
-    agreed_base(engine, opp, referral).await
-}
 
 /// A referral whose pair has no link.
 pub(super) async fn from_referral(
@@ -259,19 +201,6 @@ async fn created_base(
     Ok(fields)
 }
 
-/// The base of a pair adopted after a lost answer or a crash: the fields both sides hold
-/// equally. Neither side's values can stand for the base, since either may have been
-/// edited since the create (a row's `modifiedon` has whole seconds: it cannot tell).
-async fn agreed_base(
-    engine: &Engine,
-    opp: &Opportunity,
-    referral: &Referral,
-) -> Result<crate::mapping::FieldValues, Step> {
-    let (dv, _) = opportunity_side(engine, opp).await?;
-    let (pc, _) = sides::referral_side(engine, referral);
-    Ok(super::merge::next_base(None, &pc, &dv))
-}
-
 /// An opportunity whose pair has no link.
 pub(super) async fn from_opportunity(
     engine: &Engine,
@@ -326,9 +255,8 @@ pub(super) async fn from_opportunity(
         }
         trail.adopted_referral();
         // One we made from this row (its create's answer was lost, or a crash came before
-        // the link) was made from the CRM's values: what both sides still agree on stands
-        // for the base (either may have been edited since). One named by the row's column
-        // has none.
+        // the link): the values its create was planned with stand for the base (either side
+        // may have been edited since). One named by the row's column has none.
         let ours = referral.external_reference_id.as_deref() == Some(key);
         if ours {
             // The first shared-referral step went through and its answer was lost, or the

@@ -4,6 +4,8 @@
 //! that needs it under `If-Match`, and store the link with the new base and the audit
 //! entries in one conditional store write.
 
+use serde_json::Map;
+
 use crate::crosswalk::{Base, Link};
 use crate::dataverse::Opportunity;
 use crate::engine::{Engine, SyncError};
@@ -17,7 +19,6 @@ use super::trail::Trail;
 use super::{
     crm, decoration, moves, referral, related, Carried, Origin, PairOutcome, Step, SyncMessage,
 };
-use serde_json::Map;
 
 /// Sides the caller has read already (a create that found its row, an adoption), and
 /// the base a pair being adopted starts from.
@@ -26,8 +27,9 @@ pub(super) struct Known {
     pub referral: Option<Referral>,
     pub opportunity: Option<Opportunity>,
     /// For a row just made from the referral: its values. For a row or referral we made
-    /// earlier (its create's answer was lost, or a crash came before the link): the fields
-    /// both sides still agree on, so that a field they differ on goes by the conflict rule.
+    /// earlier (its create's answer was lost, or a crash came before the link): the values
+    /// its create was planned with (`create-base/` state), else the fields both sides
+    /// still agree on, so that a field they differ on goes by the conflict rule.
     pub base: Option<Base>,
 }
 

@@ -9,6 +9,7 @@
 //! - `linked`: a linked pair; `create`: a pair that has no link yet.
 
 mod create;
+mod create_base;
 mod crm;
 mod customer;
 mod decoration;
