@@ -24,6 +24,8 @@ where
     S: Fn(Arc<Engine>, M) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = Result<PairOutcome, SyncError>> + Send,
 {
+    // First: the root certificates are read while the rest is set up.
+    crate::tls::preload();
     crate::logging::init();
     let metrics = crate::metrics::init()?;
     let started = Started::load(Services::BOTH).await?;

@@ -17,6 +17,9 @@ pub enum EdgeError {
     /// A start-up task died (it panicked or the runtime shut down).
     #[error("start-up: {0}")]
     Startup(String),
+    /// No TLS client could be set up on the system's root certificates.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The metrics exporter could not be installed (a recorder was already set).
     #[error("metrics: {0}")]
     Metrics(String),

@@ -10,6 +10,7 @@
 //! - [`startup`]: the clients a syncing function builds once at cold start.
 //! - [`batch`]: one SQS batch in, per-message dispositions and partial batch failures out.
 //! - [`consumer`]: the whole of a queue-consuming function.
+//! - [`tls`]: the system's root certificates, read once and shared by every HTTP client.
 
 pub mod aws;
 pub mod batch;
@@ -20,5 +21,6 @@ pub mod metrics;
 pub mod secrets;
 pub mod settings;
 pub mod startup;
+pub mod tls;
 
 pub use error::EdgeError;

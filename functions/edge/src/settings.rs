@@ -63,16 +63,6 @@ pub fn placeholders(services: Services) -> Vec<(String, String)> {
     pairs
 }
 
-/// The config as far as the environment alone gives it (credentials stood in for): enough
-/// for the settings that are never secret, such as timeouts, before the secrets are read.
-pub fn config_without_secrets() -> Result<Config, EdgeError> {
-    let none = Services {
-        partner_center: false,
-        dataverse: false,
-    };
-    Ok(Config::load(&Source::from_env_with(placeholders(none)))?)
-}
-
 /// Reads the secrets of `services` and returns the validated config: the environment with
 /// the secrets' values on top.
 pub async fn load_config(
@@ -171,10 +161,11 @@ impl IntakeSettings {
     /// follows no redirect).
     pub fn verifier(&self) -> Result<WebhookVerifier, EdgeError> {
         let source =
-            HttpCertificateSource::new(self.http_timeout).map_err(|e| EdgeError::BadSetting {
-                name: "COSELL_HTTP_TIMEOUT",
-                reason: format!("cannot build the HTTP client: {e}"),
-            })?;
+            HttpCertificateSource::with_builder(self.http_timeout, crate::tls::reqwest_builder()?)
+                .map_err(|e| EdgeError::BadSetting {
+                    name: "COSELL_HTTP_TIMEOUT",
+                    reason: format!("cannot build the HTTP client: {e}"),
+                })?;
         let verifier = WebhookVerifier::new(self.cert_hosts.clone(), Arc::new(source))
             .with_organizations(self.cert_organizations.clone());
         Ok(match &self.cert_roots {

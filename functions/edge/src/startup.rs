@@ -10,7 +10,7 @@ use cosell::store::dynamodb::DynamoStore;
 use cosell::Config;
 
 use crate::secrets::SecretsManagerRefreshStore;
-use crate::settings::{config_without_secrets, load_config, required_var, Services, PC_SECRET_ARN};
+use crate::settings::{load_config, required_var, Services, PC_SECRET_ARN};
 use crate::{aws, EdgeError};
 
 pub struct Started {
@@ -27,14 +27,10 @@ impl Started {
     pub async fn load(services: Services) -> Result<Started, EdgeError> {
         let sdk = aws::sdk_config().await;
         let secrets = aws::secrets_client(&sdk);
-        // Building the HTTP client parses the system's root certificates (milliseconds of
-        // CPU): done on another thread while the secrets are on the network.
-        let early = config_without_secrets()?;
-        let http = tokio::task::spawn_blocking(move || cosell::engine::wiring::http_client(&early));
         let config = load_config(&secrets, services).await?;
-        let http = http
-            .await
-            .map_err(|e| EdgeError::Startup(format!("building the HTTP client: {e}")))??;
+        // After the secrets read: the root certificates it needed are read by then, so this
+        // only builds the client (see `tls`).
+        let http = crate::tls::engine_http_client(&config)?;
         let store = Arc::new(aws::store(&sdk)?);
         let refresh_store: Option<Arc<dyn RefreshTokenStore>> = if services.partner_center {
             Some(Arc::new(SecretsManagerRefreshStore::new(

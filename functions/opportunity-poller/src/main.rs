@@ -12,6 +12,8 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    // First: the root certificates are read while the rest is set up.
+    cosell_edge::tls::preload();
     cosell_edge::logging::init();
     let metrics = cosell_edge::metrics::init()?;
     let started = Started::load(Services::BOTH).await?;

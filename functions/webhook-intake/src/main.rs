@@ -9,6 +9,8 @@ use webhook_intake::Intake;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    // First: the root certificates are read while the rest is set up.
+    cosell_edge::tls::preload();
     cosell_edge::logging::init();
     let metrics = cosell_edge::metrics::init()?;
     let sdk = aws::sdk_config().await;

@@ -34,22 +34,20 @@ async fn registrar() -> Result<Registrar, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    // First: the root certificates are read while the rest is set up.
+    cosell_edge::tls::preload();
     cosell_edge::logging::init();
     let metrics = cosell_edge::metrics::init()?;
-    // For answering CloudFormation: its own short timeouts, independent of the settings.
-    // Building a client parses the system's root certificates (milliseconds of CPU): on
-    // another thread while the settings and secrets are read.
-    let http = tokio::task::spawn_blocking(|| {
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(5))
-            .build()
-    });
     let registrar = Arc::new(registrar().await);
     if let Err(why) = registrar.as_ref() {
         tracing::error!(error = %why, "could not start; every request will fail with this reason");
     }
-    let http = http.await??;
+    // For answering CloudFormation: its own short timeouts, independent of the settings; on
+    // the root certificates the start-up has read by now.
+    let http = cosell_edge::tls::reqwest_builder()?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(5))
+        .build()?;
     cosell_edge::metrics::run(
         metrics,
         service_fn(move |event: LambdaEvent<Value>| {

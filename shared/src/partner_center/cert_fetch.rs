@@ -36,7 +36,16 @@ pub struct HttpCertificateSource {
 impl HttpCertificateSource {
     /// `timeout` bounds each attempt; two attempts and one capped wait in all.
     pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        Self::with_builder(timeout, reqwest::Client::builder())
+    }
+
+    /// Like [`new`](Self::new), from a builder whose TLS is already set (a Lambda function
+    /// shares one read of the root certificates between its clients); the rest is set here.
+    pub fn with_builder(
+        timeout: Duration,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<Self, reqwest::Error> {
+        let http = builder
             // A redirect could lead anywhere, past the URL checks.
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout.min(Duration::from_secs(2)))
