@@ -76,24 +76,12 @@ pub(super) async fn from_referral(
     }
     if engine.options.cosell_only && !referral.is_co_sell() {
         let reason = "not a co-sell referral and \"sync co-sell only\" is on";
-        engine
-            .store
-            .append_audit(&trail.skipped(reason))
-            .await
-            .map_err(SyncError::from)?;
-        return Ok(PairOutcome::Skipped {
-            reason: reason.into(),
-        });
+        return linked::skip(engine, trail, reason).await;
     }
     let kind = referral.kind();
     if kind.is_lead() && engine.mapping.lead.handling == crate::mapping::lead::LeadHandling::Skip {
         let reason = format!("{} and [lead] handling is skip", kind.label());
-        engine
-            .store
-            .append_audit(&trail.skipped(&reason))
-            .await
-            .map_err(SyncError::from)?;
-        return Ok(PairOutcome::Skipped { reason });
+        return linked::skip(engine, trail, &reason).await;
     }
     let iso = referral
         .details
@@ -426,15 +414,7 @@ async fn connect_microsoft(
             "Partner Center created the shared referral without an engagementId",
         ));
     };
-    let query = ListQuery {
-        filter: Some(shared_referral::engagement_filter(engagement)),
-        ..ListQuery::default()
-    };
-    let in_engagement = engine
-        .pc
-        .list_referrals(&query)
-        .await
-        .map_err(SyncError::from)?;
+    let in_engagement = super::related::engagement(engine, engagement).await?;
     if in_engagement.iter().any(shared_referral::is_for_microsoft) {
         return Ok(());
     }

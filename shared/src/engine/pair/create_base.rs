@@ -16,6 +16,10 @@ use super::Step;
 /// was lost takes them for its base, so an edit made on either side since is seen as one.
 pub const CREATE_BASE_PREFIX: &str = "create-base/";
 
+fn state_key(key: &str) -> String {
+    format!("{CREATE_BASE_PREFIX}{key}")
+}
+
 /// Whether an earlier try of a create recorded the base it was planned with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Recorded {
@@ -34,8 +38,7 @@ pub(super) async fn remember_create_base(
     fields: &FieldValues,
 ) -> Recorded {
     let value = serde_json::to_string(fields).unwrap_or_default();
-    let state_key = format!("{CREATE_BASE_PREFIX}{key}");
-    match engine.store.put_state(&state_key, &value, None).await {
+    match engine.store.put_state(&state_key(key), &value, None).await {
         Ok(_) => Recorded::Now,
         Err(crate::store::StoreError::Conflict { .. }) => Recorded::Earlier,
         Err(e) => {
@@ -56,10 +59,9 @@ pub(super) async fn adopted_base(
     referral: &Referral,
 ) -> Result<FieldValues, Step> {
     if recorded == Recorded::Earlier {
-        let state_key = format!("{CREATE_BASE_PREFIX}{key}");
         let planned = engine
             .store
-            .get_state(&state_key)
+            .get_state(&state_key(key))
             .await
             .map_err(SyncError::from)?
             .and_then(|(v, _)| serde_json::from_str(&v).ok());

@@ -37,11 +37,7 @@ pub(super) fn in_sync(
         }
     }
     mark(engine, opp, true, &mut changes);
-    // A won or lost row is read-only: its visibility stays as it was closed.
-    let visibility = match super::sides::closed_as(opp) {
-        Some(_) => None,
-        None => engine.mapping.visibility_write(opp, cols, shared),
-    };
+    let visibility = visibility(engine, opp, shared);
     let refused = visibility.as_ref().and_then(|v| v.refused);
     if let Some(v) = visibility {
         changes.insert(v.column, v.value);
@@ -62,6 +58,22 @@ pub(super) fn in_sync(
         }
     }
     changes
+}
+
+/// What the visibility column needs for a referral that is (or is not) `shared`; `None`
+/// when it shows it, and on a won or lost row, which is read-only (its visibility stays as
+/// it was closed, and polls of it stay echoes).
+pub(super) fn visibility(
+    engine: &Engine,
+    opp: &Opportunity,
+    shared: bool,
+) -> Option<crate::mapping::VisibilityWrite> {
+    match super::sides::closed_as(opp) {
+        Some(_) => None,
+        None => engine
+            .mapping
+            .visibility_write(opp, &engine.columns, shared),
+    }
 }
 
 /// The columns that show Partner Center's refusal: its error text in the audit column and

@@ -114,16 +114,7 @@ pub(super) async fn reconcile(
         return skip(engine, trail, "sync flag is off").await;
     }
     let shared = referral.shared_with_microsoft_sellers();
-    let open = closed_as(&opp).is_none();
-    if let Some(why) = open
-        .then(|| {
-            engine
-                .mapping
-                .visibility_write(&opp, &engine.columns, shared)
-        })
-        .flatten()
-        .and_then(|v| v.refused)
-    {
+    if let Some(why) = decoration::visibility(engine, &opp, shared).and_then(|v| v.refused) {
         trail.refused_change(why);
     }
 
@@ -248,16 +239,10 @@ fn carry(carried: &mut Carried, base: Option<&Base>, written: &FieldValues) {
 }
 
 /// The visibility column no longer shows what the referral is (a seller's change of it,
-/// which is no mapped field): the reconcile must run to set it back. Not on a won or lost
-/// row, which is read-only (else every poll would try again).
+/// which is no mapped field): the reconcile must run to set it back.
 fn visibility_changed(engine: &Engine, base: &Base, opp: &Opportunity) -> bool {
-    closed_as(opp).is_none()
-        && base.referral_shared.is_some_and(|shared| {
-            engine
-                .mapping
-                .visibility_write(opp, &engine.columns, shared)
-                .is_some()
-        })
+    base.referral_shared
+        .is_some_and(|shared| decoration::visibility(engine, opp, shared).is_some())
 }
 
 fn echo(
@@ -293,7 +278,12 @@ async fn read_opp(
     Ok(sides::read_opportunity(engine, id).await?)
 }
 
-async fn skip(engine: &Engine, trail: &Trail, reason: &str) -> Result<PairOutcome, Step> {
+/// A pair deliberately not synced: the audit entry says why.
+pub(super) async fn skip(
+    engine: &Engine,
+    trail: &Trail,
+    reason: &str,
+) -> Result<PairOutcome, Step> {
     engine
         .store
         .append_audit(&trail.skipped(reason))

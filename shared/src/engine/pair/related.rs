@@ -12,17 +12,17 @@ use crate::partner_center::{shared_referral, ListQuery, Referral};
 
 use super::{sides, Origin, PairOutcome, Step, SyncMessage};
 
-/// The referrals of an engagement (ours and the other parties').
-async fn engagement(engine: &Engine, engagement_id: &str) -> Result<Vec<Referral>, Step> {
+/// The referrals of an engagement (ours and the other parties'), by the documented
+/// `engagementId eq '...'` filter.
+pub(super) async fn engagement(
+    engine: &Engine,
+    engagement_id: &str,
+) -> Result<Vec<Referral>, SyncError> {
     let query = ListQuery {
         filter: Some(shared_referral::engagement_filter(engagement_id)),
         ..ListQuery::default()
     };
-    Ok(engine
-        .pc
-        .list_referrals(&query)
-        .await
-        .map_err(SyncError::from)?)
+    Ok(engine.pc.list_referrals(&query).await?)
 }
 
 fn engagement_of(r: &Referral) -> Option<&str> {
