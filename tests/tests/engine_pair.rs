@@ -76,6 +76,17 @@ fn writes(counts: &std::collections::BTreeMap<String, u64>) -> Vec<String> {
         .collect()
 }
 
+/// Reconciles `message` with a store that fails the link write, as a worker crashing
+/// between the writes to both sides and the crosswalk would.
+async fn crash_before_the_link(h: &Harness, message: &SyncMessage) {
+    let mut engine = h.engine.clone();
+    let crash = Arc::new(CrashStore::new(h.engine.store.clone()));
+    crash.arm();
+    engine.store = crash.clone();
+    let creating = reconcile_pair(&engine, message).await;
+    assert!(crash.take_crashed(), "{creating:?}");
+}
+
 /// A seller's flagged opportunity with what a co-sell referral needs.
 fn flagged_opportunity(h: &Harness) -> String {
     let account =
@@ -128,12 +139,7 @@ fn flagged_opportunity(h: &Harness) -> String {
 async fn a_webhook_for_a_referral_still_being_created_is_forwarded_not_duplicated() {
     let h = Harness::start().await;
     let oid = flagged_opportunity(&h);
-    let mut engine = h.engine.clone();
-    let crash = Arc::new(CrashStore::new(h.engine.store.clone()));
-    crash.arm();
-    engine.store = crash.clone();
-    let creating = reconcile_pair(&engine, &SyncMessage::for_opportunity(&oid, None)).await;
-    assert!(crash.take_crashed(), "{creating:?}");
+    crash_before_the_link(&h, &SyncMessage::for_opportunity(&oid, None)).await;
     let referrals = h.pc.partner_referrals();
     assert_eq!(referrals.len(), 1);
     let rid = referrals[0]["id"].as_str().unwrap().to_string();
@@ -179,12 +185,7 @@ async fn a_webhook_for_a_referral_still_being_created_is_forwarded_not_duplicate
 async fn the_referral_for_microsoft_is_never_paired_with_the_opportunity() {
     let h = Harness::start().await;
     let oid = flagged_opportunity(&h);
-    let mut engine = h.engine.clone();
-    let crash = Arc::new(CrashStore::new(h.engine.store.clone()));
-    crash.arm();
-    engine.store = crash.clone();
-    let creating = reconcile_pair(&engine, &SyncMessage::for_opportunity(&oid, None)).await;
-    assert!(crash.take_crashed(), "{creating:?}");
+    crash_before_the_link(&h, &SyncMessage::for_opportunity(&oid, None)).await;
     let own = h.pc.partner_referrals();
     assert_eq!(own.len(), 1);
     let own_id = own[0]["id"].as_str().unwrap().to_string();
@@ -397,12 +398,7 @@ fn deal_values(h: &Harness, opp: &str, rid: &str) -> (f64, f64) {
 async fn a_seller_edit_made_before_a_crashed_create_is_linked_survives() {
     let h = Harness::start().await;
     let oid = flagged_opportunity(&h);
-    let mut engine = h.engine.clone();
-    let crash = Arc::new(CrashStore::new(h.engine.store.clone()));
-    crash.arm();
-    engine.store = crash.clone();
-    let creating = reconcile_pair(&engine, &SyncMessage::for_opportunity(&oid, None)).await;
-    assert!(crash.take_crashed(), "{creating:?}");
+    crash_before_the_link(&h, &SyncMessage::for_opportunity(&oid, None)).await;
     let rid = h.pc.partner_referrals()[0]["id"]
         .as_str()
         .unwrap()
@@ -441,13 +437,8 @@ async fn a_seller_edit_of_a_row_made_by_a_crashed_create_survives_its_adoption()
     let h = Harness::start().await;
     let created = h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd");
     let rid = created["id"].as_str().unwrap().to_string();
-    let mut engine = h.engine.clone();
-    let crash = Arc::new(CrashStore::new(h.engine.store.clone()));
-    crash.arm();
-    engine.store = crash.clone();
     let m = webhook_message(h.engine.store.as_ref(), &rid).await;
-    let creating = reconcile_pair(&engine, &m).await;
-    assert!(crash.take_crashed(), "{creating:?}");
+    crash_before_the_link(&h, &m).await;
     let oid = key::opportunity_id_for(&rid);
     let (crm, pc) = deal_values(&h, &oid, &rid);
     assert_eq!(crm, pc, "the row was made from the referral");
@@ -517,12 +508,7 @@ async fn a_forwarded_webhook_of_a_half_made_co_sell_finishes_its_second_step() {
 async fn a_partner_center_edit_made_before_a_crashed_create_is_linked_survives() {
     let h = Harness::start().await;
     let oid = flagged_opportunity(&h);
-    let mut engine = h.engine.clone();
-    let crash = Arc::new(CrashStore::new(h.engine.store.clone()));
-    crash.arm();
-    engine.store = crash.clone();
-    let creating = reconcile_pair(&engine, &SyncMessage::for_opportunity(&oid, None)).await;
-    assert!(crash.take_crashed(), "{creating:?}");
+    crash_before_the_link(&h, &SyncMessage::for_opportunity(&oid, None)).await;
     let rid = h.pc.partner_referrals()[0]["id"]
         .as_str()
         .unwrap()
@@ -552,13 +538,8 @@ async fn a_partner_center_edit_after_a_crashed_create_reaches_the_row() {
     let h = Harness::start().await;
     let created = h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd");
     let rid = created["id"].as_str().unwrap().to_string();
-    let mut engine = h.engine.clone();
-    let crash = Arc::new(CrashStore::new(h.engine.store.clone()));
-    crash.arm();
-    engine.store = crash.clone();
     let m = webhook_message(h.engine.store.as_ref(), &rid).await;
-    let creating = reconcile_pair(&engine, &m).await;
-    assert!(crash.take_crashed(), "{creating:?}");
+    crash_before_the_link(&h, &m).await;
     let oid = key::opportunity_id_for(&rid);
     let (crm, _) = deal_values(&h, &oid, &rid);
     let edited = crm + 4321.0;

@@ -8,11 +8,23 @@ use crate::deliveries;
 use crate::referrals::insert_new;
 use crate::state::State;
 
-pub(crate) fn create(state: &Arc<State>, name: &str, customer_name: &str) -> Value {
-    let body = json!({
+/// What differs between the referrals Microsoft sends.
+struct Sent<'a> {
+    referral_type: &'a str,
+    qualification: &'a str,
+    notes: &'a str,
+    deal_value: u64,
+    invite_notes: &'a str,
+    /// Microsoft's seller on the deal (a co-sell has one, a lead none).
+    team: Value,
+}
+
+/// Stores what Microsoft sends (incoming, `Received`) and emits `referral-created`.
+fn receive(state: &Arc<State>, name: &str, customer_name: &str, sent: Sent<'_>) -> Value {
+    let mut body = json!({
         "name": name,
-        "type": "Shared",
-        "qualification": "SalesQualified",
+        "type": sent.referral_type,
+        "qualification": sent.qualification,
         "organizationName": "Microsoft",
         "customerProfile": {
             "name": customer_name,
@@ -22,14 +34,28 @@ pub(crate) fn create(state: &Arc<State>, name: &str, customer_name: &str) -> Val
             "ids": []
         },
         "consent": {"consentToToShareInfoWithOthers": true, "consentToContact": true},
-        "details": {"notes": "Customer asked Microsoft for a partner", "dealValue": 25000, "currency": "USD"},
-        "team": [{"firstName": "Mia", "lastName": "Seller", "email": "mia.seller@microsoft.example"}],
-        "inviteContext": {"notes": "Please engage", "invitedBy": {"organizationId": "msft"}},
+        "details": {"notes": sent.notes, "dealValue": sent.deal_value, "currency": "USD"},
+        "inviteContext": {"notes": sent.invite_notes, "invitedBy": {"organizationId": "msft"}},
         "referralSource": "Microsoft"
     });
+    if !sent.team.is_null() {
+        body["team"] = sent.team;
+    }
     let stored = insert_new(state, body, "Incoming", "Received");
     deliveries::emit(state, "referral-created", stored["id"].as_str(), None);
     stored
+}
+
+pub(crate) fn create(state: &Arc<State>, name: &str, customer_name: &str) -> Value {
+    let sent = Sent {
+        referral_type: "Shared",
+        qualification: "SalesQualified",
+        notes: "Customer asked Microsoft for a partner",
+        deal_value: 25000,
+        invite_notes: "Please engage",
+        team: json!([{"firstName": "Mia", "lastName": "Seller", "email": "mia.seller@microsoft.example"}]),
+    };
+    receive(state, name, customer_name, sent)
 }
 
 /// A lead as Microsoft sends it: an `Independent` referral with the given qualification
@@ -41,24 +67,13 @@ pub(crate) fn create_lead(
     customer_name: &str,
     qualification: &str,
 ) -> Value {
-    let body = json!({
-        "name": name,
-        "type": "Independent",
-        "qualification": qualification,
-        "organizationName": "Microsoft",
-        "customerProfile": {
-            "name": customer_name,
-            "address": {"country": "US"},
-            "size": "10to50employees",
-            "team": [],
-            "ids": []
-        },
-        "consent": {"consentToToShareInfoWithOthers": true, "consentToContact": true},
-        "details": {"notes": "Customer asked to be contacted", "dealValue": 5000, "currency": "USD"},
-        "inviteContext": {"notes": "A lead for you", "invitedBy": {"organizationId": "msft"}},
-        "referralSource": "Microsoft"
-    });
-    let stored = insert_new(state, body, "Incoming", "Received");
-    deliveries::emit(state, "referral-created", stored["id"].as_str(), None);
-    stored
+    let sent = Sent {
+        referral_type: "Independent",
+        qualification,
+        notes: "Customer asked to be contacted",
+        deal_value: 5000,
+        invite_notes: "A lead for you",
+        team: Value::Null,
+    };
+    receive(state, name, customer_name, sent)
 }
