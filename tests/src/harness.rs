@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cosell::config::{Config, Source};
 use cosell::engine::wiring;
-use cosell::engine::Engine;
+use cosell::engine::{reconcile_pair, Engine, Origin, PairOutcome, SyncMessage};
 use cosell::queue::sqlite::SqliteQueue;
 use cosell::retry::RetryPolicy;
 use cosell::store::sqlite::SqliteStore;
@@ -118,6 +118,20 @@ impl Harness {
             engine,
             http,
             dir,
+        }
+    }
+
+    /// A referral as Microsoft sends it, reconciled by its webhook's message into a new
+    /// opportunity: (referral id, opportunity id).
+    pub async fn synced_incoming_referral(&self, name: &str, customer: &str) -> (String, String) {
+        let created = self.pc.create_incoming_referral(name, customer);
+        let rid = created["id"].as_str().expect("referral id").to_string();
+        let m = SyncMessage::for_referral(self.store.as_ref(), &rid, Origin::Referral, None)
+            .await
+            .expect("key the message");
+        match reconcile_pair(&self.engine, &m).await {
+            Ok(PairOutcome::OpportunityCreated { opportunity_id, .. }) => (rid, opportunity_id),
+            other => panic!("expected an opportunity created, got {other:?}"),
         }
     }
 }

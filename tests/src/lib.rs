@@ -2,6 +2,7 @@
 
 pub mod convergence;
 pub mod crash_store;
+pub mod crm_rows;
 pub mod harness;
 pub mod intake_fixture;
 pub mod knobs;

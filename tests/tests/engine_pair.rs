@@ -17,6 +17,7 @@ use cosell::partner_center::PatchOp;
 use cosell::queue::Queue;
 use cosell::store::{Store, StoreError, SyncRecord};
 use cosell_tests::crash_store::CrashStore;
+use cosell_tests::crm_rows;
 use cosell_tests::harness::Harness;
 use cosell_tests::queue_worker::QueueWorker;
 use serde_json::{json, Map, Value};
@@ -33,13 +34,8 @@ async fn webhook_message(store: &dyn Store, rid: &str) -> SyncMessage {
 
 /// A Microsoft referral reconciled into the CRM: (referral id, opportunity id).
 async fn linked_pair(h: &Harness) -> (String, String) {
-    let created = h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd");
-    let rid = created["id"].as_str().unwrap().to_string();
-    let m = webhook_message(h.engine.store.as_ref(), &rid).await;
-    match reconcile_pair(&h.engine, &m).await.unwrap() {
-        PairOutcome::OpportunityCreated { opportunity_id, .. } => (rid, opportunity_id),
-        other => panic!("{other:?}"),
-    }
+    h.synced_incoming_referral("Contoso ERP", "Contoso Ltd")
+        .await
 }
 
 /// Microsoft renames the deal in Partner Center.
@@ -89,44 +85,7 @@ async fn crash_before_the_link(h: &Harness, message: &SyncMessage) {
 
 /// A seller's flagged opportunity with what a co-sell referral needs.
 fn flagged_opportunity(h: &Harness) -> String {
-    let account =
-        h.dv.user_insert(
-            "accounts",
-            obj(json!({
-                "name": "Fabrikam Inc",
-                "address1_city": "Redmond",
-                "address1_postalcode": "98052",
-                "address1_country": "USA",
-            })),
-        )
-        .expect("account");
-    let contact =
-        h.dv.user_insert(
-            "contacts",
-            obj(json!({
-                "firstname": "Ada",
-                "lastname": "Buyer",
-                "emailaddress1": "ada@fabrikam.example",
-                "_parentcustomerid_value": account,
-            })),
-        )
-        .expect("contact");
-    let c = &h.engine.columns;
-    let mut row = obj(json!({
-        "name": "Fabrikam field service",
-        "estimatedvalue": 50000.0, "_transactioncurrencyid_value": dataverse_standin::USD_ID,
-        "estimatedclosedate": "2026-09-30",
-        "description": "Rollout to 40 technicians",
-        "statecode": 0,
-        "statuscode": 1,
-        "_parentaccountid_value": account,
-        "_customerid_value": account,
-        "_parentcontactid_value": contact,
-    }));
-    row.insert(c.sync_flag.clone(), json!(true));
-    row.insert(c.solutions.clone(), json!("Dynamics365forFieldService"));
-    row.insert(c.help_needed.clone(), json!(100000003));
-    h.dv.user_insert("opportunities", row).expect("opportunity")
+    crm_rows::flagged_opportunity(h, Some(crm_rows::HELP_DEMO), None)
 }
 
 /// The referral's webhook arrives while the reconcile that created it from the seller's

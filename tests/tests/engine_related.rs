@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use cosell::engine::{reconcile_pair, Origin, PairOutcome, SyncMessage};
+use cosell::engine::{reconcile_pair, PairOutcome, SyncMessage};
 use cosell::partner_center::ListQuery;
 use cosell::store::Store;
 use cosell_tests::intake_fixture::IntakeFixture;
@@ -31,16 +31,9 @@ fn microsoft_side() -> MicrosoftSide {
 /// engagement).
 async fn accepted_pair(f: &IntakeFixture) -> (String, String, String) {
     let h = &f.h;
-    let created = h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd");
-    let rid = created["id"].as_str().unwrap().to_string();
-    let m = SyncMessage::for_referral(h.store.as_ref(), &rid, Origin::Referral, None)
-        .await
-        .unwrap();
-    let PairOutcome::OpportunityCreated { opportunity_id, .. } =
-        reconcile_pair(&h.engine, &m).await.unwrap()
-    else {
-        panic!("not created");
-    };
+    let (rid, opportunity_id) = h
+        .synced_incoming_referral("Contoso ERP", "Contoso Ltd")
+        .await;
     let mut accept = Map::new();
     accept.insert(h.engine.columns.decision.clone(), json!(ACCEPT));
     h.dv.user_update("opportunities", &opportunity_id, accept)
@@ -52,7 +45,10 @@ async fn accepted_pair(f: &IntakeFixture) -> (String, String, String) {
     .await
     .unwrap();
     assert_eq!(h.pc.referral(&rid).unwrap()["status"], "Active");
-    let engagement = created["engagementId"].as_str().unwrap().to_string();
+    let engagement = h.pc.referral(&rid).unwrap()["engagementId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     (rid, opportunity_id, engagement)
 }
 

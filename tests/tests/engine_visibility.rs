@@ -5,52 +5,22 @@
 //! to private is set back with the reason in the audit column.
 
 use cosell::audit::{AuditEntry, AuditQuery};
-use cosell::engine::{reconcile_pair, Origin, PairOutcome, SyncError, SyncMessage};
+use cosell::engine::{reconcile_pair, PairOutcome, SyncError, SyncMessage};
 use cosell::mapping::VISIBILITY_IRREVERSIBLE;
 use cosell::store::Store;
+use cosell_tests::crm_rows;
 use cosell_tests::harness::Harness;
 use serde_json::{json, Map, Value};
 
 const PRIVATE: i64 = 100_000_000;
 const SHARED: i64 = 100_000_001;
 
-fn obj(v: Value) -> Map<String, Value> {
-    v.as_object().expect("object literal").clone()
-}
-
 async fn sync(h: &Harness, id: &str) -> Result<PairOutcome, SyncError> {
     reconcile_pair(&h.engine, &SyncMessage::for_opportunity(id, None)).await
 }
 
-/// A flagged opportunity for Fabrikam with a contact and a solution; `help` and
-/// `visibility` set the two deal-type columns (`None`: empty).
 fn opportunity(h: &Harness, help: Option<i64>, visibility: Option<i64>) -> String {
-    let account =
-        h.dv.user_insert(
-            "accounts",
-            obj(json!({"name": "Fabrikam Inc", "address1_postalcode": "98052", "address1_country": "USA"})),
-        )
-        .expect("account");
-    let contact =
-        h.dv.user_insert(
-            "contacts",
-            obj(json!({"firstname": "Ada", "lastname": "Buyer", "emailaddress1": "ada@fabrikam.example", "_parentcustomerid_value": account})),
-        )
-        .expect("contact");
-    let c = &h.engine.columns;
-    let mut row = obj(json!({
-        "name": "Fabrikam field service",
-        "estimatedvalue": 50000.0, "_transactioncurrencyid_value": dataverse_standin::USD_ID,
-        "estimatedclosedate": "2026-09-30",
-        "_parentaccountid_value": account,
-        "_customerid_value": account,
-        "_parentcontactid_value": contact,
-    }));
-    row.insert(c.sync_flag.clone(), json!(true));
-    row.insert(c.solutions.clone(), json!("Dynamics365forFieldService"));
-    row.insert(c.help_needed.clone(), json!(help));
-    row.insert(c.visibility.clone(), json!(visibility));
-    h.dv.user_insert("opportunities", row).expect("opportunity")
+    crm_rows::flagged_opportunity(h, help, visibility)
 }
 
 fn row(h: &Harness, id: &str) -> Value {
@@ -192,16 +162,9 @@ async fn a_shared_deal_cannot_be_made_private_again() {
 #[tokio::test]
 async fn an_opportunity_made_from_a_microsoft_referral_shows_it_shared() {
     let h = Harness::start().await;
-    let created = h.pc.create_incoming_referral("Contoso ERP", "Contoso Ltd");
-    let rid = created["id"].as_str().unwrap().to_string();
-    let m = SyncMessage::for_referral(h.store.as_ref(), &rid, Origin::Referral, None)
-        .await
-        .unwrap();
-    let PairOutcome::OpportunityCreated { opportunity_id, .. } =
-        reconcile_pair(&h.engine, &m).await.unwrap()
-    else {
-        panic!("not created");
-    };
+    let (_, opportunity_id) = h
+        .synced_incoming_referral("Contoso ERP", "Contoso Ltd")
+        .await;
     let c = &h.engine.columns;
     assert_eq!(row(&h, &opportunity_id)[&c.visibility], json!(SHARED));
     let mut private = Map::new();
