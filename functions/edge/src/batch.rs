@@ -139,7 +139,7 @@ async fn dispose(queue: &dyn Queue, message: &Received, disposition: Disposition
 }
 
 /// Parses, reconciles and disposes of one message.
-async fn handle_one<M, P, S, Fut>(
+async fn handle_one<P, S, Fut>(
     queue: &dyn Queue,
     record: &SqsMessage,
     parse: &P,
@@ -147,8 +147,8 @@ async fn handle_one<M, P, S, Fut>(
     rules: RetryRules,
 ) -> Handled
 where
-    P: Fn(&str) -> Result<M, BadMessage>,
-    S: Fn(M) -> Fut,
+    P: Fn(&str) -> Result<SyncMessage, BadMessage>,
+    S: Fn(SyncMessage) -> Fut,
     Fut: Future<Output = Result<PairOutcome, SyncError>>,
 {
     let message = received(record);
@@ -164,7 +164,7 @@ where
 }
 
 /// The body of [`handle_one`], inside the message's span.
-async fn handle_received<M, P, S, Fut>(
+async fn handle_received<P, S, Fut>(
     queue: &dyn Queue,
     record: &SqsMessage,
     message: Received,
@@ -173,12 +173,13 @@ async fn handle_received<M, P, S, Fut>(
     rules: RetryRules,
 ) -> Handled
 where
-    P: Fn(&str) -> Result<M, BadMessage>,
-    S: Fn(M) -> Fut,
+    P: Fn(&str) -> Result<SyncMessage, BadMessage>,
+    S: Fn(SyncMessage) -> Fut,
     Fut: Future<Output = Result<PairOutcome, SyncError>>,
 {
-    let (result, disposition) = match record.body.as_deref().map(parse) {
+    let (sent, result, disposition) = match record.body.as_deref().map(parse) {
         None => (
+            None,
             None,
             Disposition::DeadLetter {
                 reason: "poison message: no body".into(),
@@ -186,11 +187,14 @@ where
         ),
         Some(Err(bad)) => (
             None,
+            None,
             Disposition::DeadLetter {
                 reason: format!("poison message: {bad}"),
             },
         ),
         Some(Ok(parsed)) => {
+            // Kept for the telemetry (its origin is the direction), parsed once.
+            let sent = parsed.clone();
             let result = sync(parsed).await;
             let disposition = Disposition::of(
                 &result,
@@ -198,11 +202,9 @@ where
                 rules.max_attempts,
                 rules.fallback,
             );
-            (Some(result), disposition)
+            (Some(sent), Some(result), disposition)
         }
     };
-    // The sync queue's messages are `SyncMessage`s: their origin is the direction.
-    let sent = SyncMessage::parse(&message.body).ok();
     telemetry::sync::settled(sent.as_ref(), result.as_ref(), &disposition);
     let handled = dispose(queue, &message, disposition).await;
     match &handled {
@@ -236,7 +238,7 @@ where
 ///
 /// A record without a message id is reported with an empty identifier, which Lambda treats
 /// as a failure of the whole batch: better all again than one lost.
-pub async fn drive<M, P, S, Fut>(
+pub async fn drive<P, S, Fut>(
     queue: &dyn Queue,
     event: &SqsEvent,
     concurrency: usize,
@@ -245,8 +247,8 @@ pub async fn drive<M, P, S, Fut>(
     sync: S,
 ) -> BatchOutcome
 where
-    P: Fn(&str) -> Result<M, BadMessage>,
-    S: Fn(M) -> Fut,
+    P: Fn(&str) -> Result<SyncMessage, BadMessage>,
+    S: Fn(SyncMessage) -> Fut,
     Fut: Future<Output = Result<PairOutcome, SyncError>>,
 {
     // The records of each group, in the batch's order; a record without a group (a

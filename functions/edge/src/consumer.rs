@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use cosell::engine::{BadMessage, Engine, PairOutcome, SyncError};
+use cosell::engine::{BadMessage, Engine, PairOutcome, SyncError, SyncMessage};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 use crate::aws;
@@ -17,11 +17,10 @@ use crate::startup::Started;
 
 /// Runs the Lambda loop for a consumer of the sync queue; returns only when the runtime
 /// stops.
-pub async fn run<M, P, S, Fut>(parse: P, sync: S) -> Result<(), Error>
+pub async fn run<P, S, Fut>(parse: P, sync: S) -> Result<(), Error>
 where
-    M: Send + 'static,
-    P: Fn(&str) -> Result<M, BadMessage> + Copy + Send + Sync + 'static,
-    S: Fn(Arc<Engine>, M) -> Fut + Copy + Send + Sync + 'static,
+    P: Fn(&str) -> Result<SyncMessage, BadMessage> + Copy + Send + Sync + 'static,
+    S: Fn(Arc<Engine>, SyncMessage) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = Result<PairOutcome, SyncError>> + Send,
 {
     // First: the root certificates are read while the rest is set up.
