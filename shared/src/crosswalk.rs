@@ -27,6 +27,25 @@ pub struct Base {
     /// the opportunity's visibility column is then no echo (sharing cannot go back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referral_shared: Option<bool>,
+    /// The CRM row the pair holds: an opportunity, or a Dynamics 365 lead until the seller
+    /// qualifies it (then the pair moves to the opportunity the qualification made).
+    #[serde(default, skip_serializing_if = "CrmTable::is_opportunity")]
+    pub crm_table: CrmTable,
+}
+
+/// Which table the CRM side of a pair is in. The pair key is that row's id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrmTable {
+    #[default]
+    Opportunity,
+    Lead,
+}
+
+impl CrmTable {
+    pub fn is_opportunity(&self) -> bool {
+        *self == CrmTable::Opportunity
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use cosell::engine::lead_poller::poll_leads;
 use cosell::engine::poller::poll_opportunities;
 use cosell::engine::reconcile::sweep_referrals;
 use cosell::engine::{Engine, SyncError};
@@ -50,6 +51,7 @@ pub async fn run_task(
         Task::Poll => {
             let r = poll_opportunities(&engine.dv, engine.store.as_ref(), queue, &engine.columns)
                 .await?;
+            let leads = poll_leads(engine, queue).await?;
             tracing::info!(
                 enqueued = r.enqueued,
                 deleted = r.deleted,
@@ -61,6 +63,7 @@ pub async fn run_task(
                 "enqueued": r.enqueued,
                 "deleted": r.deleted,
                 "full_resync": r.full_resync,
+                "leads": leads,
             }))
         }
         Task::Reconcile => {

@@ -12,6 +12,7 @@ pub mod faults;
 pub mod filter;
 mod index;
 pub mod journal;
+mod leads;
 mod metadata;
 mod odata_error;
 pub mod ratelimit;

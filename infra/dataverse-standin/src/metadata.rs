@@ -274,6 +274,9 @@ pub async fn post_nested(
     body: Bytes,
 ) -> Response {
     let result = (|| -> Result<Response, ApiError> {
+        if let Some(lead) = bound_to_lead(&segment, &rest)? {
+            return crate::leads::qualify(&state, &lead, crate::rows::json_body(&body)?);
+        }
         if segment != ENTITY {
             return Err(unknown_entity(&segment));
         }
@@ -286,6 +289,21 @@ pub async fn post_nested(
         }
     })();
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The lead id of `leads(<id>)/Microsoft.Dynamics.CRM.QualifyLead`, the one action bound to a
+/// row the stand-in has.
+fn bound_to_lead(segment: &str, rest: &str) -> Result<Option<String>, ApiError> {
+    if !segment.starts_with("leads(") {
+        return Ok(None);
+    }
+    if rest != "Microsoft.Dynamics.CRM.QualifyLead" {
+        return Err(not_found(rest));
+    }
+    match crate::rows::target(segment)? {
+        crate::rows::Target::Row(_, id) => Ok(Some(id)),
+        _ => Err(not_found(segment)),
+    }
 }
 
 fn created(state: &State, path: String) -> Response {

@@ -152,12 +152,16 @@ pub async fn get(
             return metadata::get_entity(&state, &segment, &params);
         }
         let found = target(&segment)?;
-        if matches!(&found, Target::Set(d) | Target::Row(d, _) if d.set == "opportunities") {
+        if let Target::Set(d) | Target::Row(d, _) = &found {
             let texts: Vec<&str> = ["$select", "$filter", "$orderby"]
                 .iter()
                 .filter_map(|k| params.get(k))
                 .collect();
-            state.lock().schema.check_query(&texts)?;
+            match d.set {
+                "opportunities" => state.lock().schema.check_query(&texts)?,
+                "leads" => state.lock().schema.check_lead_query(&texts)?,
+                _ => {}
+            }
         }
         match found {
             Target::Other(name) if name == "WhoAmI" => Ok(actions::who_am_i(&state)),

@@ -137,6 +137,22 @@ pub fn connector_columns() -> Vec<Attribute> {
     ]
 }
 
+/// The connector's columns on the lead, for referrals landed as Dynamics 365 leads (the
+/// default names `cosell setup dataverse` gives them).
+pub fn lead_connector_columns() -> Vec<Attribute> {
+    let keep = [
+        "cosell_syncwithpartnercenter",
+        "cosell_referralidentifier",
+        "cosell_referrallink",
+        "cosell_audit",
+        "cosell_referraldecision",
+    ];
+    connector_columns()
+        .into_iter()
+        .filter(|a| keep.contains(&a.logical_name.as_str()))
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntityKey {
     pub schema_name: String,
@@ -153,6 +169,8 @@ pub struct EntityKey {
 pub struct Schema {
     /// Custom columns of the opportunity, by logical name.
     pub columns: BTreeMap<String, Attribute>,
+    /// Custom columns of the lead, by logical name.
+    pub lead_columns: BTreeMap<String, Attribute>,
     pub keys: Vec<EntityKey>,
     /// The opportunity's display labels by language code (to see `MSCRM.MergeLabels` work).
     pub labels: BTreeMap<u64, String>,
@@ -165,16 +183,22 @@ pub struct Schema {
 
 impl Schema {
     pub fn new(with_connector_columns: bool) -> Schema {
-        let columns = if with_connector_columns {
-            connector_columns()
+        let by_name = |attrs: Vec<Attribute>| -> BTreeMap<String, Attribute> {
+            attrs
                 .into_iter()
                 .map(|a| (a.logical_name.clone(), a))
                 .collect()
+        };
+        let (columns, lead_columns) = if with_connector_columns {
+            (
+                by_name(connector_columns()),
+                by_name(lead_connector_columns()),
+            )
         } else {
-            BTreeMap::new()
+            (BTreeMap::new(), BTreeMap::new())
         };
         let mut privileges = BTreeMap::new();
-        for table in ["Opportunity", "Account", "Contact"] {
+        for table in ["Opportunity", "Account", "Contact", "Lead"] {
             for verb in ["Create", "Read", "Write", "Append", "AppendTo"] {
                 privileges.insert(format!("prv{verb}{table}"), "Global".to_string());
             }
@@ -188,6 +212,7 @@ impl Schema {
         }
         Schema {
             columns,
+            lead_columns,
             keys: Vec::new(),
             labels: BTreeMap::from([(1033, "Opportunity".into()), (1036, "Opportunité".into())]),
             customizer: true,
@@ -196,44 +221,24 @@ impl Schema {
         }
     }
 
-    fn declared(&self, name: &str) -> bool {
-        !name.starts_with(PUBLISHER_PREFIX) || self.columns.contains_key(name)
-    }
-
     /// A write body naming a column that does not exist, or a value its type refuses.
     pub fn check_body(&self, body: &Map<String, Value>) -> Result<(), ApiError> {
-        for (key, value) in body {
-            if key.contains('@') {
-                continue;
-            }
-            if !self.declared(key) {
-                return Err(ApiError::new(
-                    http::StatusCode::BAD_REQUEST,
-                    "0x0",
-                    format!("The property '{key}' does not exist on type 'Microsoft.Dynamics.CRM.opportunity'. Make sure to only use property names that are defined by the type or mark the type as open type."),
-                ));
-            }
-            if let Some(attr) = self.columns.get(key) {
-                check_value(attr, value)?;
-            }
-        }
-        Ok(())
+        check_body_in(&self.columns, "opportunity", body)
+    }
+
+    /// The same for a lead.
+    pub fn check_lead_body(&self, body: &Map<String, Value>) -> Result<(), ApiError> {
+        check_body_in(&self.lead_columns, "lead", body)
     }
 
     /// `$select`, `$filter` and `$orderby` naming a column that does not exist.
     pub fn check_query(&self, texts: &[&str]) -> Result<(), ApiError> {
-        for text in texts {
-            for name in prefixed_names(text) {
-                if !self.declared(&name) {
-                    return Err(ApiError::new(
-                        http::StatusCode::BAD_REQUEST,
-                        "0x0",
-                        format!("Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.opportunity'."),
-                    ));
-                }
-            }
-        }
-        Ok(())
+        check_query_in(&self.columns, "opportunity", texts)
+    }
+
+    /// The same for a lead.
+    pub fn check_lead_query(&self, texts: &[&str]) -> Result<(), ApiError> {
+        check_query_in(&self.lead_columns, "lead", texts)
     }
 
     /// The 403 for a metadata change by a user who may not customize.
@@ -247,6 +252,52 @@ impl Schema {
             format!("Principal user (Id={user}, type=8, roleCount=1, privilegeCount=0, accessMode=4), is missing {privilege} privilege. Consider adding the privilege to one of the principal's roles."),
         ))
     }
+}
+
+fn declared_in(columns: &BTreeMap<String, Attribute>, name: &str) -> bool {
+    !name.starts_with(PUBLISHER_PREFIX) || columns.contains_key(name)
+}
+
+fn check_body_in(
+    columns: &BTreeMap<String, Attribute>,
+    entity: &str,
+    body: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    for (key, value) in body {
+        if key.contains('@') {
+            continue;
+        }
+        if !declared_in(columns, key) {
+            return Err(ApiError::new(
+                http::StatusCode::BAD_REQUEST,
+                "0x0",
+                format!("The property '{key}' does not exist on type 'Microsoft.Dynamics.CRM.{entity}'. Make sure to only use property names that are defined by the type or mark the type as open type."),
+            ));
+        }
+        if let Some(attr) = columns.get(key) {
+            check_value(attr, value)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_query_in(
+    columns: &BTreeMap<String, Attribute>,
+    entity: &str,
+    texts: &[&str],
+) -> Result<(), ApiError> {
+    for text in texts {
+        for name in prefixed_names(text) {
+            if !declared_in(columns, &name) {
+                return Err(ApiError::new(
+                    http::StatusCode::BAD_REQUEST,
+                    "0x0",
+                    format!("Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{entity}'."),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_value(attr: &Attribute, value: &Value) -> Result<(), ApiError> {

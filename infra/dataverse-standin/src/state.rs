@@ -50,7 +50,7 @@ pub struct TableDef {
     pub key: &'static str,
 }
 
-pub const TABLES: [TableDef; 5] = [
+pub const TABLES: [TableDef; 6] = [
     TableDef {
         set: "opportunities",
         logical: "opportunity",
@@ -75,6 +75,11 @@ pub const TABLES: [TableDef; 5] = [
         set: "opportunitycloses",
         logical: "opportunityclose",
         key: "activityid",
+    },
+    TableDef {
+        set: "leads",
+        logical: "lead",
+        key: "leadid",
     },
 ];
 

@@ -34,6 +34,7 @@ fn lookup_attribute(nav: &str) -> (String, Option<&'static str>) {
         "parentcontactid" => (nav.into(), Some("contacts")),
         "transactioncurrencyid" => (nav.into(), Some("transactioncurrencies")),
         "opportunityid" => (nav.into(), Some("opportunities")),
+        "originatingleadid" => (nav.into(), Some("leads")),
         other => (other.to_string(), None),
     }
 }
@@ -56,8 +57,10 @@ pub fn changes_from_body(
     existing: Option<&Row>,
 ) -> Result<Map<String, Value>, ApiError> {
     crate::validation::check(&inner.rejections, def.set, &body)?;
-    if def.set == "opportunities" {
-        inner.schema.check_body(&body)?;
+    match def.set {
+        "opportunities" => inner.schema.check_body(&body)?,
+        "leads" => inner.schema.check_lead_body(&body)?,
+        _ => {}
     }
     crate::validation::date_only(def.set, &body)?;
     let mut changes = Map::new();
@@ -111,6 +114,7 @@ pub fn changes_from_body(
     match def.set {
         "opportunities" => opportunity_rules(&mut changes, existing)?,
         "contacts" => contact_fullname(&mut changes, existing),
+        "leads" => crate::leads::lead_rules(&mut changes, existing)?,
         _ => {}
     }
     Ok(changes)
@@ -124,6 +128,7 @@ fn is_lookup(column: &str) -> bool {
             | "parentcontactid"
             | "transactioncurrencyid"
             | "parentcustomerid"
+            | "originatingleadid"
     )
 }
 

@@ -4,6 +4,7 @@
 //! - [`intake`]: a webhook delivery in, a [`SyncMessage`] out (or a 4xx).
 //! - [`pair`]: one reconcile of a referral/opportunity pair, both directions.
 //! - [`poller`]: Dataverse changes since the stored delta link -> [`SyncMessage`]s.
+//! - [`lead_poller`]: flagged Dynamics 365 leads changed since the watermark -> messages.
 //! - [`reconcile`]: referrals updated since the sweep watermark -> [`SyncMessage`]s.
 //! - [`registration`]: the webhook registration kept in line with the configured URL.
 //! - [`disposition`]: what a queue worker does with a message after a reconcile.
@@ -12,6 +13,7 @@ pub mod context;
 pub mod disposition;
 pub mod error;
 pub mod intake;
+pub mod lead_poller;
 pub mod messages;
 pub mod pair;
 pub mod poller;

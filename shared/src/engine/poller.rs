@@ -184,20 +184,43 @@ async fn poll_modified(
     let rows = dv
         .modified_since(mark.unwrap_or(OffsetDateTime::UNIX_EPOCH))
         .await?;
+    let (fresh, next) = past_watermark(state, &rows, |row| {
+        let id = row.opportunityid.as_deref()?;
+        let modified = row.modifiedon.as_deref().and_then(parse_time)?;
+        Some((row_key(id, row), modified))
+    });
+    let messages: Vec<SyncMessage> = fresh
+        .into_iter()
+        .filter(|row| wants_sync(row, columns))
+        .filter_map(upsert_message)
+        .collect();
+    send_all(outbound, &messages).await?;
+    let report = PollReport {
+        enqueued: messages.len(),
+        deleted: 0,
+        full_resync: mark.is_none(),
+    };
+    Ok((report, to_json(&next)))
+}
+
+/// The rows of a `modifiedon ge watermark` read not yet handled, and the cursor after them.
+/// `identity` gives a row's `id@version` and `modifiedon` (rows without are passed over).
+pub(crate) fn past_watermark<'a, T>(
+    state: &DeltaState,
+    rows: &'a [T],
+    identity: impl Fn(&T) -> Option<(String, OffsetDateTime)>,
+) -> (Vec<&'a T>, DeltaState) {
+    let mark = state.watermark.as_deref().and_then(parse_time);
     let mut newest = mark;
     let mut at_newest: Vec<String> = state.at_watermark.clone();
-    let mut messages = Vec::new();
-    for row in &rows {
-        let (Some(id), Some(modified)) = (
-            row.opportunityid.as_deref(),
-            row.modifiedon.as_deref().and_then(parse_time),
-        ) else {
+    let mut fresh = Vec::new();
+    for row in rows {
+        let Some((key, modified)) = identity(row) else {
             continue;
         };
-        let key = row_key(id, row);
         let seen = Some(modified) == mark && state.at_watermark.contains(&key);
-        if !seen && wants_sync(row, columns) {
-            messages.extend(upsert_message(row));
+        if !seen {
+            fresh.push(row);
         }
         if newest.is_none_or(|n| modified > n) {
             newest = Some(modified);
@@ -207,7 +230,6 @@ async fn poll_modified(
             at_newest.push(key);
         }
     }
-    send_all(outbound, &messages).await?;
     let next = DeltaState {
         delta_link: None,
         watermark: Some(
@@ -217,12 +239,7 @@ async fn poll_modified(
         ),
         at_watermark: at_newest,
     };
-    let report = PollReport {
-        enqueued: messages.len(),
-        deleted: 0,
-        full_resync: mark.is_none(),
-    };
-    Ok((report, to_json(&next)))
+    (fresh, next)
 }
 
 /// A row's identity at one version: a later edit within the same second differs.
@@ -258,7 +275,10 @@ fn upsert_message(o: &Opportunity) -> Option<SyncMessage> {
     )
 }
 
-async fn send_all(outbound: &dyn Queue, messages: &[SyncMessage]) -> Result<(), SyncError> {
+pub(crate) async fn send_all(
+    outbound: &dyn Queue,
+    messages: &[SyncMessage],
+) -> Result<(), SyncError> {
     let out: Vec<OutMessage> = messages.iter().map(queued).collect();
     for chunk in out.chunks(BATCH) {
         outbound.send_batch(chunk).await?;
@@ -266,11 +286,11 @@ async fn send_all(outbound: &dyn Queue, messages: &[SyncMessage]) -> Result<(), 
     Ok(())
 }
 
-fn to_json(state: &DeltaState) -> String {
+pub(crate) fn to_json(state: &DeltaState) -> String {
     serde_json::to_string(state).expect("plain struct serializes")
 }
 
-fn parse_time(s: &str) -> Option<OffsetDateTime> {
+pub(crate) fn parse_time(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 

@@ -8,6 +8,8 @@ pub enum MappingError {
     Io { path: String, reason: String },
     #[error("mapping file is not valid TOML for a mapping: {reason}")]
     Parse { reason: String },
+    #[error("[lead]: {0}")]
+    Lead(String),
     #[error("mapping file extends '{name}', but only \"default\" can be extended")]
     UnknownBase { name: String },
 

@@ -156,7 +156,7 @@ impl Mapping {
             self.related = related;
         }
         if let Some(lead) = file.lead {
-            self.lead = lead;
+            self.lead.apply(lead);
         }
         if let Some(status) = file.status {
             self.status = status;

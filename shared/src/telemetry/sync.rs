@@ -31,9 +31,11 @@ pub fn outcome(
     }
     match result {
         None => Outcome::Failed,
-        Some(Ok(PairOutcome::OpportunityCreated { .. } | PairOutcome::ReferralCreated { .. })) => {
-            Outcome::Created
-        }
+        Some(Ok(
+            PairOutcome::OpportunityCreated { .. }
+            | PairOutcome::LeadCreated { .. }
+            | PairOutcome::ReferralCreated { .. },
+        )) => Outcome::Created,
         Some(Ok(PairOutcome::Updated { .. })) => Outcome::Updated,
         Some(Ok(PairOutcome::Unchanged { .. })) => Outcome::SkippedEcho,
         Some(Ok(PairOutcome::Skipped { .. })) => Outcome::Skipped,

@@ -14,6 +14,12 @@ pub async fn sync(engine: &Engine, body: &str) -> Handled {
         }) => {
             tracing::info!(referral = %referral_id, opportunity = %opportunity_id, "opportunity created")
         }
+        Ok(PairOutcome::LeadCreated {
+            referral_id,
+            lead_id,
+        }) => {
+            tracing::info!(referral = %referral_id, lead = %lead_id, "lead created")
+        }
         Ok(PairOutcome::ReferralCreated {
             referral_id,
             opportunity_id,

@@ -240,6 +240,14 @@ impl Runtime {
                     )
                     .await
                     .map_err(|e| e.to_string())?;
+                    let leads = cosell::engine::lead_poller::poll_leads(&engine, outbound.as_ref())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let leads = if leads > 0 {
+                        format!("; queued {leads} changed leads")
+                    } else {
+                        String::new()
+                    };
                     Ok(
                         if report.enqueued + report.deleted > 0 || report.full_resync {
                             format!(
@@ -251,9 +259,9 @@ impl Runtime {
                                 } else {
                                     ""
                                 }
-                            )
+                            ) + &leads
                         } else {
-                            String::new()
+                            leads
                         },
                     )
                 }

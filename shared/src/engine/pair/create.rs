@@ -83,6 +83,16 @@ pub(super) async fn from_referral(
         let reason = format!("{} and [lead] handling is skip", kind.label());
         return linked::skip(engine, trail, &reason).await;
     }
+    if super::lead::lands_as_lead(engine, &referral) {
+        return Box::pin(super::lead::create(
+            engine,
+            message,
+            referral,
+            referral_id,
+            trail,
+        ))
+        .await;
+    }
     let iso = referral
         .details
         .as_ref()

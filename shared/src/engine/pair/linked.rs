@@ -312,6 +312,7 @@ pub(super) async fn finish(
         referral_status: Some(pc_status),
         opportunity_status: Some(dv_status),
         referral_shared: Some(referral.shared_with_microsoft_sellers()),
+        crm_table: crate::crosswalk::CrmTable::Opportunity,
     };
     let previous = (link.version > 0).then(|| link.clone());
     let moved = previous.as_ref().is_none_or(|p| {

@@ -14,6 +14,7 @@ mod crm;
 mod customer;
 mod decoration;
 pub mod key;
+mod lead;
 mod linked;
 pub mod merge;
 mod moves;
@@ -43,6 +44,11 @@ pub enum PairOutcome {
         referral_id: String,
         opportunity_id: String,
     },
+    /// The referral, a new lead, landed as a Dynamics 365 lead (its id is the pair key).
+    LeadCreated {
+        referral_id: String,
+        lead_id: String,
+    },
     /// The flagged opportunity got its co-sell referral.
     ReferralCreated {
         referral_id: String,
@@ -61,7 +67,8 @@ pub enum PairOutcome {
     /// Deliberately not synced (sync flag off, not co-sell, deleted, ...).
     Skipped { reason: String },
     /// The message was under the wrong key: this is the message for the right one, and
-    /// nothing else was done.
+    /// nothing else was done. Or the pair moved there (its lead was qualified): the rest of
+    /// the reconcile is that key's.
     Forwarded { to: SyncMessage },
 }
 
@@ -110,6 +117,7 @@ pub async fn reconcile(engine: &Engine, message: &SyncMessage) -> Result<PairOut
     if let Ok(
         PairOutcome::ReferralCreated { referral_id, .. }
         | PairOutcome::OpportunityCreated { referral_id, .. }
+        | PairOutcome::LeadCreated { referral_id, .. }
         | PairOutcome::Updated { referral_id, .. },
     ) = &result
     {
@@ -167,6 +175,9 @@ async fn once(
         .map_err(SyncError::from)?
     {
         tracing::Span::current().record("referral_id", link.referral_id.as_str());
+        if lead::is_lead_pair(&link) {
+            return Box::pin(lead::reconcile(engine, message, link, None, None, trail)).await;
+        }
         let known = linked::Known::default();
         return linked::reconcile(engine, message, link, known, trail, carried).await;
     }

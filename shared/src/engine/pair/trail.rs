@@ -79,6 +79,10 @@ impl Trail {
         self.created_referral.is_some()
     }
 
+    pub(super) fn crm_steps_include(&self, step: &str) -> bool {
+        self.crm_steps.contains(&step)
+    }
+
     pub(super) fn created_opportunity(&self) -> bool {
         self.crm_steps.contains(&"create_opportunity")
     }
