@@ -311,6 +311,8 @@ fn base_with(notes: &str, referral_status: &str) -> Base {
         referral_status: Some(referral_status.to_owned()),
         opportunity_status: Some("0/1/".to_owned()),
         referral_shared: Some(true),
+        // A lead pair's marker travels with the base through both stores.
+        crm_table: cosell::crosswalk::CrmTable::Lead,
     }
 }
 

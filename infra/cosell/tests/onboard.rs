@@ -328,6 +328,17 @@ async fn setup_creates_the_columns_key_and_tracking_then_changes_nothing() {
     );
     assert_eq!(s.dv.alternate_keys().len(), 1);
     assert_eq!(s.dv.custom_columns().len(), 11);
+    // Leads land as leads by default: the lead has the connector's five columns.
+    assert_eq!(
+        s.dv.lead_custom_columns(),
+        vec![
+            "cosell_audit".to_string(),
+            "cosell_referraldecision".into(),
+            "cosell_referralidentifier".into(),
+            "cosell_referrallink".into(),
+            "cosell_syncwithpartnercenter".into(),
+        ]
+    );
     s.shutdown().await;
 }
 
@@ -760,7 +771,8 @@ async fn login_and_doctor_find_the_secrets_through_the_stack() {
         .lines()
         .filter(|l| l.trim_end().ends_with(" ok"))
         .count();
-    assert_eq!(ok_columns, 11, "{}", out.stdout);
+    // Eleven on the opportunity, five on the lead (leads land as leads by default).
+    assert_eq!(ok_columns, 16, "{}", out.stdout);
     assert!(out.stdout.contains("Dry run"), "{}", out.stdout);
 
     let mut args = vec!["doctor", "--output", "json"];

@@ -267,6 +267,17 @@ impl StandinHandle {
         self.state.lock().schema.columns.keys().cloned().collect()
     }
 
+    /// The lead's custom columns' logical names.
+    pub fn lead_custom_columns(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .schema
+            .lead_columns
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// A custom column as its metadata describes it.
     pub fn custom_column(&self, logical: &str) -> Option<Attribute> {
         self.state.lock().schema.columns.get(logical).cloned()

@@ -25,6 +25,18 @@ pub fn is_entity_segment(segment: &str) -> bool {
     segment.starts_with("EntityDefinitions")
 }
 
+/// The lead's definition: only its columns (`Attributes`) are modelled.
+const LEAD_ENTITY: &str = "EntityDefinitions(LogicalName='lead')";
+
+/// The table whose columns a segment names: the opportunity, or the lead.
+fn columns_entity(segment: &str) -> Option<&'static str> {
+    match segment {
+        ENTITY => Some("opportunity"),
+        LEAD_ENTITY => Some("lead"),
+        _ => None,
+    }
+}
+
 fn entity_metadata_id() -> &'static str {
     "00000000-0000-0000-0000-0000000000e3"
 }
@@ -183,22 +195,22 @@ pub async fn get_nested(
             }
             return Err(not_found(&rest));
         }
-        if segment != ENTITY {
-            return Err(unknown_entity(&segment));
-        }
+        let entity = columns_entity(&segment).ok_or_else(|| unknown_entity(&segment))?;
         let mut parts = rest.split('/');
         let first = parts.next().unwrap_or_default();
         let cast = parts.next();
-        if first == "Keys" {
+        if first == "Keys" && entity == "opportunity" {
             return Ok(keys(&state, &params));
         }
         let name = attribute_name(first).ok_or_else(|| not_found(first))?;
         let inner = state.lock();
-        let attr = inner.schema.columns.get(&name).ok_or_else(|| {
+        let attr = inner.schema.columns_of(entity).get(&name).ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "0x80040217",
-                format!("Could not find an attribute with LogicalName '{name}' on entity 'opportunity'."),
+                format!(
+                    "Could not find an attribute with LogicalName '{name}' on entity '{entity}'."
+                ),
             )
         })?;
         let expand = params
@@ -277,14 +289,12 @@ pub async fn post_nested(
         if let Some(lead) = bound_to_lead(&segment, &rest)? {
             return crate::leads::qualify(&state, &lead, crate::rows::json_body(&body)?);
         }
-        if segment != ENTITY {
-            return Err(unknown_entity(&segment));
-        }
+        let entity = columns_entity(&segment).ok_or_else(|| unknown_entity(&segment))?;
         let body: Map<String, Value> = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("Error parsing the request body: {e}")))?;
         match rest.as_str() {
-            "Attributes" => create_attribute(&state, &body),
-            "Keys" => create_key(&state, &body),
+            "Attributes" => create_attribute(&state, entity, &segment, &body),
+            "Keys" if entity == "opportunity" => create_key(&state, &body),
             other => Err(not_found(other)),
         }
     })();
@@ -317,7 +327,12 @@ fn created(state: &State, path: String) -> Response {
         .into_response()
 }
 
-fn create_attribute(state: &State, body: &Map<String, Value>) -> Result<Response, ApiError> {
+fn create_attribute(
+    state: &State,
+    entity: &'static str,
+    segment: &str,
+    body: &Map<String, Value>,
+) -> Result<Response, ApiError> {
     let mut inner = state.lock();
     inner
         .schema
@@ -332,9 +347,9 @@ fn create_attribute(state: &State, body: &Map<String, Value>) -> Result<Response
             "The schema name {schema_name} for this field does not begin with a valid customization prefix ('{PUBLISHER_PREFIX}')."
         )));
     }
-    if inner.schema.columns.contains_key(&logical) {
+    if inner.schema.columns_of(entity).contains_key(&logical) {
         return Err(ApiError::bad_request(format!(
-            "An attribute with the name {logical} already exists on entity opportunity."
+            "An attribute with the name {logical} already exists on entity {entity}."
         )));
     }
     let odata_type = body
@@ -378,9 +393,9 @@ fn create_attribute(state: &State, body: &Map<String, Value>) -> Result<Response
         attr.label = l.to_string();
     }
     let id = attr.metadata_id.clone();
-    inner.schema.columns.insert(logical, attr);
+    inner.schema.columns_of_mut(entity).insert(logical, attr);
     drop(inner);
-    Ok(created(state, format!("{ENTITY}/Attributes({id})")))
+    Ok(created(state, format!("{segment}/Attributes({id})")))
 }
 
 fn create_key(state: &State, body: &Map<String, Value>) -> Result<Response, ApiError> {

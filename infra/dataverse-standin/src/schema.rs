@@ -221,6 +221,21 @@ impl Schema {
         }
     }
 
+    /// The custom columns of `entity` (`opportunity` or `lead`).
+    pub fn columns_of(&self, entity: &str) -> &BTreeMap<String, Attribute> {
+        match entity {
+            "lead" => &self.lead_columns,
+            _ => &self.columns,
+        }
+    }
+
+    pub fn columns_of_mut(&mut self, entity: &str) -> &mut BTreeMap<String, Attribute> {
+        match entity {
+            "lead" => &mut self.lead_columns,
+            _ => &mut self.columns,
+        }
+    }
+
     /// A write body naming a column that does not exist, or a value its type refuses.
     pub fn check_body(&self, body: &Map<String, Value>) -> Result<(), ApiError> {
         check_body_in(&self.columns, "opportunity", body)

@@ -9,6 +9,29 @@ use cosell::mapping::{resolve_column, Mapping, Transform};
 /// The table the columns belong to.
 pub const ENTITY: &str = "opportunity";
 
+/// The lead table, which holds the connector's columns too when leads land as leads.
+pub const LEAD_ENTITY: &str = "lead";
+
+/// The connector's columns on the lead (`[lead] handling = "lead"`): the sync flag, the
+/// referral id and link, the decision and the audit column, typed as on the opportunity.
+/// None otherwise.
+pub fn lead_specs(columns: &ColumnNames, mapping: &Mapping) -> Vec<ColumnSpec> {
+    if mapping.lead.handling != cosell::mapping::lead::LeadHandling::Lead {
+        return Vec::new();
+    }
+    let wanted = [
+        &columns.sync_flag,
+        &columns.referral_id,
+        &columns.referral_link,
+        &columns.decision,
+        &columns.audit,
+    ];
+    specs(columns, mapping)
+        .into_iter()
+        .filter(|s| wanted.contains(&&s.logical_name))
+        .collect()
+}
+
 /// The alternate key setup puts on the referral id column.
 pub fn referral_key_name(columns: &ColumnNames) -> String {
     format!("{}_key", columns.referral_id)

@@ -16,7 +16,7 @@ use cosell::partner_center::event::{REFERRAL_CREATED, REFERRAL_UPDATED};
 use cosell::partner_center::{ListQuery, PartnerCenterClient};
 use serde::Serialize;
 
-use super::columns::{self, ENTITY};
+use super::columns::{self, ENTITY, LEAD_ENTITY};
 use super::stack::{self, AwsArgs};
 use crate::local::refresh_file::FileRefreshTokenStore;
 use crate::ops::output::{write_json, Format, OutputArgs};
@@ -38,6 +38,13 @@ const NEEDED: [(&str, bool); 8] = [
     ("prvReadContact", false),
     ("prvCreateContact", false),
     ("prvAppendToAccount", false),
+];
+
+/// And with leads landed as leads (`[lead] handling = "lead"`).
+const NEEDED_FOR_LEADS: [(&str, bool); 3] = [
+    ("prvReadLead", false),
+    ("prvWriteLead", false),
+    ("prvCreateLead", false),
 ];
 
 #[derive(Debug, Clone, Args)]
@@ -375,35 +382,46 @@ async fn checks(s: &Subject, args: &DoctorArgs, settings: &Settings) -> Vec<Chec
 }
 
 async fn dataverse_checks(dv: &DataverseClient, config: &Config, out: &mut Vec<Check>) {
-    out.push(match access(dv).await {
+    let leads = wiring::mapping(config)
+        .map(|m| m.lead.handling == cosell::mapping::lead::LeadHandling::Lead)
+        .unwrap_or(true);
+    out.push(match access(dv, leads).await {
         Ok(detail) => check("dataverse access", Status::Ok, detail),
         Err(c) => c,
     });
     let mapping = wiring::mapping(config);
-    let specs = columns::specs(
-        &config.columns,
-        mapping
-            .as_ref()
-            .unwrap_or(&cosell::mapping::Mapping::default_mapping()),
-    );
+    let default_mapping = cosell::mapping::Mapping::default_mapping();
+    let used = mapping.as_ref().unwrap_or(&default_mapping);
+    let specs = columns::specs(&config.columns, used);
+    let lead_specs = columns::lead_specs(&config.columns, used);
     let mut missing = Vec::new();
     let mut wrong = Vec::new();
-    for spec in &specs {
-        match dv.column(ENTITY, &spec.logical_name).await {
-            Ok(None) => missing.push(spec.logical_name.clone()),
+    let tables = specs
+        .iter()
+        .map(|s| (ENTITY, s, s.logical_name.clone()))
+        .chain(
+            lead_specs
+                .iter()
+                .map(|s| (LEAD_ENTITY, s, format!("{LEAD_ENTITY}.{}", s.logical_name))),
+        );
+    let mut count = 0;
+    for (entity, spec, shown) in tables {
+        count += 1;
+        match dv.column(entity, &spec.logical_name).await {
+            Ok(None) => missing.push(shown),
             Ok(Some(live)) => {
                 if let Some(p) = columns::type_problem(spec, &live) {
-                    wrong.push(format!("{} {p}", spec.logical_name));
+                    wrong.push(format!("{shown} {p}"));
                 }
             }
-            Err(e) => wrong.push(format!("{}: cannot read it: {e}", spec.logical_name)),
+            Err(e) => wrong.push(format!("{shown}: cannot read it: {e}")),
         }
     }
     out.push(match (missing.is_empty(), wrong.is_empty()) {
         (true, true) => check(
             "dataverse columns",
             Status::Ok,
-            format!("all {} connector columns exist with the expected types", specs.len()),
+            format!("all {count} connector columns exist with the expected types"),
         ),
         (false, true) => problem(
             "dataverse columns",
@@ -507,7 +525,7 @@ async fn dataverse_checks(dv: &DataverseClient, config: &Config, out: &mut Vec<C
     });
 }
 
-async fn access(dv: &DataverseClient) -> Result<String, Check> {
+async fn access(dv: &DataverseClient, leads: bool) -> Result<String, Check> {
     let denied = |e: DataverseError| {
         problem(
             "dataverse access",
@@ -518,7 +536,8 @@ async fn access(dv: &DataverseClient) -> Result<String, Check> {
     let user = dv.who_am_i().await.map_err(denied)?;
     let privileges = dv.user_privileges(&user).await.map_err(denied)?;
     let mut lacking = Vec::new();
-    for (name, global) in NEEDED {
+    let for_leads = if leads { &NEEDED_FOR_LEADS[..] } else { &[] };
+    for &(name, global) in NEEDED.iter().chain(for_leads) {
         match privileges.iter().find(|p| p.name == name) {
             None => lacking.push(name.to_string()),
             Some(p) if global && p.depth != "Global" => {

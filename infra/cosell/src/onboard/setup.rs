@@ -12,7 +12,7 @@ use cosell::dataverse::metadata::{AlternateKey, ColumnSpec, LiveColumn};
 use cosell::dataverse::{DataverseClient, DataverseError};
 use cosell::engine::wiring;
 
-use super::columns::{self, ENTITY};
+use super::columns::{self, ENTITY, LEAD_ENTITY};
 use crate::ops::{OpsError, Settings};
 
 #[derive(Debug, Clone, Args)]
@@ -113,19 +113,41 @@ pub async fn run(
     let specs = columns::specs(&config.columns, &mapping);
     let key_name = columns::referral_key_name(&config.columns);
     let p = read_state(&dv, &specs, &config, &key_name).await?;
+    let lead_specs = columns::lead_specs(&config.columns, &mapping);
+    let leads = read_lead_state(&dv, &lead_specs).await?;
     writeln!(
         out,
         "Dataverse setup of table {ENTITY} at {}",
         config.dataverse_url
     )?;
     print_plan(out, &p, &config)?;
+    for (name, state) in &leads.ok {
+        writeln!(out, "  column {LEAD_ENTITY}.{name:<27} {state:<24} ok")?;
+    }
+    for s in &leads.create {
+        writeln!(
+            out,
+            "  column {LEAD_ENTITY}.{:<27} {:<24} create",
+            s.logical_name,
+            s.kind.describe()
+        )?;
+    }
+    for (name, problem) in &leads.wrong {
+        writeln!(out, "  column {LEAD_ENTITY}.{name:<27} WRONG: {problem}")?;
+    }
+    if !leads.wrong.is_empty() {
+        return Err(OpsError::failed(format!(
+            "{} lead column(s) exist with the wrong type; nothing was changed.\n  fix: delete or rename them in the maker portal (Tables > Lead > Columns), or set COSELL_COL_* to columns of the right type, then run `cosell setup dataverse` again",
+            leads.wrong.len()
+        )));
+    }
     if !p.wrong.is_empty() {
         return Err(OpsError::failed(format!(
             "{} column(s) exist with the wrong type; nothing was changed.\n  fix: delete or rename them in the maker portal (Tables > Opportunity > Columns), or set COSELL_COL_* to columns of the right type, then run `cosell setup dataverse` again",
             p.wrong.len()
         )));
     }
-    if p.is_empty() {
+    if p.is_empty() && leads.create.is_empty() {
         writeln!(
             out,
             "Nothing to change: the columns, the alternate key and change tracking are set up."
@@ -143,6 +165,14 @@ pub async fn run(
     if !p.create.is_empty() {
         dv.publish(ENTITY).await.map_err(refused)?;
         writeln!(out, "published the {ENTITY} table")?;
+    }
+    for spec in &leads.create {
+        dv.create_column(LEAD_ENTITY, spec).await.map_err(refused)?;
+        writeln!(out, "created column {LEAD_ENTITY}.{}", spec.logical_name)?;
+    }
+    if !leads.create.is_empty() {
+        dv.publish(LEAD_ENTITY).await.map_err(refused)?;
+        writeln!(out, "published the {LEAD_ENTITY} table")?;
     }
     let mut key_status = p.key_status.clone();
     if let Some(name) = &p.create_key {
@@ -167,6 +197,25 @@ pub async fn run(
     }
     writeln!(out, "Done. Next: `cosell doctor`.")?;
     key_outcome(key_status.as_deref(), &config)
+}
+
+/// The lead's connector columns as they stand (none asked for unless leads land as leads).
+async fn read_lead_state(dv: &DataverseClient, specs: &[ColumnSpec]) -> Result<Plan, OpsError> {
+    let mut p = Plan::default();
+    for spec in specs {
+        match dv
+            .column(LEAD_ENTITY, &spec.logical_name)
+            .await
+            .map_err(refused)?
+        {
+            None => p.create.push(spec.clone()),
+            Some(live) => match columns::type_problem(spec, &live) {
+                Some(problem) => p.wrong.push((spec.logical_name.clone(), problem)),
+                None => p.ok.push((spec.logical_name.clone(), spec.kind.describe())),
+            },
+        }
+    }
+    Ok(p)
 }
 
 async fn read_state(
