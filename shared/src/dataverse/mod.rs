@@ -12,6 +12,7 @@ pub mod model;
 pub mod query;
 mod rows;
 mod select;
+mod solution_rows;
 
 pub use batch::{NewRow, PartAnswer};
 pub use changes::ChangeSet;
@@ -20,3 +21,4 @@ pub use error::DataverseError;
 pub use model::{Account, Contact, Opportunity};
 pub use rows::Currency;
 pub use select::Selects;
+pub use solution_rows::RowWrite;

@@ -38,6 +38,7 @@ impl Mapping {
         self.check_value_maps(&mut errors);
         self.check_status(&mut errors);
         self.check_deal_type(columns, &mut errors);
+        self.check_solutions(&mut errors);
         for field in self.conflict.fields.keys() {
             if field != "status"
                 && !schema::referral_path_or_prefix(field, &self.schema.referral_paths)
