@@ -295,3 +295,96 @@ async fn a_co_sell_without_solution_rows_is_refused_before_sending() {
     let solutions = referral_solutions(&h, &referral_id).await;
     assert_eq!(solutions, [json!({"id": "SOL-A"})]);
 }
+
+/// Requests (token requests left out) on each side.
+fn counted(h: &Harness) -> (u64, u64, String) {
+    let kept = |counts: BTreeMap<String, u64>| {
+        let kept: Vec<(String, u64)> = counts
+            .into_iter()
+            .filter(|(route, _)| !route.contains("token"))
+            .collect();
+        let total = kept.iter().map(|(_, n)| n).sum::<u64>();
+        let routes: Vec<String> = kept.iter().map(|(r, n)| format!("{r} x{n}")).collect();
+        (total, routes.join(", "))
+    };
+    let (pc, pc_routes) = kept(h.pc.request_counts());
+    let (dv, dv_routes) = kept(h.dv.request_counts());
+    h.pc.reset_request_counts();
+    h.dv.reset_request_counts();
+    (pc, dv, format!("PC [{pc_routes}] DV [{dv_routes}]"))
+}
+
+/// What the table layout costs per case (docs/performance.md); `--nocapture` prints it.
+#[tokio::test]
+async fn what_the_table_layout_costs_per_case() {
+    let (h, _dir) = table_layout().await;
+    catalogue(&h, "SOL-A", "Alpha Analytics");
+    let mut cases = Vec::new();
+    let mut new_referral = |name: &'static str| {
+        let created = h.pc.create_incoming_referral(name, name);
+        created["id"].as_str().unwrap().to_string()
+    };
+    // A warm process, as in pair_requests: the currency rows are read once and cached.
+    let warm = new_referral("Warm-up deal");
+    from_referral(&h, &warm).await;
+    let first = new_referral("Contoso ERP");
+    let second = new_referral("Fabrikam CRM");
+    for rid in [&first, &second] {
+        set_solutions(&h, rid, json!([{"id": "SOL-A", "name": "Alpha Analytics"}])).await;
+    }
+    counted(&h);
+    let PairOutcome::OpportunityCreated {
+        opportunity_id: opp,
+        ..
+    } = from_referral(&h, &first).await
+    else {
+        panic!("expected an opportunity created");
+    };
+    cases.push(("new referral, solution new to the process", counted(&h)));
+    from_referral(&h, &second).await;
+    cases.push(("new referral, solution known to the process", counted(&h)));
+    from_referral(&h, &first).await;
+    cases.push(("our own echo (Partner Center side)", counted(&h)));
+    from_opportunity(&h, &opp).await.unwrap();
+    cases.push(("our own echo (CRM side)", counted(&h)));
+    set_solutions(
+        &h,
+        &first,
+        json!([{"id": "SOL-A"}, {"id": "SOL-E", "name": "Echo"}]),
+    )
+    .await;
+    counted(&h);
+    from_referral(&h, &first).await;
+    cases.push(("Microsoft adds a solution the catalogue lacks", counted(&h)));
+    set_solutions(&h, &first, json!([{"id": "SOL-E"}])).await;
+    counted(&h);
+    from_referral(&h, &first).await;
+    cases.push(("Microsoft removes a solution", counted(&h)));
+    let alpha = h.dv.rows(CATALOGUE_SET)[0]["cosell_solutiondetailid"].clone();
+    h.dv.user_insert(
+        CHILD_SET,
+        obj(json!({
+            format!("_{CHILD_OPPORTUNITY}_value"): opp,
+            format!("_{CHILD_CATALOGUE}_value"): alpha,
+        })),
+    )
+    .unwrap();
+    counted(&h);
+    from_opportunity(&h, &opp).await.unwrap();
+    cases.push(("seller adds a row", counted(&h)));
+    for (name, (pc, dv, routes)) in &cases {
+        println!("requests: {name:<46} partner_center={pc} dataverse={dv}  {routes}");
+    }
+    let expected = [
+        (1, 3), // GET referral; customer lookups batch, catalogue GET, create batch
+        (1, 2), // the catalogue row is known: no catalogue read
+        (1, 0),
+        (0, 1),
+        (1, 3), // GET referral; GET opportunity, catalogue GET, one batch
+        (1, 2), // GET referral; GET opportunity, one batch
+        (2, 1), // GET opportunity; GET and PATCH referral
+    ];
+    for ((name, (pc, dv, routes)), want) in cases.iter().zip(expected) {
+        assert_eq!((*pc, *dv), want, "{name}: {routes}");
+    }
+}
