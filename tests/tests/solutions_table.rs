@@ -320,7 +320,7 @@ async fn what_the_table_layout_costs_per_case() {
     let (h, _dir) = table_layout().await;
     catalogue(&h, "SOL-A", "Alpha Analytics");
     let mut cases = Vec::new();
-    let mut new_referral = |name: &'static str| {
+    let new_referral = |name: &'static str| {
         let created = h.pc.create_incoming_referral(name, name);
         created["id"].as_str().unwrap().to_string()
     };
