@@ -84,6 +84,7 @@ pub fn query(
         .transpose()?;
     let order = orderby(params, def.key)?;
     let select = params.select();
+    let expand = crate::expand::of_params(def, params)?;
     let after = params
         .get("$skiptoken")
         .map(|t| {
@@ -155,7 +156,11 @@ pub fn query(
         "value".into(),
         Value::Array(
             rows.into_iter()
-                .map(|(_, r)| Value::Object(representation(r, select.as_deref(), def.key)))
+                .map(|(_, r)| {
+                    let mut out = representation(r, select.as_deref(), def.key);
+                    crate::expand::add(inner, def, &r.data, &expand, &mut out);
+                    Value::Object(out)
+                })
                 .collect(),
         ),
     );

@@ -167,6 +167,7 @@ pub async fn get(
             Target::Other(name) if name == "WhoAmI" => Ok(actions::who_am_i(&state)),
             Target::Other(name) => Err(unknown_segment(&name)),
             Target::Row(def, id) => {
+                let expand = crate::expand::of_params(def, &params)?;
                 let inner = state.lock();
                 let row = inner
                     .table(def.set)
@@ -174,7 +175,8 @@ pub async fn get(
                     .get(&id)
                     .ok_or_else(|| ApiError::not_found(def.logical, &id))?;
                 let tag = etag(row.version);
-                if header(&headers, "if-none-match") == Some(tag.as_str()) {
+                // Never 304 with `$expand`: the related rows may have changed.
+                if expand.is_empty() && header(&headers, "if-none-match") == Some(tag.as_str()) {
                     return Ok(StatusCode::NOT_MODIFIED.into_response());
                 }
                 let mut body = Map::new();
@@ -183,6 +185,7 @@ pub async fn get(
                     json!(state.api_url(&format!("$metadata#{}/$entity", def.set))),
                 );
                 body.extend(representation(row, params.select().as_deref(), def.key));
+                crate::expand::add(&inner, def, &row.data, &expand, &mut body);
                 Ok((
                     [("OData-Version", "4.0".to_string()), ("ETag", tag)],
                     Json(Value::Object(body)),

@@ -84,7 +84,11 @@ pub const TABLES: [TableDef; 6] = [
 ];
 
 pub fn table_def(set: &str) -> Option<TableDef> {
-    TABLES.iter().copied().find(|t| t.set == set)
+    TABLES
+        .iter()
+        .chain(&crate::solution_tables::TABLES)
+        .copied()
+        .find(|t| t.set == set)
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +145,7 @@ pub fn etag(version: u64) -> String {
 impl State {
     pub fn new(config: StandinConfig, base_url: Url) -> Arc<State> {
         let mut tables = HashMap::new();
-        for t in TABLES {
+        for t in TABLES.iter().chain(&crate::solution_tables::TABLES) {
             tables.insert(
                 t.set,
                 Table {

@@ -66,7 +66,13 @@ pub fn changes_from_body(
     let mut changes = Map::new();
     for (key, value) in body {
         if let Some(nav) = key.strip_suffix("@odata.bind") {
-            let (attr, target_set) = lookup_attribute(nav);
+            let (attr, target_set) = match crate::solution_tables::lookup(def.set, nav) {
+                Some(found) => {
+                    let (attr, target) = found.map_err(ApiError::bad_request)?;
+                    (attr.to_string(), Some(target))
+                }
+                None => lookup_attribute(nav),
+            };
             let column = format!("_{attr}_value");
             if value.is_null() {
                 changes.insert(column, Value::Null);

@@ -19,9 +19,9 @@ use crate::retry::Idempotency;
 #[derive(Debug, Clone)]
 pub struct NewRow {
     /// Entity set, e.g. `accounts`.
-    pub set: &'static str,
+    pub set: String,
     /// Logical name, e.g. `account` (for error texts).
-    pub entity: &'static str,
+    pub entity: String,
     pub id: String,
     pub body: Map<String, Value>,
 }
@@ -31,8 +31,8 @@ impl NewRow {
         let mut body = writable(account)?;
         body.remove("accountid");
         Ok(NewRow {
-            set: "accounts",
-            entity: "account",
+            set: "accounts".into(),
+            entity: "account".into(),
             id: id.to_string(),
             body,
         })
@@ -46,8 +46,8 @@ impl NewRow {
             body.extend([super::bind::contact_company(account)]);
         }
         Ok(NewRow {
-            set: "contacts",
-            entity: "contact",
+            set: "contacts".into(),
+            entity: "contact".into(),
             id: id.to_string(),
             body,
         })
@@ -55,15 +55,25 @@ impl NewRow {
 
     pub fn opportunity(id: &str, body: Map<String, Value>) -> NewRow {
         NewRow {
-            set: "opportunities",
-            entity: "opportunity",
+            set: "opportunities".into(),
+            entity: "opportunity".into(),
+            id: id.to_string(),
+            body,
+        }
+    }
+
+    /// A row of another table (a solution row): its set names it in error texts too.
+    pub fn table(set: &str, id: &str, body: Map<String, Value>) -> NewRow {
+        NewRow {
+            set: set.to_string(),
+            entity: set.to_string(),
             id: id.to_string(),
             body,
         }
     }
 
     fn select(&self, client: &DataverseClient) -> String {
-        match self.entity {
+        match self.entity.as_str() {
             "account" => client.selects.account(),
             "contact" => client.selects.contact(),
             _ => client.selects.opportunity(),
@@ -82,7 +92,7 @@ pub struct PartAnswer {
 impl DataverseClient {
     /// Creates one row on its id, as [`DataverseClient::create_together`] would, alone.
     pub async fn create_row(&self, row: &NewRow) -> Result<Value, DataverseError> {
-        self.create_with_id(row.set, row.entity, &row.id, &row.body, &row.select(self))
+        self.create_with_id(&row.set, &row.entity, &row.id, &row.body, &row.select(self))
             .await
     }
 
@@ -96,7 +106,7 @@ impl DataverseClient {
         let call = "create rows together";
         let mut parts = Vec::new();
         for row in rows {
-            let url = self.entity_url(row.set, row.entity, &row.id)?;
+            let url = self.entity_url(&row.set, &row.entity, &row.id)?;
             parts.push((selecting(url, &row.select(self)), &row.body));
         }
         let boundary = format!("batch_{}", uuid::Uuid::new_v4());
@@ -104,7 +114,7 @@ impl DataverseClient {
         let first = rows.first();
         let target = match first {
             Some(r) => Target {
-                entity: r.entity,
+                entity: &r.entity,
                 id: &r.id,
             },
             None => NO_TARGET,
@@ -133,7 +143,7 @@ impl DataverseClient {
                 .to_string();
             return Err(if a.status == 412 {
                 DataverseError::Conflict {
-                    entity: row.entity.into(),
+                    entity: row.entity.clone(),
                     id: row.id.clone(),
                     message,
                 }

@@ -97,6 +97,8 @@ pub struct DataverseClient {
     pub(super) page_size: u32,
     pub(super) selects: Selects,
     gate: Arc<ThrottleGate>,
+    /// Set when the mapping keeps solutions as rows (`solution_rows.rs`).
+    pub(super) solution_rows: Option<super::solution_rows::SolutionRows>,
 }
 
 impl DataverseClient {
@@ -137,6 +139,7 @@ impl DataverseClient {
             policy,
             page_size: DEFAULT_PAGE_SIZE,
             gate,
+            solution_rows: None,
         }
     }
 
@@ -148,6 +151,12 @@ impl DataverseClient {
     /// Also selects every column `mapping` reads or writes.
     pub fn with_mapping(mut self, mapping: &Mapping) -> Self {
         self.selects.add_mapping(mapping, &self.columns);
+        self.solution_rows = super::solution_rows::SolutionRows::new(mapping, &self.columns);
+        if let Some(rows) = &self.solution_rows {
+            // Solutions are rows: the text column need not exist.
+            self.selects
+                .remove(&crate::mapping::Table::Opportunity, rows.column());
+        }
         self
     }
 
@@ -378,8 +387,8 @@ impl DataverseClient {
             entity: "opportunity",
             id,
         };
-        let url = selecting(url, &self.selects.opportunity());
-        self.get_json("get opportunity", target, url, None).await
+        self.read_opportunity_row("get opportunity", target, url)
+            .await
     }
 
     /// Updates the row when its etag still matches (`None` updates whatever is there, but
@@ -390,6 +399,10 @@ impl DataverseClient {
         etag: Option<&str>,
         body: &Map<String, Value>,
     ) -> Result<Opportunity, DataverseError> {
+        if self.solution_rows.is_some() {
+            // The answer must carry the solution rows, which a PATCH's never does.
+            return self.write_opportunity_rows(id, etag, body, &[], &[]).await;
+        }
         let url = self.entity_url("opportunities", "opportunity", id)?;
         let target = Target {
             entity: "opportunity",
@@ -494,12 +507,12 @@ impl DataverseClient {
             self.columns.referral_id,
             query::quote(referral_id)
         );
-        let mut url = self.url("opportunities");
+        let mut url = self.opportunity_url(self.url("opportunities"));
         url.query_pairs_mut()
-            .append_pair("$select", &self.selects.opportunity())
             .append_pair("$filter", &filter)
             .append_pair("$orderby", "createdon asc,opportunityid asc");
         let mut rows: Vec<Opportunity> = self.query_all("find opportunity", url).await?;
+        rows.iter_mut().for_each(|o| self.fill_solutions(o));
         if rows.len() > 1 {
             tracing::warn!(
                 count = rows.len(),

@@ -13,6 +13,7 @@ pub mod model;
 pub mod query;
 mod rows;
 mod select;
+mod solution_rows;
 
 pub use batch::{NewRow, PartAnswer};
 pub use changes::ChangeSet;
@@ -22,3 +23,4 @@ pub use leads::{Lead, Qualify};
 pub use model::{Account, Contact, Opportunity};
 pub use rows::Currency;
 pub use select::Selects;
+pub use solution_rows::RowWrite;

@@ -57,6 +57,12 @@ impl DataverseClient {
         id: &str,
         body: &Map<String, Value>,
     ) -> Result<Opportunity, DataverseError> {
+        if self.solution_rows.is_some() {
+            let row = super::batch::NewRow::opportunity(id, body.clone());
+            return self
+                .write_opportunity_rows(id, None, &Map::new(), &[], &[row])
+                .await;
+        }
         let select = self.selects.opportunity();
         self.create_with_id("opportunities", "opportunity", id, body, &select)
             .await

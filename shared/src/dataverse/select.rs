@@ -118,6 +118,17 @@ impl Selects {
         }
     }
 
+    /// Takes a column off a table's list.
+    pub fn remove(&mut self, table: &Table, column: &str) {
+        let name = select_name(column);
+        match table {
+            Table::Opportunity => self.opportunity.retain(|c| *c != name),
+            Table::Account => self.account.retain(|c| *c != name),
+            Table::Contact => self.contact.retain(|c| *c != name),
+            Table::Unknown(_) => {}
+        }
+    }
+
     /// Every column `mapping` reads or writes on each table.
     pub fn add_mapping(&mut self, mapping: &Mapping, columns: &ColumnNames) {
         // The deal-type columns are read only when the mapping names them (a column a

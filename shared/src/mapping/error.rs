@@ -126,6 +126,8 @@ pub enum MappingError {
     Services(#[from] super::taxonomy::ServicesError),
     #[error("[deal_type]: {reason}")]
     DealType { reason: String },
+    #[error("[solutions]: {reason}")]
+    Solutions { reason: String },
     #[error("the built referral does not deserialize: {reason}")]
     Build { reason: String },
 }

@@ -17,6 +17,7 @@ mod pair;
 mod path;
 pub mod related;
 mod schema;
+pub mod solutions;
 mod spec;
 mod status;
 pub mod taxonomy;
@@ -39,8 +40,8 @@ pub use outbound::{CrmRows, JsonPatchOp, PatchOp};
 pub use pair::{FieldValues, Flow};
 pub use schema::resolve_column;
 pub use spec::{
-    ConflictSpec, Direction, FieldSpec, MappingFile, SchemaExtras, Side, StatusInbound,
-    StatusOutbound, StatusSpec, Table, Transform, ValueMap, ValueMapEntry,
+    ConflictSpec, Direction, FieldSpec, MappingFile, SchemaExtras, Side, SolutionsLayout,
+    StatusInbound, StatusOutbound, StatusSpec, Table, Transform, ValueMap, ValueMapEntry,
 };
 pub use status::{status_patch, TargetState};
 pub use transform::round_money;
@@ -63,6 +64,8 @@ pub struct Mapping {
     pub related: related::RelatedSpec,
     /// `[lead]`: what becomes of a referral that is a lead.
     pub lead: lead::LeadSpec,
+    /// `[solutions]`: a text column (default) or Microsoft's child table.
+    pub solutions: solutions::SolutionsSpec,
     /// What a Services co-sell create is checked against (the shipped taxonomy unless
     /// `COSELL_SERVICES_TAXONOMY_FILE` names another).
     pub services: taxonomy::Taxonomy,
@@ -126,6 +129,7 @@ impl Mapping {
             deal_type: file.deal_type.unwrap_or_default(),
             related: file.related.unwrap_or_default(),
             lead: file.lead.unwrap_or_default(),
+            solutions: file.solutions.unwrap_or_default(),
             services: taxonomy::Taxonomy::shipped().clone(),
         }
     }
@@ -157,6 +161,9 @@ impl Mapping {
         }
         if let Some(lead) = file.lead {
             self.lead.apply(lead);
+        }
+        if let Some(solutions) = file.solutions {
+            self.solutions = solutions;
         }
         if let Some(status) = file.status {
             self.status = status;

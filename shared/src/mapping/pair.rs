@@ -61,7 +61,7 @@ impl Mapping {
             };
             match to_crm(field, &self.value_maps, raw) {
                 Ok(v) if !v.is_null() && v != Value::String(String::new()) => {
-                    values.insert(field.referral.clone(), v);
+                    values.insert(field.referral.clone(), self.unordered(field, v));
                 }
                 Ok(_) => {}
                 Err(reason) => {
@@ -96,7 +96,7 @@ impl Mapping {
             };
             match canonical_crm(field, &self.value_maps, &raw) {
                 Ok(v) if !v.is_null() && v != Value::String(String::new()) => {
-                    values.insert(field.referral.clone(), v);
+                    values.insert(field.referral.clone(), self.unordered(field, v));
                 }
                 Ok(_) => {}
                 Err(reason) => {
@@ -105,6 +105,19 @@ impl Mapping {
             }
         }
         values
+    }
+
+    /// Solutions kept as rows have no order: their canonical value is sorted, so a
+    /// referral listing them in another order than the rows are read is no change.
+    fn unordered(&self, field: &FieldSpec, value: Value) -> Value {
+        match value {
+            Value::String(s)
+                if field.transform == Transform::Solutions && self.solutions.is_table() =>
+            {
+                Value::String(super::solutions::sorted_ids(&s, field.separator()))
+            }
+            other => other,
+        }
     }
 
     /// The opportunity columns that write `values` (canonical CRM form). A currency value is

@@ -81,6 +81,14 @@ setting! {
     }
 }
 
+setting! {
+    /// Where an opportunity's solutions live (`[solutions]`, see `solutions.rs`).
+    SolutionsLayout default Column {
+        Column => "column",
+        Table => "table",
+    }
+}
+
 impl Direction {
     pub fn inbound(&self) -> bool {
         matches!(self, Direction::Both | Direction::Inbound)
@@ -281,4 +289,7 @@ pub struct MappingFile {
     /// `[related]` (see `related.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub related: Option<super::related::RelatedSpec>,
+    /// `[solutions]` (see `solutions.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solutions: Option<super::solutions::SolutionsSpec>,
 }

@@ -39,6 +39,7 @@ impl Mapping {
         self.check_status(&mut errors);
         self.check_deal_type(columns, &mut errors);
         errors.extend(self.lead.validate(columns));
+        self.check_solutions(&mut errors);
         for field in self.conflict.fields.keys() {
             if field != "status"
                 && !schema::referral_path_or_prefix(field, &self.schema.referral_paths)

@@ -119,6 +119,10 @@ pub fn specs(columns: &ColumnNames, mapping: &Mapping) -> Vec<ColumnSpec> {
             )
         },
     ];
+    // Kept as rows of the solution tables instead, the text column is not needed.
+    if mapping.solutions.is_table() {
+        specs.retain(|s| s.logical_name != columns.solutions);
+    }
     specs.extend(visibility);
     for (name, label) in mapping.related.columns() {
         specs.push(spec(

@@ -352,6 +352,11 @@ async fn checks(s: &Subject, args: &DoctorArgs, settings: &Settings) -> Vec<Chec
         config.columns.clone(),
         policy,
     );
+    // The mapping's reads (the solution tables' probe uses them).
+    let dv = match wiring::mapping(config) {
+        Ok(m) => dv.with_mapping(&m),
+        Err(_) => dv,
+    };
     if dv_ok {
         dataverse_checks(&dv, config, &mut out).await;
     } else {
@@ -440,6 +445,25 @@ async fn dataverse_checks(dv: &DataverseClient, config: &Config, out: &mut Vec<C
             )
         }
     });
+    if dv.solutions_as_rows() {
+        out.push(match dv.solution_tables_missing().await {
+            Ok(missing) if missing.is_empty() => check(
+                "solution tables",
+                Status::Ok,
+                "the child table, its lookups and the catalogue the mapping names exist",
+            ),
+            Ok(missing) => problem(
+                "solution tables",
+                missing.join("; "),
+                "create them (README, \"Solutions as rows\") or correct the mapping's [solutions] names",
+            ),
+            Err(e) => problem(
+                "solution tables",
+                e.to_string(),
+                "check the application user's rights to read those tables",
+            ),
+        });
+    }
     let key_column = &config.columns.referral_id;
     out.push(match dv.alternate_keys(ENTITY).await {
         Ok(keys) => match keys.iter().find(|k| k.key_attributes.contains(key_column)) {

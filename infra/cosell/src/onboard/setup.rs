@@ -141,6 +141,7 @@ pub async fn run(
             leads.wrong.len()
         )));
     }
+    solution_tables(&dv, out).await?;
     if !p.wrong.is_empty() {
         return Err(OpsError::failed(format!(
             "{} column(s) exist with the wrong type; nothing was changed.\n  fix: delete or rename them in the maker portal (Tables > Opportunity > Columns), or set COSELL_COL_* to columns of the right type, then run `cosell setup dataverse` again",
@@ -216,6 +217,33 @@ async fn read_lead_state(dv: &DataverseClient, specs: &[ColumnSpec]) -> Result<P
         }
     }
     Ok(p)
+}
+
+/// The table layout's tables are checked, not created: a table with its lookups is the
+/// org's to make (or Microsoft's connector solution's), and nothing is changed while any of
+/// them is missing.
+async fn solution_tables(
+    dv: &DataverseClient,
+    out: &mut (dyn Write + Send),
+) -> Result<(), OpsError> {
+    if !dv.solutions_as_rows() {
+        return Ok(());
+    }
+    let missing = dv.solution_tables_missing().await.map_err(refused)?;
+    if missing.is_empty() {
+        writeln!(
+            out,
+            "  ok       solution tables (the mapping's [solutions] layout = \"table\")"
+        )?;
+        return Ok(());
+    }
+    for m in &missing {
+        writeln!(out, "  missing  {m}")?;
+    }
+    Err(OpsError::failed(format!(
+        "the mapping keeps solutions as rows, and the org lacks {} of what it names; nothing was changed.\n  fix: create the child table and the catalogue (README, \"Solutions as rows\"), or correct the names in the mapping's [solutions], then run `cosell setup dataverse` again; setup does not create tables",
+        missing.len()
+    )))
 }
 
 async fn read_state(

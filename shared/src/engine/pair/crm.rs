@@ -6,9 +6,9 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::dataverse::{DataverseError, NewRow, Opportunity};
+use crate::dataverse::{DataverseError, NewRow, Opportunity, RowWrite};
 use crate::engine::Engine;
-use crate::mapping::TargetState;
+use crate::mapping::{solutions, TargetState};
 use crate::partner_center::Referral;
 
 use super::merge::CrmState;
@@ -41,7 +41,15 @@ pub(super) async fn create(
     if let TargetState::Open { statuscode } = target {
         body.insert("statuscode".into(), json!(statuscode));
     }
-    let made = if parties.is_empty() {
+    let names = solutions::names_of(referral);
+    let rows = engine
+        .dv
+        .plan_solution_rows(id, None, &mut body, &names)
+        .await
+        .map_err(|e| Step::Failed(e.into()))?;
+    let made = if engine.dv.solutions_as_rows() {
+        with_rows(engine, id, body, parties, rows, trail).await
+    } else if parties.is_empty() {
         engine.dv.create_opportunity_with_id(id, &body).await
     } else {
         together(engine, id, body, parties, trail).await
@@ -98,6 +106,46 @@ async fn together(
     }
 }
 
+/// [`together`] when solutions are rows: the customer rows, the opportunity and its
+/// solution rows in one change set, read back in the same `$batch`.
+async fn with_rows(
+    engine: &Engine,
+    id: &str,
+    body: Map<String, Value>,
+    parties: Vec<NewRow>,
+    rows: Vec<RowWrite>,
+    trail: &mut Trail,
+) -> Result<Opportunity, DataverseError> {
+    let dv = &engine.dv;
+    let none = Map::new();
+    let mut creates = parties.clone();
+    creates.push(NewRow::opportunity(id, body.clone()));
+    match dv
+        .write_opportunity_rows(id, None, &none, &rows, &creates)
+        .await
+    {
+        Ok(opp) => {
+            for row in &parties {
+                trail.note(format!("created {} {}", row.entity, row.id));
+            }
+            Ok(opp)
+        }
+        Err(DataverseError::Conflict { .. }) => {
+            for row in &parties {
+                match dv.create_row(row).await {
+                    Ok(_) => trail.note(format!("created {} {}", row.entity, row.id)),
+                    Err(DataverseError::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let opp = NewRow::opportunity(id, body);
+            dv.write_opportunity_rows(id, None, &none, &rows, &[opp])
+                .await
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Brings `current` (just read) to `state` and writes `body` on it. A row that stays
 /// closed is read-only: nothing is written and it comes back as it was.
 pub(super) async fn apply(
@@ -137,13 +185,23 @@ pub(super) async fn apply(
             body.insert("statuscode".into(), json!(statuscode));
         }
     }
+    let names = solutions::names_of(referral);
+    let rows = engine
+        .dv
+        .plan_solution_rows(&id, Some(current), &mut body, &names)
+        .await
+        .map_err(|e| Step::Failed(e.into()))?;
     let mut row = current.clone();
-    if !body.is_empty() {
-        row = engine
-            .dv
-            .update_opportunity(&id, Some(&etag), &body)
-            .await
-            .map_err(raced)?;
+    if !body.is_empty() || !rows.is_empty() {
+        let written = if rows.is_empty() {
+            engine.dv.update_opportunity(&id, Some(&etag), &body).await
+        } else {
+            engine
+                .dv
+                .write_opportunity_rows(&id, Some(&etag), &body, &rows, &[])
+                .await
+        };
+        row = written.map_err(raced)?;
         trail.crm_step("update_opportunity");
     }
     match target {
