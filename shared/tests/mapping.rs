@@ -1213,6 +1213,11 @@ inbound = [
 "#;
     let m = Mapping::from_toml_str(text).unwrap();
     assert_eq!(m.validate(&cols()), Ok(()));
+    // It names no lead columns: leads are synced as opportunities.
+    assert_eq!(
+        m.lead.handling,
+        cosell::mapping::lead::LeadHandling::Opportunity
+    );
     let plan = m.inbound(&referral(), &cols(), &ctx());
     let keys: Vec<&String> = plan.opportunity.keys().collect();
     assert_eq!(

@@ -38,6 +38,15 @@ pub struct LeadSpec {
 }
 
 impl LeadSpec {
+    /// A stand-alone file without `[lead]`: leads are synced as opportunities (it names no
+    /// lead columns to land them with).
+    pub(super) fn unnamed() -> LeadSpec {
+        LeadSpec {
+            handling: LeadHandling::Opportunity,
+            fields: Vec::new(),
+        }
+    }
+
     /// An overriding file's `[lead]`: its handling, and its fields when it lists any.
     pub(super) fn apply(&mut self, other: LeadSpec) {
         self.handling = other.handling;

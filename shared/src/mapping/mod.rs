@@ -128,7 +128,7 @@ impl Mapping {
             schema: file.schema,
             deal_type: file.deal_type.unwrap_or_default(),
             related: file.related.unwrap_or_default(),
-            lead: file.lead.unwrap_or_default(),
+            lead: file.lead.unwrap_or_else(lead::LeadSpec::unnamed),
             solutions: file.solutions.unwrap_or_default(),
             services: taxonomy::Taxonomy::shipped().clone(),
         }
