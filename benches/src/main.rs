@@ -97,8 +97,27 @@ impl Sizes {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The variables that tell a process where the root certificates are. A host that sets them
+/// (this benchmark's build host sets both) would hand them to every function the cold-start
+/// section spawns, while Lambda's environment has neither; `COSELL_BENCH_INHERIT_CERT_VARS=1`
+/// keeps them, to see what they cost.
+const CERT_VARIABLES: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
+
+fn main() -> anyhow::Result<()> {
+    // Before the runtime starts any thread: changing the environment is only sound while
+    // this process has one.
+    if std::env::var_os("COSELL_BENCH_INHERIT_CERT_VARS").is_none() {
+        for name in CERT_VARIABLES {
+            std::env::remove_var(name);
+        }
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let sizes = Sizes::new(args.quick);
     let wanted = |s| args.only.is_empty() || args.only.contains(&s);

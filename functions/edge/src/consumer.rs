@@ -28,14 +28,15 @@ where
     crate::logging::init();
     let metrics = crate::metrics::init()?;
     let started = Started::load(Services::BOTH).await?;
-    let engine = Arc::new(started.engine()?);
+    // Tokens during init, not on the first message's clock (and not after the first `/next`:
+    // with provisioned concurrency the environment is frozen then, and a fetch frozen in
+    // flight would hold the first message up to its timeout).
+    let engine = Arc::new(started.warmed_up_engine().await?);
     let queue = Arc::new(aws::sync_queue(&started.sdk)?);
     let rules = RetryRules {
         max_attempts: started.config.sync_max_attempts,
         ..RetryRules::default()
     };
-    // Tokens during init, not on the first message's clock.
-    engine.warm_up().await;
     crate::metrics::run(
         metrics,
         service_fn(move |event: LambdaEvent<SqsEvent>| {

@@ -27,11 +27,14 @@ impl Started {
     pub async fn load(services: Services) -> Result<Started, EdgeError> {
         let sdk = aws::sdk_config().await;
         let secrets = aws::secrets_client(&sdk);
-        let config = load_config(&secrets, services).await?;
+        // The store's client is made while the secrets read waits on the network (the read
+        // is polled first, so its request is on its way before).
+        let (config, store) =
+            tokio::join!(load_config(&secrets, services), async { aws::store(&sdk) });
+        let (config, store) = (config?, Arc::new(store?));
         // After the secrets read: the root certificates it needed are read by then, so this
         // only builds the client (see `tls`).
         let http = crate::tls::engine_http_client(&config)?;
-        let store = Arc::new(aws::store(&sdk)?);
         let refresh_store: Option<Arc<dyn RefreshTokenStore>> = if services.partner_center {
             Some(Arc::new(SecretsManagerRefreshStore::new(
                 secrets,
@@ -62,5 +65,16 @@ impl Started {
             self.store.clone(),
             self.refresh_store.clone(),
         )?)
+    }
+
+    /// The sync engine with its tokens fetched, the mapping parsed meanwhile.
+    pub async fn warmed_up_engine(&self) -> Result<Engine, EdgeError> {
+        Ok(Engine::from_config_warmed_up(
+            &self.config,
+            &self.http,
+            self.store.clone(),
+            self.refresh_store.clone(),
+        )
+        .await?)
     }
 }

@@ -28,7 +28,16 @@ pub enum WiringError {
 /// One HTTP client (one connection pool) per process; every request also has the
 /// per-attempt timeout of [`RetryPolicy::attempt_timeout`].
 pub fn http_client(config: &Config) -> Result<reqwest::Client, WiringError> {
-    reqwest::Client::builder()
+    http_client_from(reqwest::Client::builder(), config)
+}
+
+/// [`http_client`]'s settings on a builder of the caller's (the Lambda functions pass one on
+/// the root certificates they read once per process).
+pub fn http_client_from(
+    builder: reqwest::ClientBuilder,
+    config: &Config,
+) -> Result<reqwest::Client, WiringError> {
+    builder
         .connect_timeout(Duration::from_secs(5).min(config.http_timeout))
         .timeout(config.http_timeout)
         .pool_idle_timeout(Duration::from_secs(60))
@@ -85,6 +94,16 @@ pub fn partner_center_client(
 }
 
 pub fn dataverse_client(config: &Config, http: &reqwest::Client) -> DataverseClient {
+    // Reads select the mapped columns; a broken mapping is reported where it is used.
+    let client = plain_dataverse_client(config, http);
+    match mapping(config) {
+        Ok(m) => client.with_mapping(&m),
+        Err(_) => client,
+    }
+}
+
+/// The Dataverse client before the mapping's columns are added to its reads.
+fn plain_dataverse_client(config: &Config, http: &reqwest::Client) -> DataverseClient {
     let tokens = TokenProvider::new(
         http.clone(),
         config.dv_token_url(),
@@ -95,18 +114,13 @@ pub fn dataverse_client(config: &Config, http: &reqwest::Client) -> DataverseCli
         retry_policy(config),
     )
     .for_service(Service::Dataverse);
-    let client = DataverseClient::new(
+    DataverseClient::new(
         http.clone(),
         Arc::new(tokens),
         config.dataverse_url.clone(),
         config.columns.clone(),
         retry_policy(config),
-    );
-    // Reads select the mapped columns; a broken mapping is reported where it is used.
-    match mapping(config) {
-        Ok(m) => client.with_mapping(&m),
-        Err(_) => client,
-    }
+    )
 }
 
 /// The verifier downloads certificates with a client of its own (no redirects), never the
@@ -149,18 +163,54 @@ impl Engine {
         store: Arc<dyn Store>,
         refresh_store: Option<Arc<dyn RefreshTokenStore>>,
     ) -> Result<Engine, WiringError> {
-        Ok(Engine {
-            pc: Arc::new(partner_center_client(config, http, refresh_store)),
-            dv: Arc::new(dataverse_client(config, http)),
+        let mapping = mapping(config)?;
+        let pc = partner_center_client(config, http, refresh_store);
+        let dv = plain_dataverse_client(config, http).with_mapping(&mapping);
+        Ok(Engine::of_parts(config, pc, dv, store, mapping))
+    }
+
+    /// [`Engine::from_config`] with both services' tokens fetched (as [`Engine::warm_up`]
+    /// does) while the mapping and its taxonomy are parsed on a thread of their own: the
+    /// cold start of a function waits for the longer of the two, not for both.
+    pub async fn from_config_warmed_up(
+        config: &Config,
+        http: &reqwest::Client,
+        store: Arc<dyn Store>,
+        refresh_store: Option<Arc<dyn RefreshTokenStore>>,
+    ) -> Result<Engine, WiringError> {
+        let parsed = tokio::task::spawn_blocking({
+            let config = config.clone();
+            move || mapping(&config)
+        });
+        let pc = partner_center_client(config, http, refresh_store);
+        let dv = plain_dataverse_client(config, http);
+        tokio::join!(pc.warm_up(), dv.warm_up());
+        let mapping = parsed
+            .await
+            .map_err(|e| WiringError::Mapping(format!("  - the parse stopped: {e}")))??;
+        let dv = dv.with_mapping(&mapping);
+        Ok(Engine::of_parts(config, pc, dv, store, mapping))
+    }
+
+    fn of_parts(
+        config: &Config,
+        pc: PartnerCenterClient,
+        dv: DataverseClient,
+        store: Arc<dyn Store>,
+        mapping: Mapping,
+    ) -> Engine {
+        Engine {
+            pc: Arc::new(pc),
+            dv: Arc::new(dv),
             store,
-            mapping: Arc::new(mapping(config)?),
+            mapping: Arc::new(mapping),
             columns: config.columns.clone(),
             options: SyncOptions {
                 cosell_only: config.sync_cosell_only,
                 checkmark: config.checkmark,
             },
             currencies: Default::default(),
-        })
+        }
     }
 }
 
