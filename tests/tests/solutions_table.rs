@@ -362,13 +362,12 @@ async fn what_the_table_layout_costs_per_case() {
     cases.push(("Microsoft removes a solution", counted(&h)));
     // A catalogue row the opportunity does not have yet (it has SOL-E); the rows' order is
     // their ids', so pick by solution id.
-    let alpha = h
-        .dv
-        .rows(CATALOGUE_SET)
-        .into_iter()
-        .find(|r| r["cosell_solutionid"] != json!("SOL-E"))
-        .expect("another catalogue row")["cosell_solutiondetailid"]
-        .clone();
+    let alpha =
+        h.dv.rows(CATALOGUE_SET)
+            .into_iter()
+            .find(|r| r["cosell_solutionid"] != json!("SOL-E"))
+            .expect("another catalogue row")["cosell_solutiondetailid"]
+            .clone();
     h.dv.user_insert(
         CHILD_SET,
         obj(json!({
