@@ -170,18 +170,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn cols() -> ColumnNames {
-        ColumnNames {
-            sync_flag: "cosell_syncwithpartnercenter".into(),
-            referral_id: "cosell_referralidentifier".into(),
-            referral_link: "cosell_referrallink".into(),
-            help_needed: "cosell_howcanmicrosofthelp".into(),
-            solutions: "cosell_solutions".into(),
-            audit: "cosell_audit".into(),
-            decision: "cosell_referraldecision".into(),
-            visibility: "cosell_referralvisibility".into(),
-        }
-    }
+    use crate::mapping::pair::tests::columns as cols;
 
     fn referral(v: Value) -> Referral {
         serde_json::from_value(v).unwrap()

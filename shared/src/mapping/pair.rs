@@ -200,11 +200,12 @@ impl Mapping {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn columns() -> ColumnNames {
+    /// The default connector column names (shared by the mapping's unit tests).
+    pub(crate) fn columns() -> ColumnNames {
         ColumnNames {
             sync_flag: "cosell_syncwithpartnercenter".into(),
             referral_id: "cosell_referralidentifier".into(),

@@ -15,7 +15,6 @@ use crate::engine::{Engine, SyncError};
 use crate::mapping::lead::LeadHandling;
 use crate::mapping::FieldValues;
 use crate::partner_center::{Referral, ReferralDirection, ReferralStatus};
-use crate::store::{LinkWrite, SyncRecord};
 
 use super::moves::{self, Move};
 use super::sides::{self, opportunity_side, referral_side, referral_status};
@@ -336,21 +335,7 @@ async fn qualified(
     trail.note(format!(
         "lead {key} qualified: the pair moved to opportunity {opp_id}"
     ));
-    let entries = trail.done();
-    let record = SyncRecord {
-        link: Some(LinkWrite {
-            link: &moved,
-            previous: Some(&link),
-        }),
-        audit: &entries,
-    };
-    match engine.store.finish_sync(record).await {
-        Ok(_) => {}
-        Err(crate::store::StoreError::Conflict { what }) => {
-            return Err(Step::Raced(format!("the link moved meanwhile: {what}")))
-        }
-        Err(e) => return Err(Step::Failed(e.into())),
-    }
+    linked::write_record(engine, &moved, Some(&link), &trail.done()).await?;
     tracing::info!(lead_id = %key, opportunity_id = %opp_id, "lead qualified; pair moved");
     Ok(PairOutcome::Forwarded {
         to: message.forwarded_to(&opp_id),
@@ -360,7 +345,7 @@ async fn qualified(
 /// Stores the lead pair's link: the lead showing `fields`, the referral as read.
 async fn finish(
     engine: &Engine,
-    mut link: Link,
+    link: Link,
     referral: &Referral,
     lead: &Lead,
     fields: FieldValues,
@@ -372,49 +357,13 @@ async fn finish(
         crm_table: CrmTable::Lead,
         ..Base::default()
     };
-    let previous = (link.version > 0).then(|| link.clone());
-    let changed = previous.as_ref().is_none_or(|p| {
-        p.base.as_ref() != Some(&base) || p.pc_etag != referral.e_tag || p.dv_etag != lead.etag
-    });
-    let entries = trail.done();
-    let outcome = if trail.crm_steps_include("create_lead") {
-        PairOutcome::LeadCreated {
-            referral_id: link.referral_id.clone(),
-            lead_id: link.opportunity_id.clone(),
-        }
-    } else if trail.wrote() {
-        PairOutcome::Updated {
-            referral_id: link.referral_id.clone(),
-            opportunity_id: link.opportunity_id.clone(),
-        }
-    } else {
-        PairOutcome::Unchanged {
-            referral_id: Some(link.referral_id.clone()),
-            opportunity_id: link.opportunity_id.clone(),
-        }
+    let seen = linked::Seen {
+        pc_etag: referral.e_tag.clone(),
+        pc_updated: referral.updated_date_time.as_ref().map(|t| t.0.clone()),
+        dv_etag: lead.etag.clone(),
+        dv_modified: lead.modifiedon.clone(),
     };
-    if !changed && entries.is_empty() {
-        return Ok(outcome);
-    }
-    link.base = Some(base);
-    link.pc_etag = referral.e_tag.clone();
-    link.pc_updated = referral.updated_date_time.as_ref().map(|t| t.0.clone());
-    link.dv_etag = lead.etag.clone();
-    link.dv_modified = lead.modifiedon.clone();
-    let record = SyncRecord {
-        link: Some(LinkWrite {
-            link: &link,
-            previous: previous.as_ref(),
-        }),
-        audit: &entries,
-    };
-    match engine.store.finish_sync(record).await {
-        Ok(_) => Ok(outcome),
-        Err(crate::store::StoreError::Conflict { what }) => {
-            Err(Step::Raced(format!("the link moved meanwhile: {what}")))
-        }
-        Err(e) => Err(Step::Failed(e.into())),
-    }
+    linked::store(engine, link, base, seen, trail).await
 }
 
 #[cfg(test)]

@@ -299,7 +299,7 @@ pub(super) async fn skip(
 /// in one write conditional on the link's version (a create when it is new).
 pub(super) async fn finish(
     engine: &Engine,
-    mut link: Link,
+    link: Link,
     referral: &Referral,
     opp: &Opportunity,
     old: Option<&Base>,
@@ -314,9 +314,36 @@ pub(super) async fn finish(
         referral_shared: Some(referral.shared_with_microsoft_sellers()),
         crm_table: crate::crosswalk::CrmTable::Opportunity,
     };
+    let seen = Seen {
+        pc_etag: referral.e_tag.clone(),
+        pc_updated: referral.updated_date_time.as_ref().map(|t| t.0.clone()),
+        dv_etag: opp.etag.clone(),
+        dv_modified: opp.modifiedon.clone(),
+    };
+    store(engine, link, base, seen, trail).await
+}
+
+/// The versions of both sides a link records, as this reconcile leaves them.
+pub(super) struct Seen {
+    pub pc_etag: Option<String>,
+    pub pc_updated: Option<String>,
+    pub dv_etag: Option<String>,
+    pub dv_modified: Option<String>,
+}
+
+/// Stores `link` with `base` and `seen`, and the trail's audit entries, in one write
+/// conditional on the link's version (a create when it is new); no write when nothing
+/// moved and there is nothing to audit.
+pub(super) async fn store(
+    engine: &Engine,
+    mut link: Link,
+    base: Base,
+    seen: Seen,
+    trail: &Trail,
+) -> Result<PairOutcome, Step> {
     let previous = (link.version > 0).then(|| link.clone());
     let moved = previous.as_ref().is_none_or(|p| {
-        p.base.as_ref() != Some(&base) || p.pc_etag != referral.e_tag || p.dv_etag != opp.etag
+        p.base.as_ref() != Some(&base) || p.pc_etag != seen.pc_etag || p.dv_etag != seen.dv_etag
     });
     let entries = trail.done();
     let outcome = outcome(&link, trail);
@@ -324,27 +351,34 @@ pub(super) async fn finish(
         return Ok(outcome);
     }
     link.base = Some(base);
-    link.pc_etag = referral.e_tag.clone();
-    link.pc_updated = referral.updated_date_time.as_ref().map(|t| t.0.clone());
-    link.dv_etag = opp.etag.clone();
-    link.dv_modified = opp.modifiedon.clone();
+    link.pc_etag = seen.pc_etag;
+    link.pc_updated = seen.pc_updated;
+    link.dv_etag = seen.dv_etag;
+    link.dv_modified = seen.dv_modified;
+    write_record(engine, &link, previous.as_ref(), &entries).await?;
+    tracing::info!(
+        opportunity_id = %link.opportunity_id,
+        referral_id = %link.referral_id,
+        ?outcome,
+        "pair reconciled"
+    );
+    Ok(outcome)
+}
+
+/// The link write and its audit entries in one store write; a link that moved meanwhile
+/// sends the reconcile back to fresh reads.
+pub(super) async fn write_record(
+    engine: &Engine,
+    link: &Link,
+    previous: Option<&Link>,
+    entries: &[crate::audit::AuditEntry],
+) -> Result<(), Step> {
     let record = SyncRecord {
-        link: Some(LinkWrite {
-            link: &link,
-            previous: previous.as_ref(),
-        }),
-        audit: &entries,
+        link: Some(LinkWrite { link, previous }),
+        audit: entries,
     };
     match engine.store.finish_sync(record).await {
-        Ok(_) => {
-            tracing::info!(
-                opportunity_id = %link.opportunity_id,
-                referral_id = %link.referral_id,
-                ?outcome,
-                "pair reconciled"
-            );
-            Ok(outcome)
-        }
+        Ok(_) => Ok(()),
         Err(crate::store::StoreError::Conflict { what }) => {
             Err(Step::Raced(format!("the link moved meanwhile: {what}")))
         }
@@ -358,6 +392,11 @@ fn outcome(link: &Link, trail: &Trail) -> PairOutcome {
         PairOutcome::ReferralCreated {
             referral_id,
             opportunity_id,
+        }
+    } else if trail.crm_steps_include("create_lead") {
+        PairOutcome::LeadCreated {
+            referral_id,
+            lead_id: opportunity_id,
         }
     } else if trail.created_opportunity() {
         PairOutcome::OpportunityCreated {
