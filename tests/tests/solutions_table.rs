@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use cosell::engine::{reconcile_pair, Origin, PairOutcome, SyncMessage};
 use cosell::partner_center::PatchOp;
+use cosell::store::Store;
 use cosell_tests::crm_rows;
 use cosell_tests::harness::Harness;
 use dataverse_standin::solution_tables::{
@@ -394,4 +395,217 @@ async fn what_the_table_layout_costs_per_case() {
     for ((name, (pc, dv, routes)), want) in cases.iter().zip(expected) {
         assert_eq!((*pc, *dv), want, "{name}: {routes}");
     }
+}
+
+/// The messages queued since the last call, acknowledged.
+async fn drained(h: &Harness) -> Vec<SyncMessage> {
+    use cosell::queue::Queue;
+    let mut out = Vec::new();
+    loop {
+        let got = h
+            .queue
+            .receive(
+                10,
+                std::time::Duration::from_secs(60),
+                std::time::Duration::ZERO,
+            )
+            .await
+            .unwrap();
+        if got.is_empty() {
+            return out;
+        }
+        for m in got {
+            h.queue.ack(&m.receipt).await.unwrap();
+            out.push(SyncMessage::parse(&m.body).unwrap());
+        }
+    }
+}
+
+/// Both CRM polls, as the scheduled poll task runs them: (opportunity messages, solution
+/// row messages).
+async fn poll_crm(h: &Harness) -> (Vec<SyncMessage>, Vec<SyncMessage>) {
+    use cosell::engine::poller::poll_opportunities;
+    use cosell::engine::solution_poller::poll_solution_rows;
+    poll_opportunities(
+        &h.engine.dv,
+        h.store.as_ref(),
+        h.queue.as_ref(),
+        &h.config.columns,
+    )
+    .await
+    .unwrap();
+    let opportunities = drained(h).await;
+    poll_solution_rows(&h.engine.dv, h.store.as_ref(), h.queue.as_ref())
+        .await
+        .unwrap();
+    (opportunities, drained(h).await)
+}
+
+fn add_row(h: &Harness, opp: &str, detail: &str) -> String {
+    h.dv.user_insert(
+        CHILD_SET,
+        obj(json!({
+            format!("_{CHILD_OPPORTUNITY}_value"): opp,
+            format!("_{CHILD_CATALOGUE}_value"): detail,
+        })),
+    )
+    .unwrap()
+}
+
+fn keys(messages: &[SyncMessage]) -> Vec<&str> {
+    messages.iter().map(|m| m.key.as_str()).collect()
+}
+
+async fn listed_solutions(h: &Harness, rid: &str) -> Vec<String> {
+    referral_solutions(h, rid)
+        .await
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_row_added_or_removed_alone_is_polled_and_reaches_the_referral() {
+    let (h, _dir) = table_layout().await;
+    let (rid, opp, _) = two_solution_pair(&h).await;
+    // The first polls read everything: our own rows' opportunity comes back once, an echo.
+    let (_, rows) = poll_crm(&h).await;
+    assert_eq!(keys(&rows), [opp.as_str()]);
+    for m in &rows {
+        let out = reconcile_pair(&h.engine, m).await.unwrap();
+        assert!(matches!(out, PairOutcome::Unchanged { .. }), "{out:?}");
+    }
+    assert_eq!(poll_crm(&h).await, (vec![], vec![]));
+
+    // The seller adds a row: the opportunity itself is unchanged, so only the row poll
+    // sees it, and queues the opportunity once.
+    let gamma = catalogue(&h, "SOL-C", "Gamma Grid");
+    let before = h.dv.row("opportunities", &opp).unwrap()["modifiedon"].clone();
+    add_row(&h, &opp, &gamma);
+    assert_eq!(
+        h.dv.row("opportunities", &opp).unwrap()["modifiedon"],
+        before
+    );
+    let (opportunities, rows) = poll_crm(&h).await;
+    assert!(opportunities.is_empty(), "{opportunities:?}");
+    assert_eq!(keys(&rows), [opp.as_str()]);
+    assert!(
+        rows[0].version.is_none(),
+        "a row change is not the opportunity's version"
+    );
+    let out = reconcile_pair(&h.engine, &rows[0]).await.unwrap();
+    assert!(matches!(out, PairOutcome::Updated { .. }), "{out:?}");
+    assert_eq!(
+        listed_solutions(&h, &rid).await,
+        ["SOL-A", "SOL-B", "SOL-C"]
+    );
+
+    // The seller removes a row: its tombstone carries only the row's id, which the poll
+    // remembered with its opportunity.
+    let alpha_row = rows_of(&h, &opp)["SOL-A"].0.clone();
+    assert!(h.dv.user_delete(CHILD_SET, &alpha_row));
+    let (opportunities, rows) = poll_crm(&h).await;
+    assert!(opportunities.is_empty(), "{opportunities:?}");
+    assert_eq!(keys(&rows), [opp.as_str()]);
+    let out = reconcile_pair(&h.engine, &rows[0]).await.unwrap();
+    assert!(matches!(out, PairOutcome::Updated { .. }), "{out:?}");
+    assert_eq!(listed_solutions(&h, &rid).await, ["SOL-B", "SOL-C"]);
+    assert_eq!(poll_crm(&h).await, (vec![], vec![]));
+    // A quiet row poll is one request.
+    h.dv.reset_request_counts();
+    cosell::engine::solution_poller::poll_solution_rows(
+        &h.engine.dv,
+        h.store.as_ref(),
+        h.queue.as_ref(),
+    )
+    .await
+    .unwrap();
+    let counts = h.dv.request_counts();
+    let requests: u64 = counts
+        .iter()
+        .filter(|(k, _)| !k.contains("token"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(requests, 1, "{counts:?}");
+}
+
+#[tokio::test]
+async fn the_row_poll_remembers_rows_and_skips_a_row_made_and_removed_between_polls() {
+    let (h, _dir) = table_layout().await;
+    let (_, opp, known) = two_solution_pair(&h).await;
+    poll_crm(&h).await;
+    for (row, _) in rows_of(&h, &opp).values() {
+        let (owner, _) = h
+            .store
+            .get_state(&format!("solution-row/{row}"))
+            .await
+            .unwrap()
+            .expect("each row seen is remembered with its opportunity");
+        assert_eq!(owner, opp);
+    }
+    // Made and removed between two polls: only its tombstone is read, and it was never
+    // synced, so nothing is queued.
+    let other = crm_rows::flagged_opportunity(&h, None, None);
+    let row = add_row(&h, &other, &known);
+    assert!(h.dv.user_delete(CHILD_SET, &row));
+    let (_, rows) = poll_crm(&h).await;
+    assert!(rows.is_empty(), "{rows:?}");
+    // An opportunity deleted with its rows: its rows' tombstones queue it, and the pair's
+    // reconcile finds the opportunity gone.
+    assert!(h.dv.user_delete("opportunities", &opp));
+    assert!(
+        rows_of(&h, &opp).is_empty(),
+        "the rows go with the opportunity"
+    );
+    let (_, rows) = poll_crm(&h).await;
+    assert_eq!(keys(&rows), [opp.as_str()]);
+}
+
+#[tokio::test]
+async fn without_change_tracking_on_the_rows_the_poll_reads_them_by_modifiedon() {
+    use cosell::engine::solution_poller::{poll_solution_rows, SOLUTION_ROWS_STATE_KEY};
+    let (h, _dir) = table_layout().await;
+    let (rid, opp, _) = two_solution_pair(&h).await;
+    assert!(h.dv.set_change_tracking(CHILD_SET, false));
+    poll_crm(&h).await;
+    let (state, _) = h
+        .store
+        .get_state(SOLUTION_ROWS_STATE_KEY)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(state.contains("watermark"), "{state}");
+    // `modifiedon` has whole seconds: the next row is a later second.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let gamma = catalogue(&h, "SOL-C", "Gamma Grid");
+    add_row(&h, &opp, &gamma);
+    let report = poll_solution_rows(&h.engine.dv, h.store.as_ref(), h.queue.as_ref())
+        .await
+        .unwrap();
+    assert_eq!((report.enqueued, report.deleted_rows), (1, 0));
+    let rows = drained(&h).await;
+    assert_eq!(keys(&rows), [opp.as_str()]);
+    reconcile_pair(&h.engine, &rows[0]).await.unwrap();
+    assert_eq!(
+        listed_solutions(&h, &rid).await,
+        ["SOL-A", "SOL-B", "SOL-C"]
+    );
+    // The rows read again at the watermark are not queued twice.
+    assert_eq!(poll_crm(&h).await.1, vec![]);
+}
+
+#[tokio::test]
+async fn the_column_layout_polls_no_rows() {
+    use cosell::engine::solution_poller::poll_solution_rows;
+    let h = Harness::start().await;
+    h.dv.reset_request_counts();
+    let report = poll_solution_rows(&h.engine.dv, h.store.as_ref(), h.queue.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(report.enqueued, 0);
+    assert!(
+        h.dv.request_counts().is_empty(),
+        "{:?}",
+        h.dv.request_counts()
+    );
 }

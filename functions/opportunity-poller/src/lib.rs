@@ -7,6 +7,7 @@ use std::time::Duration;
 use cosell::engine::lead_poller::poll_leads;
 use cosell::engine::poller::poll_opportunities;
 use cosell::engine::reconcile::sweep_referrals;
+use cosell::engine::solution_poller::poll_solution_rows;
 use cosell::engine::{Engine, SyncError};
 use cosell::queue::Queue;
 use serde::Deserialize;
@@ -52,6 +53,7 @@ pub async fn run_task(
             let r = poll_opportunities(&engine.dv, engine.store.as_ref(), queue, &engine.columns)
                 .await?;
             let leads = poll_leads(engine, queue).await?;
+            let rows = poll_solution_rows(&engine.dv, engine.store.as_ref(), queue).await?;
             tracing::info!(
                 enqueued = r.enqueued,
                 deleted = r.deleted,
@@ -64,6 +66,7 @@ pub async fn run_task(
                 "deleted": r.deleted,
                 "full_resync": r.full_resync,
                 "leads": leads,
+                "solution_rows": rows.enqueued,
             }))
         }
         Task::Reconcile => {

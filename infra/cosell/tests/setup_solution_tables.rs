@@ -109,3 +109,39 @@ async fn tables_the_org_lacks_are_named_and_nothing_is_changed() {
     );
     s.shutdown().await;
 }
+
+/// The doctor's check of the rows' change tracking: ok when on, a warning with the fix when
+/// off (the poll then misses removed rows).
+#[tokio::test]
+async fn doctor_warns_when_the_rows_table_tracks_no_changes() {
+    let s = fresh_org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = settings(&s, dir.path(), "");
+    let out = run_args(&["setup", "dataverse", "--key-poll", "50ms"], &cfg).await;
+    assert_eq!(out.exit, Exit::Ok, "{out:?}");
+    let tracking = |report: &Value| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "solution rows tracking")
+            .unwrap_or_else(|| panic!("no solution rows tracking check in {report}"))
+            .clone()
+    };
+    let doctor = run_args(&["doctor", "--output", "json"], &cfg).await;
+    let report: Value = serde_json::from_str(&doctor.stdout).unwrap();
+    assert_eq!(tracking(&report)["status"], "ok", "{report}");
+
+    assert!(s
+        .dv
+        .set_change_tracking(dataverse_standin::solution_tables::CHILD_SET, false));
+    let doctor = run_args(&["doctor", "--output", "json"], &cfg).await;
+    let report: Value = serde_json::from_str(&doctor.stdout).unwrap();
+    let check = tracking(&report);
+    assert_eq!(check["status"], "warn", "{check}");
+    assert!(
+        check["fix"].as_str().unwrap().contains("Track changes"),
+        "{check}"
+    );
+    s.shutdown().await;
+}

@@ -129,14 +129,28 @@ pub fn lookup(set: &str, nav: &str) -> Option<Result<(&'static str, &'static str
     })
 }
 
-/// The child rows that name `opportunity_id` (deleted with it).
-pub fn children_of(inner: &crate::state::Inner, opportunity_id: &str) -> Vec<String> {
-    let column = format!("_{CHILD_OPPORTUNITY}_value");
-    inner
-        .table(CHILD_SET)
-        .rows
-        .iter()
-        .filter(|(_, r)| r.data.get(&column).and_then(|v| v.as_str()) == Some(opportunity_id))
-        .map(|(id, _)| id.clone())
+/// The solution rows of the opportunity `opportunity_id`, in either layout, as
+/// `(child set, row id)`: a parental relationship, so deleting the opportunity deletes them.
+pub fn children_of(
+    inner: &crate::state::Inner,
+    opportunity_id: &str,
+) -> Vec<(&'static str, String)> {
+    NAVS.iter()
+        .filter_map(|(set, _, nav)| match (set, nav) {
+            (&"opportunities", Nav::Many { child, attr }) => Some((*child, *attr)),
+            _ => None,
+        })
+        .flat_map(|(child, attr)| {
+            let column = format!("_{attr}_value");
+            inner
+                .table(child)
+                .rows
+                .iter()
+                .filter(move |(_, r)| {
+                    r.data.get(&column).and_then(|v| v.as_str()) == Some(opportunity_id)
+                })
+                .map(move |(id, _)| (child, id.clone()))
+                .collect::<Vec<_>>()
+        })
         .collect()
 }

@@ -262,7 +262,13 @@ impl Inner {
         Some(version)
     }
 
+    /// Deletes a row (an opportunity with its solution rows, each with a tombstone).
     pub fn delete_row(&mut self, set: &str, id: &str) -> bool {
+        if set == "opportunities" && self.table(set).rows.contains_key(id) {
+            for (child, row) in crate::solution_tables::children_of(self, id) {
+                self.delete_row(child, &row);
+            }
+        }
         let version = self.next_version();
         let table = self.table_mut(set);
         let Some(row) = table.rows.remove(id) else {

@@ -144,12 +144,12 @@ async fn expired_token_is_typed_and_resync_reads_everything() {
 }
 
 #[tokio::test]
-async fn change_tracking_off_is_an_invalid_request() {
+async fn change_tracking_off_is_its_own_error() {
     let env = start_with(RetryPolicy::fast(), 5).await;
     assert!(env.standin.set_change_tracking("opportunities", false));
     let err = env.client.changes(None, &[]).await.unwrap_err();
     assert!(
-        matches!(err, DataverseError::Invalid { status: 400, .. }),
+        matches!(err, DataverseError::TrackingOff { .. }),
         "{err:?}"
     );
     env.standin.shutdown().await;

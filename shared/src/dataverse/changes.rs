@@ -10,11 +10,11 @@ use super::error::DataverseError;
 use super::model::Opportunity;
 use super::query;
 
-/// What changed on the opportunity table since a delta link.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ChangeSet {
+/// What changed on a table since a delta link (the opportunity table unless named).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeSet<T = Opportunity> {
     /// New and updated rows (for a full sync: every row).
-    pub upserts: Vec<Opportunity>,
+    pub upserts: Vec<T>,
     /// Ids of deleted rows.
     pub deleted: Vec<String>,
     /// Where the next call resumes; store it only after the changes are handled.
@@ -22,6 +22,17 @@ pub struct ChangeSet {
     /// True when this read every row rather than a delta (first run or after expiry), so
     /// rows the caller knows of but that are absent here were deleted meanwhile.
     pub full: bool,
+}
+
+impl<T> Default for ChangeSet<T> {
+    fn default() -> Self {
+        ChangeSet {
+            upserts: Vec::new(),
+            deleted: Vec::new(),
+            delta_link: String::new(),
+            full: false,
+        }
+    }
 }
 
 impl DataverseClient {
@@ -33,17 +44,34 @@ impl DataverseClient {
         delta_link: Option<&str>,
         select: &[&str],
     ) -> Result<ChangeSet, DataverseError> {
-        const CALL: &str = "opportunity changes";
+        let columns = if select.is_empty() {
+            self.selects.opportunity()
+        } else {
+            select.join(",")
+        };
+        self.table_changes(
+            "opportunity changes",
+            "opportunities",
+            &columns,
+            delta_link,
+            |item| serde_json::from_value(item).map_err(|e| e.to_string()),
+        )
+        .await
+    }
+
+    /// The changes of the table `set` since `delta_link` (every row when `None`), each row
+    /// turned into a `T` by `parse` (its error text makes the read malformed).
+    pub(super) async fn table_changes<T>(
+        &self,
+        call: &str,
+        set: &str,
+        select: &str,
+        delta_link: Option<&str>,
+        parse: impl Fn(Value) -> Result<T, String>,
+    ) -> Result<ChangeSet<T>, DataverseError> {
         let first = match delta_link {
-            Some(link) => self.own_link(CALL, link)?,
-            None => {
-                let columns = if select.is_empty() {
-                    self.selects.opportunity()
-                } else {
-                    select.join(",")
-                };
-                super::client::selecting(self.url("opportunities"), &columns)
-            }
+            Some(link) => self.own_link(call, link)?,
+            None => super::client::selecting(self.url(set), select),
         };
         let prefer = query::prefer_track_changes(self.page_size);
         let mut set = ChangeSet {
@@ -54,38 +82,39 @@ impl DataverseClient {
         let mut pages = 0u32;
         while let Some(url) = next.take() {
             pages += 1;
-            let page: PageBody = self.get_json(CALL, NO_TARGET, url, Some(&prefer)).await?;
+            let page: PageBody = self.get_json(call, NO_TARGET, url, Some(&prefer)).await?;
             for item in page.value {
                 match deleted_id(&item) {
                     Some(id) => set.deleted.push(id),
-                    None => set.upserts.push(serde_json::from_value(item).map_err(|e| {
+                    None => set.upserts.push(parse(item).map_err(|reason| {
                         DataverseError::Malformed {
-                            call: CALL.into(),
-                            reason: e.to_string(),
+                            call: call.into(),
+                            reason,
                         }
                     })?),
                 }
             }
             match (page.next_link, page.delta_link) {
-                (Some(link), _) => next = Some(self.own_link(CALL, &link)?),
+                (Some(link), _) => next = Some(self.own_link(call, &link)?),
                 (None, Some(delta)) => {
-                    self.own_link(CALL, &delta)?;
+                    self.own_link(call, &delta)?;
                     set.delta_link = delta;
                 }
                 (None, None) => {
                     return Err(DataverseError::Malformed {
-                        call: CALL.into(),
+                        call: call.into(),
                         reason: "last page carries no @odata.deltaLink".into(),
                     })
                 }
             }
         }
         tracing::debug!(
+            call,
             pages,
             upserts = set.upserts.len(),
             deleted = set.deleted.len(),
             full = set.full,
-            "read opportunity changes"
+            "read changes"
         );
         Ok(set)
     }

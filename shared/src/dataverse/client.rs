@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use url::Url;
 
-use super::error::{DataverseError, DELTA_EXPIRED_TEXT};
+use super::error::{DataverseError, DELTA_EXPIRED_TEXT, TRACKING_OFF_TEXT};
 use super::model::{status_reason, Account, Contact, Opportunity};
 use super::query;
 use super::select::Selects;
@@ -738,6 +738,12 @@ async fn classify(
     let id = target.id.to_string();
     Err(match status {
         _ if message.contains(DELTA_EXPIRED_TEXT) => DataverseError::DeltaExpired,
+        StatusCode::BAD_REQUEST if message.to_ascii_lowercase().contains(TRACKING_OFF_TEXT) => {
+            DataverseError::TrackingOff {
+                call: call.to_string(),
+                message,
+            }
+        }
         // On a create, a 404 names a bound row that is missing, not the new row.
         StatusCode::NOT_FOUND if !target.entity.is_empty() && target.id != NEW_ROW => {
             DataverseError::NotFound { entity, id }

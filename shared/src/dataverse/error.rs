@@ -6,6 +6,8 @@ use crate::retry::CallError;
 
 /// The message Dataverse sends when a change-tracking token is past its lifetime.
 pub(crate) const DELTA_EXPIRED_TEXT: &str = "Version stamp associated with the client has expired";
+/// What Dataverse says (lower-cased) when a table's change tracking is off.
+pub(crate) const TRACKING_OFF_TEXT: &str = "change tracking is not enabled";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataverseError {
@@ -39,6 +41,9 @@ pub enum DataverseError {
     /// The change-tracking token is too old; drop it and sync everything again.
     #[error("change-tracking token expired; a full sync is needed")]
     DeltaExpired,
+    /// The table's "Track changes" is off: poll on `modifiedon` instead.
+    #[error("{call}: change tracking is off for the table: {message}")]
+    TrackingOff { call: String, message: String },
     #[error(transparent)]
     Call(#[from] CallError),
     #[error(transparent)]

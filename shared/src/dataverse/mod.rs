@@ -13,6 +13,7 @@ pub mod model;
 pub mod query;
 mod rows;
 mod select;
+mod solution_changes;
 mod solution_rows;
 
 pub use batch::{NewRow, PartAnswer};
@@ -23,4 +24,5 @@ pub use leads::{Lead, Qualify};
 pub use model::{Account, Contact, Opportunity};
 pub use rows::Currency;
 pub use select::Selects;
+pub use solution_changes::SolutionRowSeen;
 pub use solution_rows::RowWrite;

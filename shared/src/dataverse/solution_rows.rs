@@ -90,6 +90,11 @@ impl SolutionRows {
         })
     }
 
+    /// The table's names, as the mapping gives them.
+    pub(super) fn spec(&self) -> &SolutionsSpec {
+        &self.spec
+    }
+
     /// The solutions column's name (dropped from `$select` in this layout).
     pub(super) fn column(&self) -> &str {
         &self.column

@@ -20,6 +20,7 @@ pub mod poller;
 pub mod reconcile;
 pub mod referral_context;
 pub mod registration;
+pub mod solution_poller;
 pub mod wiring;
 
 pub use context::{Engine, SyncOptions};

@@ -28,9 +28,6 @@ pub const DELTA_STATE_KEY: &str = "outbound/opportunity-delta";
 /// The most messages one queue batch may carry (an SQS limit).
 const BATCH: usize = 10;
 
-/// What Dataverse says when the table's change tracking is off.
-const TRACKING_OFF_TEXT: &str = "change tracking is not enabled";
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PollReport {
     pub enqueued: usize,
@@ -137,11 +134,7 @@ async fn poll_delta(
         columns.referral_id.as_str(),
     ];
     let set = match dv.changes_or_resync(delta_link, &select).await {
-        Err(DataverseError::Invalid { message, .. })
-            if message.to_ascii_lowercase().contains(TRACKING_OFF_TEXT) =>
-        {
-            return Err(PollFailure::TrackingOff)
-        }
+        Err(DataverseError::TrackingOff { .. }) => return Err(PollFailure::TrackingOff),
         other => other?,
     };
     let mut messages: Vec<SyncMessage> = set

@@ -243,11 +243,24 @@ impl Runtime {
                     let leads = cosell::engine::lead_poller::poll_leads(&engine, outbound.as_ref())
                         .await
                         .map_err(|e| e.to_string())?;
-                    let leads = if leads > 0 {
+                    let rows = cosell::engine::solution_poller::poll_solution_rows(
+                        &engine.dv,
+                        store.as_ref(),
+                        outbound.as_ref(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    let mut leads = if leads > 0 {
                         format!("; queued {leads} changed leads")
                     } else {
                         String::new()
                     };
+                    if rows.enqueued > 0 {
+                        leads.push_str(&format!(
+                            "; queued {} opportunities whose solution rows changed",
+                            rows.enqueued
+                        ));
+                    }
                     Ok(
                         if report.enqueued + report.deleted > 0 || report.full_resync {
                             format!(

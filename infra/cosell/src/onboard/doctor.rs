@@ -463,6 +463,23 @@ async fn dataverse_checks(dv: &DataverseClient, config: &Config, out: &mut Vec<C
                 "check the application user's rights to read those tables",
             ),
         });
+        match dv.solution_rows_tracked().await {
+            Ok(Some(true)) => out.push(check(
+                "solution rows tracking",
+                Status::Ok,
+                "change tracking is on for the solution rows: added and removed rows are seen",
+            )),
+            Ok(Some(false)) => out.push(Check {
+                fix: Some("turn on Track changes for the solution rows' table (maker portal: the table's properties, Advanced options); it cannot be turned off again".into()),
+                ..check(
+                    "solution rows tracking",
+                    Status::Warn,
+                    "change tracking is off for the solution rows: the poller reads them by modifiedon and does not see a removed row until the opportunity changes",
+                )
+            }),
+            // The tables check above says what is wrong with a table that cannot be read.
+            Ok(None) | Err(_) => {}
+        }
     }
     let key_column = &config.columns.referral_id;
     out.push(match dv.alternate_keys(ENTITY).await {
