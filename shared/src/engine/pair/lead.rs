@@ -160,7 +160,7 @@ pub(super) async fn reconcile(
             })?,
     };
     if lead.state() == lead_state::QUALIFIED {
-        return qualified(engine, message, link, referral, lead, trail).await;
+        return qualified(engine, message, link, referral, trail).await;
     }
     if !flag_on(engine, &lead) {
         return linked::skip(engine, trail, "sync flag is off").await;
@@ -266,10 +266,8 @@ async fn qualified(
     message: &SyncMessage,
     link: Link,
     referral: Referral,
-    lead: Lead,
     trail: &mut Trail,
 ) -> Result<PairOutcome, Step> {
-    let _ = lead;
     let key = link.opportunity_id.clone();
     let Some(opp) = engine
         .dv
