@@ -30,6 +30,8 @@ pub struct LeadFigures {
     /// Leads the seller qualified (the pair now on the opportunity made).
     pub qualified: u64,
     pub disqualified: u64,
+    /// Of the qualified, those whose opportunity the seller won or lost at once.
+    pub closed_at_once: u64,
     /// Open leads, by the decision column.
     pub accepted: u64,
     pub declined: u64,
@@ -39,9 +41,10 @@ pub struct LeadFigures {
 impl LeadFigures {
     pub fn line(&self) -> String {
         format!(
-            "leads={} qualified={} disqualified={} lead_accepted={} lead_declined={} lead_undecided={}",
+            "leads={} qualified={} (closed_at_once={}) disqualified={} lead_accepted={} lead_declined={} lead_undecided={}",
             self.leads,
             self.qualified,
+            self.closed_at_once,
             self.disqualified,
             self.accepted,
             self.declined,
@@ -173,7 +176,26 @@ impl Simulation {
         };
         // Through the API (faults and all): an answer lost after the commit leaves the lead
         // qualified though the seller saw an error; the check reads what happened.
-        self.h.engine.dv.qualify_lead(&id, what).await.is_ok()
+        let Ok(made) = self.h.engine.dv.qualify_lead(&id, what).await else {
+            return false;
+        };
+        // Now and then the seller wins or loses the new opportunity at once, before the
+        // connector has seen the qualification (the lead poll runs later).
+        if self.rng.random_bool(0.2) {
+            if let Some((_, opp)) = made.iter().find(|(e, _)| e == "opportunity") {
+                let close = if self.rng.random_bool(0.6) {
+                    json!({"statecode": 1, "statuscode": 3})
+                } else {
+                    json!({"statecode": 2, "statuscode": 5})
+                };
+                let Value::Object(change) = close else {
+                    return true;
+                };
+                self.h.dv.user_update("opportunities", opp, change);
+                self.figures.leads.closed_at_once += 1;
+            }
+        }
+        true
     }
 
     /// Checks every lead referral; returns the ids of those whose pair is on a lead (the
