@@ -29,12 +29,15 @@ pub struct LeadFigures {
     pub leads: u64,
     /// Leads the seller qualified (the pair now on the opportunity made).
     pub qualified: u64,
+    /// Disqualified by the seller (not declined).
     pub disqualified: u64,
     /// Of the qualified, those whose opportunity the seller won or lost at once.
     pub closed_at_once: u64,
-    /// Open leads, by the decision column.
+    /// Open leads the seller accepted in the decision column.
     pub accepted: u64,
+    /// Leads the seller declined in the decision column (closed by the connector then).
     pub declined: u64,
+    /// Open leads with no answer yet.
     pub undecided: u64,
 }
 
@@ -344,8 +347,9 @@ impl Simulation {
             _ => false,
         };
         match (state, decision) {
+            // Declined in the decision column (and the lead closed by the connector).
+            (_, Some(DECLINE)) => self.figures.leads.declined += 1,
             (Some(OPEN), Some(ACCEPT)) => self.figures.leads.accepted += 1,
-            (Some(OPEN), Some(DECLINE)) => self.figures.leads.declined += 1,
             (Some(OPEN), _) => self.figures.leads.undecided += 1,
             _ => self.figures.leads.disqualified += 1,
         }
