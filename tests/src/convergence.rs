@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use cosell::audit::AuditQuery;
 use cosell::dataverse::Opportunity;
 use cosell::engine::intake::DEDUPE_TTL;
+use cosell::engine::lead_poller::poll_leads;
 use cosell::engine::{poller, reconcile, wiring};
 use cosell::mapping::{strip_checkmark, InboundContext};
 use cosell::partner_center::wire::DealValue;
@@ -29,13 +30,14 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 
+use crate::convergence_leads::{is_lead, LeadFigures};
 use crate::harness::{token_provider, Harness};
 use crate::knobs;
 use crate::queue_worker::QueueWorker;
 use crate::webhook_sink::{IntakeTarget, WebhookSink};
 
-const ACCEPT: i64 = 100_000_000;
-const DECLINE: i64 = 100_000_001;
+pub(crate) const ACCEPT: i64 = 100_000_000;
+pub(crate) const DECLINE: i64 = 100_000_001;
 /// Longer than the engine's per-attempt timeout below: the call times out and is retried.
 const TIMEOUT_DELAY_MS: u64 = 1_200;
 const SOLUTION: &str = "SOL-15974-MQF";
@@ -102,13 +104,15 @@ pub struct Figures {
     /// empty; a wrong value is a mismatch).
     pub microsoft_accepted: u64,
     pub microsoft_shown: u64,
+    /// What became of the leads (issue 24).
+    pub leads: LeadFigures,
     pub elapsed: Duration,
 }
 
 impl Figures {
     pub fn line(&self) -> String {
         format!(
-            "convergence: seed={} operations={} faults_injected={} retries={} dead_letters={} crashes={} failed_syncs={} failed_audit_entries={} referrals={} opportunities={} quiesce_rounds={} state_by_outbound_rule_only={} duplicates={} mismatches={} lost_edits={} microsoft_shown={}/{} elapsed={:.1?}\n  ops={:?}\n  faults={:?}",
+            "convergence: seed={} operations={} faults_injected={} retries={} dead_letters={} crashes={} failed_syncs={} failed_audit_entries={} referrals={} opportunities={} quiesce_rounds={} state_by_outbound_rule_only={} duplicates={} mismatches={} lost_edits={} microsoft_shown={}/{} elapsed={:.1?}\n  {}\n  ops={:?}\n  faults={:?}",
             self.seed,
             self.operations,
             self.faults_injected,
@@ -127,6 +131,7 @@ impl Figures {
             self.microsoft_shown,
             self.microsoft_accepted,
             self.elapsed,
+            self.leads.line(),
             self.ops_by_kind,
             self.faults_by_kind,
         )
@@ -137,9 +142,9 @@ pub struct Simulation {
     pub h: Harness,
     pub worker: QueueWorker,
     /// Microsoft and the sellers acting in Partner Center (not the connector's client).
-    user_pc: PartnerCenterClient,
+    pub(crate) user_pc: PartnerCenterClient,
     _sink: WebhookSink,
-    rng: StdRng,
+    pub(crate) rng: StdRng,
     pub figures: Figures,
     /// `(account, contact)` rows sellers pick customers from.
     customers: Vec<(String, String)>,
@@ -149,10 +154,10 @@ pub struct Simulation {
     started: Instant,
     /// The last value each side's user gave a field, in CRM terms, with its place in the
     /// run: (referral id or opportunity id, CRM column) -> (sequence, value).
-    edits: HashMap<(String, &'static str), (u64, Value)>,
+    pub(crate) edits: HashMap<(String, &'static str), (u64, Value)>,
     /// Values of user writes that failed but may have been applied (an injected fault can
     /// lose the answer to Microsoft's own write too), with their place in the run.
-    maybe_edits: HashMap<(String, &'static str), Vec<(u64, Value)>>,
+    pub(crate) maybe_edits: HashMap<(String, &'static str), Vec<(u64, Value)>>,
     /// Our referral id -> the CRM id of Microsoft's accepted referral in its engagement.
     microsoft: HashMap<String, String>,
 }
@@ -280,7 +285,7 @@ impl Simulation {
         }
     }
 
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.counter += 1;
         self.counter
     }
@@ -295,17 +300,23 @@ impl Simulation {
     async fn operation(&mut self) {
         let roll = self.rng.random_range(0..100);
         let (kind, done) = match roll {
-            0..=17 => ("new_referral", self.new_referral()),
-            18..=34 => ("edit_referral", self.edit_referral().await),
-            35..=42 => (
+            0..=15 => ("new_referral", self.new_referral()),
+            16..=30 => ("edit_referral", self.edit_referral().await),
+            31..=37 => (
                 "decide_in_partner_center",
                 self.decide_in_partner_center().await,
             ),
-            43..=57 => ("new_crm_opportunity", self.new_crm_opportunity()),
-            58..=79 => ("edit_crm_opportunity", self.edit_crm_opportunity()),
-            80..=89 => ("decide_in_crm", self.decide_in_crm()),
-            90..=95 => ("win_or_lose_in_crm", self.close_in_crm()),
-            _ => ("microsoft_accepts", self.microsoft_accepts()),
+            38..=50 => ("new_crm_opportunity", self.new_crm_opportunity()),
+            51..=69 => ("edit_crm_opportunity", self.edit_crm_opportunity()),
+            70..=78 => ("decide_in_crm", self.decide_in_crm()),
+            79..=83 => ("win_or_lose_in_crm", self.close_in_crm()),
+            84..=87 => ("microsoft_accepts", self.microsoft_accepts()),
+            // Leads: 12 in 100, taken evenly from the rest.
+            88..=91 => ("new_lead", self.new_lead()),
+            92..=94 => ("edit_lead_referral", self.edit_lead_referral().await),
+            95..=96 => ("decide_lead_in_crm", self.decide_lead()),
+            97 => ("disqualify_lead_in_crm", self.disqualify_lead()),
+            _ => ("qualify_lead_in_crm", self.qualify_lead().await),
         };
         self.count_op(kind, done);
     }
@@ -319,7 +330,7 @@ impl Simulation {
         true
     }
 
-    fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
+    pub(crate) fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
         if items.is_empty() {
             None
         } else {
@@ -332,7 +343,7 @@ impl Simulation {
             .pc
             .referrals()
             .into_iter()
-            .filter(|r| r["status"] != "Closed")
+            .filter(|r| r["status"] != "Closed" && !is_lead(r))
             .filter(|r| substatus.is_none_or(|s| r["substatus"] == s))
             .filter_map(|r| r["id"].as_str().map(str::to_string))
             .collect()
@@ -367,16 +378,28 @@ impl Simulation {
         };
         let etag = r.e_tag.clone().unwrap_or_default();
         let done = self.user_pc.put_referral(&id, &etag, &r).await.is_ok();
+        self.record_edit(id, edit.0, edit.1, done);
+        done
+    }
+
+    /// Logs Microsoft's edit of referral `id` (`column` in CRM terms): confirmed when
+    /// `done`, else one that may have been applied.
+    pub(crate) fn record_edit(
+        &mut self,
+        id: String,
+        column: &'static str,
+        value: Value,
+        done: bool,
+    ) {
         let seq = self.next();
         if done {
-            self.edits.insert((id, edit.0), (seq, edit.1));
+            self.edits.insert((id, column), (seq, value));
         } else {
             self.maybe_edits
-                .entry((id, edit.0))
+                .entry((id, column))
                 .or_default()
-                .push((seq, edit.1));
+                .push((seq, value));
         }
-        done
     }
 
     async fn decide_in_partner_center(&mut self) -> bool {
@@ -406,7 +429,7 @@ impl Simulation {
             .pc
             .referrals()
             .into_iter()
-            .filter(|r| r["direction"] == "Incoming" && r["status"] == "Active")
+            .filter(|r| r["direction"] == "Incoming" && r["status"] == "Active" && !is_lead(r))
             .filter_map(|r| {
                 Some((
                     r["id"].as_str()?.to_string(),
@@ -679,11 +702,13 @@ impl Simulation {
 
     async fn poll_and_sweep(&mut self) -> (usize, usize) {
         let engine = &self.worker.engine;
-        let polled =
+        let mut polled =
             poller::poll_opportunities(&engine.dv, &*self.h.store, &*self.h.queue, &engine.columns)
                 .await
                 .map(|r| r.enqueued)
                 .unwrap_or(0);
+        // Beside it, as the scheduled poller does: leads landed as leads.
+        polled += poll_leads(engine, &*self.h.queue).await.unwrap_or(0);
         // The overlap covers the whole run, so every referral is looked at again.
         let swept =
             reconcile::sweep_referrals(&engine.pc, &*self.h.store, &*self.h.queue, DEDUPE_TTL)
@@ -799,8 +824,14 @@ impl Simulation {
             }
         }
 
+        // Lead referrals: those whose pair is on a lead are checked there; a qualified
+        // one's pair is on its opportunity and goes on through the checks below.
+        let on_lead = self.check_leads(&referrals, &opps, &mut out).await;
         for raw in &referrals {
             let id = raw["id"].as_str().unwrap_or_default().to_string();
+            if on_lead.contains(&id) {
+                continue;
+            }
             let Some(list) = opps_by_referral.get(&id) else {
                 out.push(format!("referral {id} has no opportunity"));
                 continue;
@@ -929,7 +960,8 @@ impl Simulation {
 
 impl Simulation {
     /// Accounts with the same name and postal code, contacts with the same e-mail: each
-    /// extra row is a duplicate (the customers the run starts with are distinct).
+    /// extra row is a duplicate (the customers the run starts with are distinct). Rows a
+    /// seller's qualification made from a lead are the seller's, not the connector's.
     fn duplicate_parties(&self, out: &mut Vec<String>) -> u64 {
         let mut extra = 0;
         for (set, key) in [
@@ -938,6 +970,9 @@ impl Simulation {
         ] {
             let mut seen: HashMap<String, u64> = HashMap::new();
             for row in self.h.dv.rows(set) {
+                if !row["_originatingleadid_value"].is_null() {
+                    continue;
+                }
                 let k = format!("{}|{}", row[key[0]], row[key[1]]);
                 *seen.entry(k).or_default() += 1;
             }
@@ -955,7 +990,7 @@ impl Simulation {
     /// older value written back over it), unless the field holds the last edit of the side
     /// its `[conflict]` rule lets win (both sides edited it before a reconcile). `referral`
     /// is the referral's values in CRM terms.
-    fn lost_edits(
+    pub(crate) fn lost_edits(
         &self,
         referral_id: &str,
         opp_id: &str,
@@ -1014,7 +1049,7 @@ impl Simulation {
 
 /// Equal under the mapping's canonical forms: names without the checkmark, money to the
 /// cent, dates by their day.
-fn same(column: &str, want: &Value, have: &Value) -> bool {
+pub(crate) fn same(column: &str, want: &Value, have: &Value) -> bool {
     match column {
         "name" => {
             let w = want.as_str().map(|s| strip_checkmark(s).trim().to_string());

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests under `tests/tests/`.
 
 pub mod convergence;
+pub mod convergence_leads;
 pub mod crash_store;
 pub mod crm_rows;
 pub mod harness;

@@ -223,13 +223,31 @@ async fn qualifying_the_lead_accepts_the_referral_and_moves_the_pair_to_its_oppo
         .await
         .unwrap()
         .is_none());
+    // The write that flags the opportunity fills it with the referral's values (the deal
+    // value the lead had no column for): a seller's close right after cannot keep it empty.
     let opp = h.dv.row("opportunities", &opp_id).unwrap();
     assert_eq!(opp[&cols.sync_flag], json!(true));
     assert_eq!(opp[&cols.referral_id], json!(rid));
+    assert_eq!(opp["estimatedvalue"], json!(42000.0));
 
-    // The forwarded message reconciles the opportunity: the referral's deal value fills it.
+    // The forwarded message reconciles the opportunity: nothing is left to write there.
+    h.dv.reset_request_counts();
     let after = reconcile_pair(&h.engine, &to).await.unwrap();
-    assert!(matches!(after, PairOutcome::Updated { .. }), "{after:?}");
+    assert!(
+        matches!(
+            after,
+            PairOutcome::Unchanged { .. } | PairOutcome::Updated { .. }
+        ),
+        "{after:?}"
+    );
+    assert!(
+        !h.dv
+            .request_counts()
+            .keys()
+            .any(|k| k.starts_with("PATCH opportunities")),
+        "{:?}",
+        h.dv.request_counts()
+    );
     let opp = h.dv.row("opportunities", &opp_id).unwrap();
     assert_eq!(opp["estimatedvalue"], json!(42000.0));
 
@@ -424,4 +442,76 @@ async fn leads_land_as_opportunities_when_the_mapping_says_so_or_once_accepted()
         "{out:?}"
     );
     assert!(h.dv.rows("leads").is_empty());
+}
+
+/// The seller qualifies the lead and wins the new opportunity before the connector sees the
+/// qualification (a closed row is read-only): the move reopens it for the flag and the
+/// referral's values, closes it again as the seller did, and the referral follows the win.
+/// Found by the convergence run (a qualified opportunity closed before its fill kept no
+/// deal value).
+#[tokio::test]
+async fn a_lead_qualified_and_won_at_once_is_moved_filled_and_stays_won() {
+    let h = Harness::start().await;
+    let cols = h.config.columns.clone();
+    let (rid, lead_id) = landed_lead(&h, "Lead won at once").await;
+    microsoft_edits(
+        &h,
+        &rid,
+        &[PatchOp::add("/details/dealValue", json!(42000))],
+    )
+    .await;
+    let made = h
+        .engine
+        .dv
+        .qualify_lead(
+            &lead_id,
+            Qualify {
+                create_account: false,
+                create_contact: false,
+                create_opportunity: true,
+            },
+        )
+        .await
+        .unwrap();
+    let opp_id = made
+        .iter()
+        .find(|(e, _)| e == "opportunity")
+        .unwrap()
+        .1
+        .clone();
+    set(
+        &h,
+        "opportunities",
+        &opp_id,
+        json!({"statecode": 1, "statuscode": 3}),
+    );
+
+    let out = crm_change(&h, &lead_id).await;
+    let PairOutcome::Forwarded { to } = out else {
+        panic!("expected the message to go on to the opportunity, got {out:?}")
+    };
+    // Before the forwarded reconcile: flagged, filled, and won as the seller left it.
+    let opp = h.dv.row("opportunities", &opp_id).unwrap();
+    assert_eq!(opp[&cols.sync_flag], json!(true));
+    assert_eq!(opp[&cols.referral_id], json!(rid));
+    assert_eq!(opp["estimatedvalue"], json!(42000.0));
+    assert_eq!(
+        (opp["statecode"].clone(), opp["statuscode"].clone()),
+        (json!(1), json!(3))
+    );
+    assert_eq!(
+        h.store
+            .get_link_by_referral(&rid)
+            .await
+            .unwrap()
+            .unwrap()
+            .opportunity_id,
+        opp_id
+    );
+
+    reconcile_pair(&h.engine, &to).await.unwrap();
+    assert_eq!(status(&h, &rid), ("Closed".into(), "Won".into()));
+    let opp = h.dv.row("opportunities", &opp_id).unwrap();
+    assert_eq!(opp["statecode"], json!(1));
+    assert_eq!(opp["estimatedvalue"], json!(42000.0));
 }

@@ -2,8 +2,11 @@
 //! and won/lost, with injected faults (writes applied and their answers lost among them),
 //! ends with both sides in agreement: one opportunity per referral, one referral per synced
 //! opportunity, no duplicate account or contact, fields equal under the mapping, no edit
-//! undone by an older value, and every failure in the audit trail. CI runs a few hundred operations; set
-//! COSELL_CONVERGENCE_OPS for more and COSELL_CONVERGENCE_SEED to replay a seed.
+//! undone by an older value, and every failure in the audit trail. Leads (issue 24) too: one
+//! Dynamics 365 lead per lead referral showing its values, the referral answered as the
+//! seller answered the lead, and a qualified lead's pair moved to the opportunity made.
+//! CI runs a few hundred operations; set COSELL_CONVERGENCE_OPS for more and
+//! COSELL_CONVERGENCE_SEED to replay a seed.
 
 use cosell_tests::convergence::{RunConfig, Simulation};
 
@@ -52,6 +55,12 @@ async fn both_sides_converge_under_faults() {
     // The run must have exercised what it claims to.
     assert!(f.operations as usize == config.operations);
     assert!(f.faults_injected > 0 && f.referrals > 0 && f.opportunities > 0);
+    // Leads landed, were answered in the CRM and qualified.
+    assert!(
+        f.leads.leads > 0 && f.leads.qualified > 0,
+        "no lead qualified: {}",
+        f.leads.line()
+    );
     // Microsoft's side of co-sells (related referrals): taken up, and shown (a missed
     // related-referral webhook leaves one empty; a wrong one is a mismatch above).
     assert!(

@@ -13,13 +13,14 @@ use crate::dataverse::{DataverseError, Lead, Opportunity};
 use crate::engine::referral_context::referral_link;
 use crate::engine::{Engine, SyncError};
 use crate::mapping::lead::LeadHandling;
-use crate::mapping::FieldValues;
+use crate::mapping::{FieldValues, Transform};
 use crate::partner_center::{Referral, ReferralDirection, ReferralStatus};
 
+use super::merge::{self, CrmState};
 use super::moves::{self, Move};
-use super::sides::{self, opportunity_side, referral_side, referral_status};
+use super::sides::{self, closed_as, opportunity_side, referral_side, referral_status};
 use super::trail::Trail;
-use super::{decoration, linked, referral, Origin, PairOutcome, Step, SyncMessage};
+use super::{crm, decoration, linked, referral, Origin, PairOutcome, Step, SyncMessage};
 
 const DISQUALIFIED_REASON: &str = "Lead disqualified in the CRM";
 /// The mapped path that points Partner Center at the CRM row.
@@ -300,19 +301,17 @@ async fn qualified(
         body.insert(engine.columns.sync_flag.clone(), Value::Bool(true));
     }
     body.extend(decoration::in_sync(engine, &opp, &referral_id, shared));
+    // The referral's values go with the flag: once flagged the opportunity is the pair's,
+    // and a fill left to the forwarded reconcile stays pending for good when the seller
+    // closes the row (read-only) in between.
+    body.extend(fill(engine, &referral, &opp).await?);
     let opp = if body.is_empty() {
         opp
     } else {
-        let after = engine
-            .dv
-            .update_opportunity(&opp_id, opp.etag.as_deref(), &body)
-            .await
-            .map_err(|e| match e {
-                DataverseError::Conflict { .. } => {
-                    Step::Raced(format!("the qualified opportunity changed meanwhile: {e}"))
-                }
-                other => Step::Failed(other.into()),
-            })?;
+        // A row the seller won or lost before the move is reopened for the write and
+        // closed again as the seller closed it.
+        let state = closed_as(&opp).map_or(CrmState::Keep, CrmState::Move);
+        let after = crm::apply(engine, &opp, body, state, &referral, trail).await?;
         trail.crm_step("flag_opportunity");
         after
     };
@@ -338,6 +337,36 @@ async fn qualified(
     Ok(PairOutcome::Forwarded {
         to: message.forwarded_to(&opp_id),
     })
+}
+
+/// The opportunity columns the referral's values fill: what the forwarded reconcile would
+/// write from the moved base. Currency and solutions, which need rows looked up or written
+/// beside the row, are left to it.
+async fn fill(
+    engine: &Engine,
+    referral: &Referral,
+    opp: &Opportunity,
+) -> Result<Map<String, Value>, Step> {
+    let (pc_values, _) = referral_side(engine, referral);
+    let (dv_values, _) = opportunity_side(engine, opp).await?;
+    let base = moved_base(&pc_values, &dv_values);
+    let plan = merge::merge_fields(&engine.mapping, Some(&base), &pc_values, &dv_values);
+    let plain: FieldValues = plan
+        .to_crm
+        .into_iter()
+        .filter(|(path, _)| {
+            engine.mapping.pair_fields().any(|(f, _)| {
+                f.referral == *path
+                    && !matches!(f.transform, Transform::Currency | Transform::Solutions)
+            })
+        })
+        .collect();
+    Ok(engine.mapping.opportunity_body(
+        &plain,
+        &engine.columns,
+        &|_| None,
+        engine.options.checkmark,
+    ))
 }
 
 /// Stores the lead pair's link: the lead showing `fields`, the referral as read.
