@@ -148,10 +148,7 @@ async fn change_tracking_off_is_its_own_error() {
     let env = start_with(RetryPolicy::fast(), 5).await;
     assert!(env.standin.set_change_tracking("opportunities", false));
     let err = env.client.changes(None, &[]).await.unwrap_err();
-    assert!(
-        matches!(err, DataverseError::TrackingOff { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, DataverseError::TrackingOff { .. }), "{err:?}");
     env.standin.shutdown().await;
 }
 
