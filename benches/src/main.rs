@@ -59,6 +59,9 @@ struct Args {
     in_flight: usize,
 }
 
+/// The backfill size the >= 95% target is set for.
+const BACKFILL_TARGET_SIZE: usize = 10_000;
+
 struct Sizes {
     referrals: usize,
     opportunities: usize,
@@ -501,25 +504,36 @@ async fn backfill_section(sizes: &Sizes, table: &mut Table) -> anyhow::Result<()
     let r = backfill::run(sizes.backfill, sizes.backfill_rate, 16).await?;
     let (pc, dv) = r.fraction;
     let best = pc.max(dv);
-    table.check(
-        format!(
-            "throttled backfill of {}, answered / allowed (rate x time + burst)",
-            r.referrals
-        ),
-        format!(
-            "PC {:.0}/{:.0} req/s ({:.0}%), DV {:.0}/{:.0} req/s ({:.0}%), {:.1} s",
-            r.achieved.0,
-            r.allowed.0,
-            pc * 100.0,
-            r.achieved.1,
-            r.allowed.1,
-            dv * 100.0,
-            r.elapsed.as_secs_f64()
-        ),
-        ">= 95%",
-        format!("{:.2}x", best / 0.95),
-        best >= 0.95,
+    let name = format!(
+        "throttled backfill of {}, answered / allowed (rate x time + burst)",
+        r.referrals
     );
+    let figure = format!(
+        "PC {:.0}/{:.0} req/s ({:.0}%), DV {:.0}/{:.0} req/s ({:.0}%), {:.1} s",
+        r.achieved.0,
+        r.allowed.0,
+        pc * 100.0,
+        r.achieved.1,
+        r.allowed.1,
+        dv * 100.0,
+        r.elapsed.as_secs_f64()
+    );
+    // The target is the 10,000: in a shorter run (--quick) the first second's ramp-up
+    // weighs ten times as much, so the figure is shown without a verdict.
+    if r.referrals >= BACKFILL_TARGET_SIZE {
+        table.check(
+            name,
+            figure,
+            ">= 95%",
+            format!("{:.2}x", best / 0.95),
+            best >= 0.95,
+        );
+    } else {
+        table.info(
+            name,
+            format!("{figure}; the >= 95% target is for {BACKFILL_TARGET_SIZE}"),
+        );
+    }
     table.info(
         "throttled backfill: 429s answered",
         format!("PC {}, DV {}", r.throttled.0, r.throttled.1),
