@@ -52,6 +52,28 @@ async fn landed_lead(h: &Harness, name: &str) -> (String, String) {
     }
 }
 
+/// The seller qualifies the lead (`QualifyLead`, always making an opportunity); the
+/// opportunity made.
+async fn seller_qualifies(h: &Harness, lead_id: &str, account: bool, contact: bool) -> String {
+    let made = h
+        .engine
+        .dv
+        .qualify_lead(
+            lead_id,
+            Qualify {
+                create_account: account,
+                create_contact: contact,
+                create_opportunity: true,
+            },
+        )
+        .await
+        .expect("the seller qualifies the lead");
+    made.into_iter()
+        .find(|(e, _)| e == "opportunity")
+        .map(|(_, id)| id)
+        .expect("an opportunity made")
+}
+
 fn set(h: &Harness, set: &str, id: &str, changes: Value) {
     let Value::Object(m) = changes else { panic!() };
     h.dv.user_update(set, id, m).expect("row exists");
@@ -188,24 +210,7 @@ async fn qualifying_the_lead_accepts_the_referral_and_moves_the_pair_to_its_oppo
         &[PatchOp::add("/details/dealValue", json!(42000))],
     )
     .await;
-    let made = h
-        .engine
-        .dv
-        .qualify_lead(
-            &lead_id,
-            Qualify {
-                create_account: true,
-                create_contact: true,
-                create_opportunity: true,
-            },
-        )
-        .await
-        .expect("the seller qualifies the lead");
-    let opp_id = made
-        .iter()
-        .find(|(e, _)| e == "opportunity")
-        .map(|(_, id)| id.clone())
-        .expect("an opportunity made");
+    let opp_id = seller_qualifies(&h, &lead_id, true, true).await;
 
     let out = crm_change(&h, &lead_id).await;
     let PairOutcome::Forwarded { to } = out else {
@@ -286,25 +291,7 @@ async fn qualifying_the_lead_accepts_the_referral_and_moves_the_pair_to_its_oppo
 async fn a_move_cut_short_is_finished_by_the_retry() {
     let h = Harness::start().await;
     let (rid, lead_id) = landed_lead(&h, "Lead whose move fails").await;
-    let made = h
-        .engine
-        .dv
-        .qualify_lead(
-            &lead_id,
-            Qualify {
-                create_account: true,
-                create_contact: false,
-                create_opportunity: true,
-            },
-        )
-        .await
-        .unwrap();
-    let opp_id = made
-        .iter()
-        .find(|(e, _)| e == "opportunity")
-        .unwrap()
-        .1
-        .clone();
+    let opp_id = seller_qualifies(&h, &lead_id, true, false).await;
     // The referral is accepted, then flagging the opportunity fails (a plug-in's 400).
     h.dv.reject_writes(dataverse_standin::WriteRejection {
         set: "opportunities".into(),
@@ -460,25 +447,7 @@ async fn a_lead_qualified_and_won_at_once_is_moved_filled_and_stays_won() {
         &[PatchOp::add("/details/dealValue", json!(42000))],
     )
     .await;
-    let made = h
-        .engine
-        .dv
-        .qualify_lead(
-            &lead_id,
-            Qualify {
-                create_account: false,
-                create_contact: false,
-                create_opportunity: true,
-            },
-        )
-        .await
-        .unwrap();
-    let opp_id = made
-        .iter()
-        .find(|(e, _)| e == "opportunity")
-        .unwrap()
-        .1
-        .clone();
+    let opp_id = seller_qualifies(&h, &lead_id, false, false).await;
     set(
         &h,
         "opportunities",

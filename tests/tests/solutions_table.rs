@@ -4,6 +4,8 @@
 //! the rows; our own writes come back as no change; a co-sell without rows is refused
 //! before anything is sent. Engine through both stand-ins.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use cosell::engine::{reconcile_pair, Origin, PairOutcome, SyncMessage};
@@ -15,6 +17,7 @@ use dataverse_standin::solution_tables::{
     CATALOGUE_SET, CHILD_CATALOGUE, CHILD_OPPORTUNITY, CHILD_SET,
 };
 use serde_json::{json, Map, Value};
+use support::drain::drain;
 
 fn obj(v: Value) -> Map<String, Value> {
     v.as_object().expect("object literal").clone()
@@ -399,26 +402,11 @@ async fn what_the_table_layout_costs_per_case() {
 
 /// The messages queued since the last call, acknowledged.
 async fn drained(h: &Harness) -> Vec<SyncMessage> {
-    use cosell::queue::Queue;
-    let mut out = Vec::new();
-    loop {
-        let got = h
-            .queue
-            .receive(
-                10,
-                std::time::Duration::from_secs(60),
-                std::time::Duration::ZERO,
-            )
-            .await
-            .unwrap();
-        if got.is_empty() {
-            return out;
-        }
-        for m in got {
-            h.queue.ack(&m.receipt).await.unwrap();
-            out.push(SyncMessage::parse(&m.body).unwrap());
-        }
-    }
+    drain(h.queue.as_ref())
+        .await
+        .iter()
+        .map(|body| SyncMessage::parse(body).unwrap())
+        .collect()
 }
 
 /// Both CRM polls, as the scheduled poll task runs them: (opportunity messages, solution

@@ -32,6 +32,17 @@ fn settings(s: &Standins, dir: &Path, solutions: &str) -> Settings {
     Settings::Pairs(overlay(s.settings(&dir.join("data")), &more))
 }
 
+/// The doctor's JSON report's check named `name`.
+fn named_check(report: &Value, name: &str) -> Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {report}"))
+        .clone()
+}
+
 #[tokio::test]
 async fn setup_checks_the_tables_and_leaves_the_text_column_out() {
     let s = fresh_org().await;
@@ -92,13 +103,7 @@ async fn tables_the_org_lacks_are_named_and_nothing_is_changed() {
     let doctor = run_args(&["doctor", "--output", "json"], &cfg).await;
     let report: Value =
         serde_json::from_str(&doctor.stdout).unwrap_or_else(|e| panic!("{e}: {doctor:?}"));
-    let check = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "solution tables")
-        .unwrap_or_else(|| panic!("no solution tables check in {report}"))
-        .clone();
+    let check = named_check(&report, "solution tables");
     assert_eq!(check["status"], "problem", "{check}");
     assert!(
         check["detail"]
@@ -119,15 +124,7 @@ async fn doctor_warns_when_the_rows_table_tracks_no_changes() {
     let cfg = settings(&s, dir.path(), "");
     let out = run_args(&["setup", "dataverse", "--key-poll", "50ms"], &cfg).await;
     assert_eq!(out.exit, Exit::Ok, "{out:?}");
-    let tracking = |report: &Value| {
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "solution rows tracking")
-            .unwrap_or_else(|| panic!("no solution rows tracking check in {report}"))
-            .clone()
-    };
+    let tracking = |report: &Value| named_check(report, "solution rows tracking");
     let doctor = run_args(&["doctor", "--output", "json"], &cfg).await;
     let report: Value = serde_json::from_str(&doctor.stdout).unwrap();
     assert_eq!(tracking(&report)["status"], "ok", "{report}");

@@ -29,6 +29,13 @@ struct Names {
     lookup_value: String,
 }
 
+impl Names {
+    /// The columns every read of the rows selects.
+    fn select(&self) -> String {
+        format!("{},{},modifiedon", self.key, self.lookup_value)
+    }
+}
+
 impl DataverseClient {
     /// True when the mapping keeps solutions as rows, whose changes are polled apart.
     pub fn tracks_solution_rows(&self) -> bool {
@@ -69,11 +76,10 @@ impl DataverseClient {
         names: &Names,
         delta_link: Option<&str>,
     ) -> Result<ChangeSet<SolutionRowSeen>, DataverseError> {
-        let select = format!("{},{},modifiedon", names.key, names.lookup_value);
         self.table_changes(
             "solution row changes",
             &names.set,
-            &select,
+            &names.select(),
             delta_link,
             |v| seen(names, &v).ok_or_else(|| format!("a row without its key {}", names.key)),
         )
@@ -114,10 +120,7 @@ impl DataverseClient {
         };
         let mut url = self.url(&names.set);
         url.query_pairs_mut()
-            .append_pair(
-                "$select",
-                &format!("{},{},modifiedon", names.key, names.lookup_value),
-            )
+            .append_pair("$select", &names.select())
             .append_pair(
                 "$filter",
                 &format!("modifiedon ge {}", query::datetime(watermark)),

@@ -9,7 +9,7 @@
 use time::OffsetDateTime;
 
 use crate::engine::messages::SyncMessage;
-use crate::engine::poller::{parse_time, past_watermark, send_all, to_json, DeltaState};
+use crate::engine::poller::{parse_time, past_watermark, send_all, to_json, Cursor};
 use crate::engine::{Engine, SyncError};
 use crate::mapping::lead::LeadHandling;
 use crate::queue::Queue;
@@ -23,12 +23,8 @@ pub async fn poll_leads(engine: &Engine, outbound: &dyn Queue) -> Result<usize, 
         return Ok(0);
     }
     let store = engine.store.as_ref();
-    let stored = store.get_state(LEAD_WATERMARK_KEY).await?;
-    let version = stored.as_ref().map(|(_, v)| *v);
-    let state: DeltaState = stored
-        .as_ref()
-        .and_then(|(v, _)| serde_json::from_str(v).ok())
-        .unwrap_or_default();
+    let cursor = Cursor::load(store, LEAD_WATERMARK_KEY).await?;
+    let state = &cursor.state;
     let mark = state.watermark.as_deref().and_then(parse_time);
     let select = engine.mapping.lead_select(&engine.columns);
     let rows = engine
@@ -39,7 +35,7 @@ pub async fn poll_leads(engine: &Engine, outbound: &dyn Queue) -> Result<usize, 
             &select,
         )
         .await?;
-    let (fresh, next) = past_watermark(&state, &rows, |lead| {
+    let (fresh, next) = past_watermark(state, &rows, |lead| {
         let id = lead.leadid.as_deref()?;
         let modified = lead.modifiedon.as_deref().and_then(parse_time)?;
         Some((
@@ -58,10 +54,7 @@ pub async fn poll_leads(engine: &Engine, outbound: &dyn Queue) -> Result<usize, 
         })
         .collect();
     send_all(outbound, &messages).await?;
-    let next = to_json(&next);
-    if stored.as_ref().map(|(v, _)| v.as_str()) != Some(next.as_str()) {
-        store.put_state(LEAD_WATERMARK_KEY, &next, version).await?;
-    }
+    cursor.save(store, &to_json(&next)).await?;
     tracing::info!(enqueued = messages.len(), "lead poll done");
     Ok(messages.len())
 }

@@ -19,7 +19,7 @@ use crate::engine::disposition::queued;
 use crate::engine::messages::SyncMessage;
 use crate::engine::SyncError;
 use crate::queue::{OutMessage, Queue};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::telemetry::{self, Source};
 
 /// Sync-state key of the opportunity delta link (or `modifiedon` watermark).
@@ -56,19 +56,10 @@ pub async fn poll_opportunities(
     outbound: &dyn Queue,
     columns: &ColumnNames,
 ) -> Result<PollReport, SyncError> {
-    let stored = store.get_state(DELTA_STATE_KEY).await?;
-    let version = stored.as_ref().map(|(_, v)| *v);
-    let state = match &stored {
-        Some((value, _)) => serde_json::from_str::<DeltaState>(value).unwrap_or_else(|e| {
-            // A full read is always safe (outbound sync skips what it already wrote).
-            tracing::warn!(error = %e, "stored delta state unreadable; doing a full read");
-            DeltaState::default()
-        }),
-        None => DeltaState::default(),
-    };
-
+    let cursor = Cursor::load(store, DELTA_STATE_KEY).await?;
+    let state = &cursor.state;
     let (report, next) = if state.delta_link.is_none() && state.watermark.is_some() {
-        poll_modified(dv, outbound, columns, &state).await?
+        poll_modified(dv, outbound, columns, state).await?
     } else {
         match poll_delta(dv, store, outbound, columns, state.delta_link.as_deref()).await {
             Err(PollFailure::TrackingOff) => {
@@ -82,10 +73,7 @@ pub async fn poll_opportunities(
         }
     };
 
-    if stored.as_ref().map(|(v, _)| v.as_str()) != Some(next.as_str()) {
-        // Conditional: a concurrent poller that got here first wins; ours retries.
-        store.put_state(DELTA_STATE_KEY, &next, version).await?;
-    }
+    cursor.save(store, &next).await?;
     telemetry::record::poll_done(Source::OpportunityPoll, report.enqueued, None);
     tracing::info!(
         enqueued = report.enqueued,
@@ -96,14 +84,51 @@ pub async fn poll_opportunities(
     Ok(report)
 }
 
-enum PollFailure {
+/// A poll's cursor as stored: the value read, its version, and the state parsed from it.
+pub(crate) struct Cursor {
+    key: &'static str,
+    stored: Option<(String, u64)>,
+    pub state: DeltaState,
+}
+
+impl Cursor {
+    pub(crate) async fn load(store: &dyn Store, key: &'static str) -> Result<Cursor, StoreError> {
+        let stored = store.get_state(key).await?;
+        let state = match &stored {
+            Some((value, _)) => serde_json::from_str::<DeltaState>(value).unwrap_or_else(|e| {
+                // A full read is always safe (outbound sync skips what it already wrote).
+                tracing::warn!(key, error = %e, "stored poll state unreadable; doing a full read");
+                DeltaState::default()
+            }),
+            None => DeltaState::default(),
+        };
+        Ok(Cursor { key, stored, state })
+    }
+
+    /// Stores `next` (JSON) unless it is what was read. Conditional on the version read: a
+    /// concurrent poll that got here first wins, and ours fails to be retried.
+    pub(crate) async fn save(&self, store: &dyn Store, next: &str) -> Result<(), StoreError> {
+        if self.stored.as_ref().map(|(v, _)| v.as_str()) != Some(next) {
+            let version = self.stored.as_ref().map(|(_, v)| *v);
+            store.put_state(self.key, next, version).await?;
+        }
+        Ok(())
+    }
+}
+
+/// How a change-tracking poll fails: the table's tracking is off (poll on `modifiedon`), or
+/// as any sync step does.
+pub(crate) enum PollFailure {
     TrackingOff,
     Sync(SyncError),
 }
 
 impl From<DataverseError> for PollFailure {
     fn from(e: DataverseError) -> Self {
-        PollFailure::Sync(e.into())
+        match e {
+            DataverseError::TrackingOff { .. } => PollFailure::TrackingOff,
+            other => PollFailure::Sync(other.into()),
+        }
     }
 }
 
@@ -113,8 +138,8 @@ impl From<SyncError> for PollFailure {
     }
 }
 
-impl From<crate::store::StoreError> for PollFailure {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<StoreError> for PollFailure {
+    fn from(e: StoreError) -> Self {
         PollFailure::Sync(e.into())
     }
 }
@@ -133,10 +158,7 @@ async fn poll_delta(
         columns.sync_flag.as_str(),
         columns.referral_id.as_str(),
     ];
-    let set = match dv.changes_or_resync(delta_link, &select).await {
-        Err(DataverseError::TrackingOff { .. }) => return Err(PollFailure::TrackingOff),
-        other => other?,
-    };
+    let set = dv.changes_or_resync(delta_link, &select).await?;
     let mut messages: Vec<SyncMessage> = set
         .upserts
         .iter()

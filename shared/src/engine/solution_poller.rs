@@ -17,9 +17,11 @@ use std::collections::BTreeSet;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 
-use crate::dataverse::{DataverseClient, DataverseError, SolutionRowSeen};
+use crate::dataverse::{DataverseClient, SolutionRowSeen};
 use crate::engine::messages::SyncMessage;
-use crate::engine::poller::{parse_time, past_watermark, send_all, to_json, DeltaState};
+use crate::engine::poller::{
+    parse_time, past_watermark, send_all, to_json, Cursor, DeltaState, PollFailure,
+};
 use crate::engine::SyncError;
 use crate::queue::Queue;
 use crate::store::{Store, StoreError};
@@ -54,52 +56,23 @@ pub async fn poll_solution_rows(
     if !dv.tracks_solution_rows() {
         return Ok(SolutionPollReport::default());
     }
-    let stored = store.get_state(SOLUTION_ROWS_STATE_KEY).await?;
-    let version = stored.as_ref().map(|(_, v)| *v);
-    let state: DeltaState = stored
-        .as_ref()
-        .and_then(|(v, _)| serde_json::from_str(v).ok())
-        .unwrap_or_default();
-
+    let cursor = Cursor::load(store, SOLUTION_ROWS_STATE_KEY).await?;
+    let state = &cursor.state;
     let (report, next) = if state.delta_link.is_none() && state.watermark.is_some() {
-        poll_modified(dv, outbound, &state).await?
+        poll_modified(dv, outbound, state).await?
     } else {
-        match dv.solution_row_changes(state.delta_link.as_deref()).await {
-            Err(DataverseError::TrackingOff { .. }) => {
+        match poll_tracked(dv, store, outbound, state.delta_link.as_deref()).await {
+            Err(PollFailure::TrackingOff) => {
                 tracing::warn!(
                     "change tracking is off for the solution rows; polling on modifiedon (removed rows are not seen)"
                 );
                 poll_modified(dv, outbound, &DeltaState::default()).await?
             }
-            Err(e) => return Err(e.into()),
-            Ok(set) => {
-                let mut opportunities = remember(store, &set.upserts).await?;
-                for row in &set.deleted {
-                    if let Some((opportunity, _)) = store.get_state(&row_key(row)).await? {
-                        opportunities.insert(opportunity);
-                    }
-                }
-                let messages = messages(opportunities);
-                send_all(outbound, &messages).await?;
-                let next = DeltaState {
-                    delta_link: Some(set.delta_link),
-                    ..DeltaState::default()
-                };
-                let report = SolutionPollReport {
-                    enqueued: messages.len(),
-                    rows: set.upserts.len(),
-                    deleted_rows: set.deleted.len(),
-                    full: set.full,
-                };
-                (report, to_json(&next))
-            }
+            Err(PollFailure::Sync(e)) => return Err(e),
+            Ok(done) => done,
         }
     };
-    if stored.as_ref().map(|(v, _)| v.as_str()) != Some(next.as_str()) {
-        store
-            .put_state(SOLUTION_ROWS_STATE_KEY, &next, version)
-            .await?;
-    }
+    cursor.save(store, &next).await?;
     tracing::info!(
         enqueued = report.enqueued,
         rows = report.rows,
@@ -108,6 +81,36 @@ pub async fn poll_solution_rows(
         "solution row poll done"
     );
     Ok(report)
+}
+
+/// Change tracking on the child table: the rows' opportunities, a removed row's by what was
+/// remembered of it.
+async fn poll_tracked(
+    dv: &DataverseClient,
+    store: &dyn Store,
+    outbound: &dyn Queue,
+    delta_link: Option<&str>,
+) -> Result<(SolutionPollReport, String), PollFailure> {
+    let set = dv.solution_row_changes(delta_link).await?;
+    let mut opportunities = remember(store, &set.upserts).await?;
+    for row in &set.deleted {
+        if let Some((opportunity, _)) = store.get_state(&row_key(row)).await? {
+            opportunities.insert(opportunity);
+        }
+    }
+    let messages = messages(opportunities);
+    send_all(outbound, &messages).await?;
+    let next = DeltaState {
+        delta_link: Some(set.delta_link),
+        ..DeltaState::default()
+    };
+    let report = SolutionPollReport {
+        enqueued: messages.len(),
+        rows: set.upserts.len(),
+        deleted_rows: set.deleted.len(),
+        full: set.full,
+    };
+    Ok((report, to_json(&next)))
 }
 
 /// `modifiedon ge watermark` on the child table (no deletes).

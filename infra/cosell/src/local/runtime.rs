@@ -250,13 +250,14 @@ impl Runtime {
                     )
                     .await
                     .map_err(|e| e.to_string())?;
-                    let mut leads = if leads > 0 {
+                    // What the lead and row polls queued, after the opportunity poll's line.
+                    let mut others = if leads > 0 {
                         format!("; queued {leads} changed leads")
                     } else {
                         String::new()
                     };
                     if rows.enqueued > 0 {
-                        leads.push_str(&format!(
+                        others.push_str(&format!(
                             "; queued {} opportunities whose solution rows changed",
                             rows.enqueued
                         ));
@@ -272,9 +273,9 @@ impl Runtime {
                                 } else {
                                     ""
                                 }
-                            ) + &leads
+                            ) + &others
                         } else {
-                            leads
+                            others
                         },
                     )
                 }
